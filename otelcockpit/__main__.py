@@ -1,0 +1,3 @@
+from otelcockpit.cli import main
+
+raise SystemExit(main())

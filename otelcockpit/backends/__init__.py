@@ -1,0 +1,39 @@
+"""Backends: where a fleet lives. Each one is a FleetBackend; ``make_backend`` picks one from settings."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from otelcockpit.backends.base import Change, FleetBackend, PushResult, ReadOnlyBackend
+from otelcockpit.errors import UsageError
+
+if TYPE_CHECKING:
+    from otelcockpit.settings import Settings
+
+# backend name -> "module:factory"; factories take Settings and return a FleetBackend.
+FACTORIES = {
+    "demo": "otelcockpit.backends.demo:from_settings",
+    "fleet-management": "otelcockpit.backends.fleet_management:from_settings",
+    "opamp": "otelcockpit.backends.opamp:from_settings",
+}
+
+
+def make_backend(settings: Settings, *, wrap_read_only: bool = True, **kwargs: object) -> FleetBackend:
+    target = FACTORIES.get(settings.backend)
+    if target is None:
+        raise UsageError(f"unknown backend {settings.backend!r}")
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise UsageError(f"the {settings.backend} backend is not available in this build") from None
+        raise
+    backend: FleetBackend = getattr(module, attr)(settings, **kwargs)
+    if wrap_read_only and settings.read_only:
+        return ReadOnlyBackend(backend)  # type: ignore[return-value]
+    return backend
+
+
+__all__ = ["Change", "FleetBackend", "PushResult", "ReadOnlyBackend", "make_backend"]

@@ -1,0 +1,108 @@
+"""The backend contract: where a fleet lives.
+
+A backend produces immutable :class:`FleetSnapshot` objects and, where it has the ``push``
+capability, applies :class:`Change` objects. A backend never fakes success: when its source
+is down it returns its last snapshot marked stale, and refuses pushes until data is fresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from otelcockpit.errors import PushRefused, ReadOnlyError
+from otelcockpit.fleet.model import FleetSnapshot, Revision
+
+# Change kinds every pushing backend understands.
+PIPELINE_UPSERT = "pipeline.upsert"  # payload: {"pipeline": Pipeline}
+PIPELINE_DELETE = "pipeline.delete"  # payload: {"name": str}
+PIPELINE_SET_ENABLED = "pipeline.set_enabled"  # payload: {"name": str, "enabled": bool}
+COLLECTOR_SET_ENABLED = "collector.set_enabled"  # payload: {"ids": [str], "enabled": bool}
+COLLECTOR_SET_REMOTE_ATTRIBUTES = "collector.set_remote_attributes"  # {"ids": [...], "set": {k: v}, "remove": [k]}
+
+CHANGE_KINDS = (
+    PIPELINE_UPSERT,
+    PIPELINE_DELETE,
+    PIPELINE_SET_ENABLED,
+    COLLECTOR_SET_ENABLED,
+    COLLECTOR_SET_REMOTE_ATTRIBUTES,
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    author: str = ""
+    note: str = ""
+
+    def describe(self) -> str:
+        p = self.payload
+        if self.kind == PIPELINE_UPSERT:
+            return f"upsert pipeline {p['pipeline'].name}"
+        if self.kind == PIPELINE_DELETE:
+            return f"delete pipeline {p['name']}"
+        if self.kind == PIPELINE_SET_ENABLED:
+            return f"{'enable' if p['enabled'] else 'disable'} pipeline {p['name']}"
+        if self.kind == COLLECTOR_SET_ENABLED:
+            return f"{'enable' if p['enabled'] else 'disable'} {len(p['ids'])} collector(s)"
+        if self.kind == COLLECTOR_SET_REMOTE_ATTRIBUTES:
+            return f"set remote attributes on {len(p['ids'])} collector(s)"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class PushResult:
+    ok: bool
+    message: str
+    revision_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class FleetBackend(Protocol):
+    name: str
+    capabilities: frozenset[str]  # "read", "push", "health", "effective_config", "revisions", "events"
+
+    async def snapshot(self) -> FleetSnapshot: ...
+
+    async def push(self, change: Change) -> PushResult: ...
+
+    async def revisions(self, pipeline: str) -> tuple[Revision, ...]: ...
+
+    async def close(self) -> None: ...
+
+
+class ReadOnlyBackend:
+    """Wraps a backend and refuses every write: the second guard behind the TUI's gating."""
+
+    def __init__(self, inner: FleetBackend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.capabilities = frozenset(c for c in inner.capabilities if c != "push") | {"read-only"}
+
+    async def snapshot(self) -> FleetSnapshot:
+        return await self.inner.snapshot()
+
+    async def push(self, change: Change) -> PushResult:
+        raise ReadOnlyError(f"read-only: refused to {change.describe()}")
+
+    async def revisions(self, pipeline: str) -> tuple[Revision, ...]:
+        return await self.inner.revisions(pipeline)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, item: str) -> Any:
+        # Read helpers of the inner backend stay reachable (attributes(), pipeline detail ...);
+        # anything that writes goes through push() and is refused above.
+        return getattr(self.inner, item)
+
+
+def refuse_if_stale(snapshot: FleetSnapshot | None) -> None:
+    """Pushes are refused until fresh data arrives (never act on stale data)."""
+    if snapshot is None:
+        raise PushRefused("refused: no data from the backend yet")
+    if snapshot.stale:
+        raise PushRefused(f"refused: the fleet data is stale ({snapshot.stale_reason}); wait for fresh data")

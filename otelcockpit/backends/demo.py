@@ -1,0 +1,591 @@
+"""The demo backend: the embedded Northwind News organisation and a seeded simulator.
+
+The fleet is expanded from ``fixtures/demo/fleet.yaml`` (groups of collectors) and
+``pipelines.yaml`` (pipelines with their revisions). A simulator moves it: collectors go
+stale and come back, health degrades and recovers, pushed pipelines apply after a delay and
+a few fail. Everything is a function of the seed and of the clock readings the backend is
+given, so the same seed and clock give the same screens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from otelcockpit.backends.base import (
+    COLLECTOR_SET_ENABLED,
+    COLLECTOR_SET_REMOTE_ATTRIBUTES,
+    PIPELINE_DELETE,
+    PIPELINE_SET_ENABLED,
+    PIPELINE_UPSERT,
+    Change,
+    PushResult,
+    refuse_if_stale,
+)
+from otelcockpit.errors import ConfigError, UsageError
+from otelcockpit.fleet.matchers import MatcherError, compile_matchers
+from otelcockpit.fleet.matching import PipelineMatcher
+from otelcockpit.fleet.model import (
+    BackendHealth,
+    Collector,
+    CollectorType,
+    ConfigStatus,
+    FleetSnapshot,
+    Health,
+    Operation,
+    Pipeline,
+    RemoteConfig,
+    Revision,
+    utcnow,
+)
+from otelcockpit.resources import demo_dir
+from otelcockpit.yamlio import load_yaml, where
+
+TICK_SECONDS = 2.0
+POLL_SECONDS = 300  # how often a demo collector checks in (Alloy poll_frequency = "5m")
+DEFAULT_EPOCH = datetime.fromisoformat("2026-11-20T09:00:00+00:00")
+
+_REL = re.compile(r"^-(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+FAILURE_MESSAGES = (
+    "component \"otelcol.exporter.otlphttp\" failed to start: dial tcp 10.2.3.4:4318: connect: connection refused",
+    "loading config: 3:5: unrecognized attribute name \"scrape_intervall\"",
+    "prometheus.remote_write: 401 Unauthorized: invalid scope requested",
+    "error decoding 'processors': unknown type: \"tail_samplingg\"",
+    "Config apply timeout exceeded",
+)
+DEGRADED_MESSAGES = (
+    "queue is full: dropping data (otelcol_exporter_queue_size 5000/5000)",
+    "scrape of prometheus.exporter.unix.host took 12.4s (interval 30s)",
+    "memory_limiter: soft limit reached, refusing data",
+)
+UNHEALTHY_MESSAGES = (
+    "exporter otlphttp: 503 Service Unavailable (retrying for 5m)",
+    "pipeline traces: receiver otlp not ready: bind: address already in use",
+    "OOMKilled: container restarted 4 times in 10m",
+)
+
+
+def relative_time(value: Any, epoch: datetime, origin: str) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    text = str(value).strip()
+    m = _REL.match(text)
+    if m and any(m.groups()):
+        d, h, mi, s = (int(x) if x else 0 for x in m.groups())
+        return epoch - timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{origin}: bad time {text!r} (use -3d, -2h30m or RFC 3339)") from None
+    return ts
+
+
+def _h(*parts: object) -> int:
+    """A stable 64-bit hash (Python's hash() is salted per process)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _weighted(options: Mapping[str, int], roll: int) -> str:
+    total = sum(options.values())
+    pick = roll % total
+    for value, weight in options.items():
+        if pick < weight:
+            return value
+        pick -= weight
+    return next(iter(options))
+
+
+@dataclass(frozen=True)
+class Group:
+    prefix: str
+    count: int
+    type: CollectorType
+    versions: Mapping[str, int]
+    arch: Mapping[str, int]
+    kernel: str
+    local: Mapping[str, str]
+    remote: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class DemoOrganisation:
+    name: str
+    groups: tuple[Group, ...]
+    pipelines: tuple[Pipeline, ...]
+    revisions: Mapping[str, tuple[Revision, ...]]
+    root: Path
+
+
+def _load_groups(path: Path) -> tuple[str, tuple[Group, ...]]:
+    data = load_yaml(path)
+    if not isinstance(data, Mapping) or not isinstance(data.get("groups"), list):
+        raise ConfigError(f"{path}: expected a mapping with a 'groups' list")
+    groups = []
+    for raw in data["groups"]:
+        origin = where(path, raw)
+        try:
+            ctype = CollectorType(str(raw.get("type", "alloy")))
+        except ValueError:
+            raise ConfigError(f"{origin}: type must be alloy or otel") from None
+        count = raw.get("count")
+        if not isinstance(count, int) or count < 0:
+            raise ConfigError(f"{origin}: count must be a whole number")
+        groups.append(
+            Group(
+                prefix=str(raw["prefix"]),
+                count=count,
+                type=ctype,
+                versions={str(k): int(v) for k, v in (raw.get("versions") or {"unknown": 1}).items()},
+                arch={str(k): int(v) for k, v in (raw.get("arch") or {"amd64": 1}).items()},
+                kernel=str(raw.get("kernel", "")),
+                local={str(k): str(v) for k, v in (raw.get("local") or {}).items()},
+                remote={str(k): str(v) for k, v in (raw.get("remote") or {}).items()},
+            )
+        )
+    return str(data.get("organisation", "demo")), tuple(groups)
+
+
+def _load_pipelines(path: Path, epoch: datetime) -> tuple[tuple[Pipeline, ...], dict[str, tuple[Revision, ...]]]:
+    data = load_yaml(path)
+    if not isinstance(data, Mapping) or not isinstance(data.get("pipelines"), list):
+        raise ConfigError(f"{path}: expected a mapping with a 'pipelines' list")
+    pipelines: list[Pipeline] = []
+    revisions: dict[str, tuple[Revision, ...]] = {}
+    rev_counter = 1000
+    for index, raw in enumerate(data["pipelines"], start=1):
+        origin = where(path, raw)
+        name = str(raw.get("name") or "")
+        if not name:
+            raise ConfigError(f"{origin}: a pipeline needs a name")
+        try:
+            ctype = CollectorType(str(raw.get("config_type", "alloy")))
+        except ValueError:
+            raise ConfigError(f"{origin}: config_type must be alloy or otel") from None
+        pid = str(40000 + index)
+        state: dict[str, Any] = {"matchers": (), "enabled": True, "contents": "", "config_type": ctype}
+        created: datetime | None = None
+        revs: list[Revision] = []
+        current: Pipeline | None = None
+        raw_revs = raw.get("revisions") or []
+        if not raw_revs:
+            raise ConfigError(f"{origin}: pipeline {name!r} has no revisions")
+        for rraw in raw_revs:
+            rorigin = where(path, rraw)
+            at = relative_time(rraw.get("at", "-1d"), epoch, rorigin)
+            op = Operation(str(rraw.get("operation", "update")))
+            if "matchers" in rraw:
+                state["matchers"] = tuple(str(m) for m in rraw["matchers"] or ())
+                try:
+                    compile_matchers(state["matchers"])
+                except MatcherError as exc:
+                    raise ConfigError(f"{rorigin}: {exc}") from None
+            if "enabled" in rraw:
+                state["enabled"] = bool(rraw["enabled"])
+            if "contents" in rraw:
+                state["contents"] = str(rraw["contents"])
+            if created is None:
+                created = at
+            rev_counter += 1
+            snapshot = Pipeline(
+                name=name,
+                contents=state["contents"],
+                matchers=state["matchers"],
+                enabled=state["enabled"],
+                config_type=ctype,
+                id=pid,
+                source=str(raw.get("source", "")),
+                created_at=created,
+                updated_at=at,
+            )
+            revs.append(
+                Revision(
+                    id=str(rev_counter),
+                    pipeline=name,
+                    pipeline_id=pid,
+                    snapshot=snapshot,
+                    operation=op,
+                    created_at=at,
+                    author=str(rraw.get("author", "")),
+                )
+            )
+            current = None if op == Operation.DELETE else snapshot
+        revisions[name] = tuple(revs)
+        if current is not None:
+            pipelines.append(current)
+    return tuple(pipelines), revisions
+
+
+def load_organisation(root: Path | None = None, epoch: datetime = DEFAULT_EPOCH) -> DemoOrganisation:
+    root = root or demo_dir()
+    name, groups = _load_groups(root / "fleet.yaml")
+    pipelines, revisions = _load_pipelines(root / "pipelines.yaml", epoch)
+    return DemoOrganisation(name=name, groups=groups, pipelines=pipelines, revisions=revisions, root=root)
+
+
+def scaled_counts(groups: Iterable[Group], total: int | None) -> list[int]:
+    """Scale group counts proportionally to ``total`` (largest remainder; deterministic)."""
+    base = [g.count for g in groups]
+    if total is None:
+        return base
+    if total < 0:
+        raise UsageError("--demo-collectors must be zero or more")
+    whole = sum(base)
+    if whole == 0:
+        return base
+    exact = [c * total / whole for c in base]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(base)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def assemble_config(pipelines: Iterable[Pipeline], ctype: CollectorType) -> str:
+    """What a collector receives for its matched pipelines (Fleet Management's GetConfig shape)."""
+    parts = []
+    for p in sorted(pipelines, key=lambda p: p.name):
+        if ctype == CollectorType.ALLOY:
+            body = "\n".join("  " + line if line else "" for line in p.contents.rstrip("\n").split("\n"))
+            parts.append(
+                f'declare "{p.name}" {{\n'
+                '  argument "attributes" { optional = true }\n'
+                '  argument "pipeline_exports" { optional = true }\n'
+                f"{body}\n}}\n"
+                f'{p.name} "default" {{ }}\n'
+            )
+        else:
+            parts.append(f"# pipeline: {p.name}\n{p.contents.rstrip()}\n")
+    return "\n".join(parts)
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class DemoSimulator:
+    """Holds the live demo fleet and moves it, one tick of TICK_SECONDS clock time at a time."""
+
+    def __init__(
+        self,
+        org: DemoOrganisation,
+        *,
+        seed: int = 7,
+        collectors: int | None = None,
+        epoch: datetime = DEFAULT_EPOCH,
+    ) -> None:
+        self.org = org
+        self.seed = seed
+        self.epoch = epoch
+        self.now = epoch
+        self.tick = 0
+        self.rng = random.Random(seed)
+        self.pipelines: dict[str, Pipeline] = {p.name: p for p in org.pipelines}
+        self.revisions: dict[str, list[Revision]] = {k: list(v) for k, v in org.revisions.items()}
+        self._rev_counter = 1000 + sum(len(v) for v in org.revisions.values())
+        self._assembled: dict[tuple[CollectorType, tuple[str, ...]], tuple[str, str]] = {}
+        self._pending: dict[int, tuple[int, bool]] = {}  # index -> (due tick, fails)
+        self.collectors: list[Collector] = []
+        self._build(collectors)
+
+    # ---- construction ---------------------------------------------------------------------
+    def _build(self, total: int | None) -> None:
+        counts = scaled_counts(self.org.groups, total)
+        seed = self.seed
+        matcher = PipelineMatcher(self.pipelines.values())
+        out: list[Collector] = []
+        for group, count in zip(self.org.groups, counts, strict=True):
+            remote = MappingProxyType(dict(group.remote))
+            version_cache: dict[str, str] = {}
+            for i in range(1, count + 1):
+                name = f"{group.prefix}-{i:03d}"
+                roll = _h(seed, name)
+                version = _weighted(group.versions, roll)
+                version = version_cache.setdefault(version, version)
+                arch = _weighted(group.arch, roll >> 8)
+                local = dict(group.local)
+                local["host.name"] = name
+                local["host.arch"] = arch
+                if group.kernel:
+                    local["os.kernel"] = group.kernel
+                if group.type == CollectorType.ALLOY:
+                    local["collector.os"] = "linux"
+                    local["collector.version"] = version
+                    cid = name
+                else:
+                    local["os.type"] = "linux"
+                    local["service.name"] = "otelcol-contrib"
+                    local["service.version"] = version
+                    cid = f"{roll & 0xFFFFFFFF:08x}-{(roll >> 32) & 0xFFFF:04x}-7{(roll >> 48) & 0xFFF:03x}-8000-{name[-12:].replace('-', '0'):0>12}"
+                    local["service.instance.id"] = cid
+                health, reason, error = self._initial_health(roll)
+                last_seen = self._last_seen_for(roll, health)
+                c = Collector(
+                    id=cid,
+                    name=name,
+                    type=group.type,
+                    version=version,
+                    local_attributes=local,
+                    remote_attributes=remote,
+                    health=health,
+                    health_reason=reason,
+                    last_error=error,
+                    last_seen=last_seen,
+                    source="demo",
+                )
+                names = matcher.names_for(c)
+                content, chash = self._assembled_for(c.type, names)
+                status = ConfigStatus.APPLIED
+                cerr = ""
+                if (roll >> 20) % 97 == 0:
+                    status = ConfigStatus.FAILED
+                    cerr = FAILURE_MESSAGES[(roll >> 24) % len(FAILURE_MESSAGES)]
+                elif not names:
+                    status = ConfigStatus.UNSET
+                c = replace(
+                    c,
+                    pipelines=names,
+                    remote_config=RemoteConfig(status, chash if names else "", cerr),
+                    effective_config=MappingProxyType({"": content}) if names else MappingProxyType({}),
+                )
+                out.append(c)
+        self.collectors = out
+
+    def _initial_health(self, roll: int) -> tuple[Health, str, str]:
+        r = (roll >> 12) % 200
+        if r < 3:
+            return Health.UNHEALTHY, "", UNHEALTHY_MESSAGES[r % len(UNHEALTHY_MESSAGES)]
+        if r < 9:
+            return Health.DEGRADED, "", DEGRADED_MESSAGES[r % len(DEGRADED_MESSAGES)]
+        if r < 13:
+            return Health.OFFLINE, "no check-in for over 3 poll intervals", ""
+        if r < 14:
+            return Health.UNKNOWN, "has not reported health since it registered", ""
+        return Health.HEALTHY, "", ""
+
+    def _last_seen_for(self, roll: int, health: Health) -> datetime:
+        phase = roll % POLL_SECONDS
+        if health == Health.OFFLINE:
+            return self.now - timedelta(seconds=3 * POLL_SECONDS + phase * 7)
+        return self.now - timedelta(seconds=phase)
+
+    def _assembled_for(self, ctype: CollectorType, names: tuple[str, ...]) -> tuple[str, str]:
+        key = (ctype, names)
+        hit = self._assembled.get(key)
+        if hit is None:
+            content = assemble_config([self.pipelines[n] for n in names], ctype)
+            hit = self._assembled[key] = (content, config_hash(content) if names else "")
+        return hit
+
+    # ---- the simulation -----------------------------------------------------------------
+    def advance(self, now: datetime) -> None:
+        """Move the fleet to clock time ``now`` (ticks are replayed; time never goes back)."""
+        target = int((now - self.epoch).total_seconds() // TICK_SECONDS)
+        # A long gap (laptop asleep) replays at most 300 ticks: the fleet is simulated, not history.
+        if target - self.tick > 300:
+            self.tick = target - 300
+        while self.tick < target:
+            self.tick += 1
+            self._step()
+        if now > self.now:
+            self.now = now
+
+    def _tick_time(self) -> datetime:
+        return self.epoch + timedelta(seconds=self.tick * TICK_SECONDS)
+
+    def _step(self) -> None:
+        n = len(self.collectors)
+        if n == 0:
+            return
+        at = self._tick_time()
+        rng = self.rng
+        # ~0.25% of the fleet changes health per tick, at least one collector.
+        for _ in range(max(1, n // 400)):
+            i = rng.randrange(n)
+            c = self.collectors[i]
+            r = rng.random()
+            if c.health == Health.HEALTHY:
+                if r < 0.45:
+                    c = replace(c, health=Health.OFFLINE, health_reason="no check-in for over 3 poll intervals")
+                elif r < 0.85:
+                    c = replace(c, health=Health.DEGRADED, last_error=DEGRADED_MESSAGES[rng.randrange(3)])
+                else:
+                    c = replace(c, health=Health.UNHEALTHY, last_error=UNHEALTHY_MESSAGES[rng.randrange(3)])
+            else:
+                c = replace(c, health=Health.HEALTHY, health_reason="", last_error="", last_seen=at)
+            self.collectors[i] = c
+        # Collectors that check in this tick (those whose poll phase falls in it).
+        step = max(1, int(POLL_SECONDS / TICK_SECONDS))
+        for i in range(self.tick % step, n, step):
+            c = self.collectors[i]
+            if c.health not in (Health.OFFLINE,):
+                self.collectors[i] = replace(c, last_seen=at)
+        # Pending applies come due.
+        for i, (due, fails) in list(self._pending.items()):
+            if due <= self.tick:
+                del self._pending[i]
+                c = self.collectors[i]
+                if fails:
+                    rc = RemoteConfig(ConfigStatus.FAILED, c.remote_config.hash, FAILURE_MESSAGES[i % len(FAILURE_MESSAGES)])
+                else:
+                    rc = RemoteConfig(ConfigStatus.APPLIED, c.remote_config.hash, "")
+                self.collectors[i] = replace(c, remote_config=rc, last_seen=at)
+
+    def _reassign(self, indices: Iterable[int] | None = None, *, fail_rate: float = 0.03) -> int:
+        """Recompute matched pipelines; collectors whose config changed start applying it."""
+        matcher = PipelineMatcher(self.pipelines.values())
+        changed = 0
+        for i in indices if indices is not None else range(len(self.collectors)):
+            c = self.collectors[i]
+            names = matcher.names_for(c)
+            content, chash = self._assembled_for(c.type, names)
+            if chash == c.remote_config.hash and names == c.pipelines:
+                continue
+            changed += 1
+            roll = _h(self.seed, c.id, chash)
+            delay = 1 + roll % 8  # 2 to 16 seconds of clock time
+            fails = (roll >> 16) % 1000 < int(fail_rate * 1000) or c.health == Health.OFFLINE
+            status = ConfigStatus.APPLYING if names else ConfigStatus.UNSET
+            self.collectors[i] = replace(
+                c,
+                pipelines=names,
+                remote_config=RemoteConfig(status, chash, ""),
+                effective_config=MappingProxyType({"": content}) if names else MappingProxyType({}),
+            )
+            if names:
+                self._pending[i] = (self.tick + delay, fails)
+        return changed
+
+    def _record(self, pipeline: Pipeline, op: Operation, author: str) -> Revision:
+        self._rev_counter += 1
+        rev = Revision(
+            id=str(self._rev_counter),
+            pipeline=pipeline.name,
+            pipeline_id=pipeline.id,
+            snapshot=pipeline,
+            operation=op,
+            created_at=self.now,
+            author=author,
+        )
+        self.revisions.setdefault(pipeline.name, []).append(rev)
+        return rev
+
+    def apply(self, change: Change) -> PushResult:
+        p = change.payload
+        author = change.author or "demo-user"
+        if change.kind == PIPELINE_UPSERT:
+            new: Pipeline = p["pipeline"]
+            compile_matchers(tuple(new.matchers))
+            old = self.pipelines.get(new.name)
+            op = Operation.UPDATE if old else Operation.INSERT
+            pid = old.id if old else str(40000 + len(self.revisions) + 1)
+            new = replace(
+                new,
+                id=pid,
+                created_at=old.created_at if old else self.now,
+                updated_at=self.now,
+                source=new.source or (old.source if old else ""),
+            )
+            self.pipelines[new.name] = new
+            rev = self._record(new, op, author)
+            n = self._reassign()
+            return PushResult(True, f"{op.value} {new.name}: revision {rev.id}, {n} collector(s) applying", rev.id)
+        if change.kind == PIPELINE_DELETE:
+            old = self.pipelines.pop(p["name"], None)
+            if old is None:
+                return PushResult(False, f"pipeline {p['name']!r} not found")
+            rev = self._record(old, Operation.DELETE, author)
+            n = self._reassign()
+            return PushResult(True, f"deleted {old.name}: revision {rev.id}, {n} collector(s) applying", rev.id)
+        if change.kind == PIPELINE_SET_ENABLED:
+            old = self.pipelines.get(p["name"])
+            if old is None:
+                return PushResult(False, f"pipeline {p['name']!r} not found")
+            new = replace(old, enabled=bool(p["enabled"]), updated_at=self.now)
+            self.pipelines[new.name] = new
+            rev = self._record(new, Operation.UPDATE, author)
+            n = self._reassign()
+            state = "enabled" if new.enabled else "disabled"
+            return PushResult(True, f"{state} {new.name}: revision {rev.id}, {n} collector(s) applying", rev.id)
+        if change.kind in (COLLECTOR_SET_ENABLED, COLLECTOR_SET_REMOTE_ATTRIBUTES):
+            ids = set(p["ids"])
+            index = [i for i, c in enumerate(self.collectors) if c.id in ids]
+            missing = ids - {self.collectors[i].id for i in index}
+            if missing:
+                return PushResult(False, f"collector(s) not found: {', '.join(sorted(missing)[:5])}")
+            for i in index:
+                c = self.collectors[i]
+                if change.kind == COLLECTOR_SET_ENABLED:
+                    c = replace(c, enabled=bool(p["enabled"]))
+                else:
+                    remote = dict(c.remote_attributes)
+                    for key in p.get("remove", ()):
+                        remote.pop(key, None)
+                    for key, value in (p.get("set") or {}).items():
+                        if key.startswith("collector."):
+                            return PushResult(False, f"remote attribute {key!r}: the collector. prefix is reserved")
+                        remote[str(key)] = str(value)
+                    c = replace(c, remote_attributes=MappingProxyType(remote))
+                self.collectors[i] = c
+            n = self._reassign(index)
+            return PushResult(True, f"{change.describe()}: {n} collector(s) applying a new config")
+        return PushResult(False, f"the demo backend cannot {change.kind}")
+
+    def snapshot(self) -> FleetSnapshot:
+        return FleetSnapshot(
+            backend="demo",
+            collectors=tuple(self.collectors),
+            pipelines=tuple(sorted(self.pipelines.values(), key=lambda p: p.name)),
+            fetched_at=self.now,
+            health=BackendHealth(True, "ok", f"simulated fleet, seed {self.seed}", 0.0),
+            revisions={k: tuple(v) for k, v in self.revisions.items()},
+        )
+
+
+class DemoBackend:
+    name = "demo"
+    capabilities = frozenset({"read", "push", "health", "effective_config", "revisions"})
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        collectors: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        root: Path | None = None,
+    ) -> None:
+        self.clock = clock
+        epoch = clock()
+        self.sim = DemoSimulator(load_organisation(root, epoch), seed=seed, collectors=collectors, epoch=epoch)
+        self._last: FleetSnapshot | None = None
+
+    def snapshot_now(self) -> FleetSnapshot:
+        self.sim.advance(self.clock())
+        self._last = self.sim.snapshot()
+        return self._last
+
+    async def snapshot(self) -> FleetSnapshot:
+        return self.snapshot_now()
+
+    async def push(self, change: Change) -> PushResult:
+        refuse_if_stale(self._last or self.snapshot_now())
+        self.sim.advance(self.clock())
+        return self.sim.apply(change)
+
+    async def revisions(self, pipeline: str) -> tuple[Revision, ...]:
+        return tuple(self.sim.revisions.get(pipeline, ()))
+
+    async def close(self) -> None:
+        return None
+
+
+def from_settings(settings: Any, clock: Callable[[], datetime] = utcnow, **_: Any) -> DemoBackend:
+    return DemoBackend(seed=settings.demo_seed, collectors=settings.demo_collectors, clock=clock)

@@ -1,0 +1,46 @@
+"""Helpers shared by subcommands: run a backend call, print JSON or a plain table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_with_backend(args: Any, fn: Callable[[Any, Any], Awaitable[T]], **backend_kwargs: Any) -> T:
+    """Resolve settings, open the backend, run ``fn(settings, backend)``, close the backend."""
+    from otelcockpit.backends import make_backend
+    from otelcockpit.cli import settings_from
+
+    settings = settings_from(args)
+
+    async def go() -> T:
+        backend = make_backend(settings, **backend_kwargs)
+        try:
+            return await fn(settings, backend)
+        finally:
+            await backend.close()
+
+    return asyncio.run(go())
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain, pipe-friendly table (no colour, no box drawing)."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for r in cells:
+        line = "  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip()
+        sys.stdout.write(line + "\n")
+
+
+def add_json(parser: Any) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")

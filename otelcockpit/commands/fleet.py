@@ -1,0 +1,276 @@
+"""Fleet commands: status, collectors, pipelines, pipeline show, attributes, contexts."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Any
+
+from otelcockpit.commands.common import add_json, print_json, print_table, run_with_backend
+from otelcockpit.errors import UsageError
+
+
+def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", parents=parents, help="fleet totals by health, type and config status")
+    add_json(p)
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("collectors", parents=parents, help="list collectors (optionally filtered by matchers)")
+    p.add_argument("--match", metavar="MATCHERS", help='e.g. env="prod",region=~"eu-.*"')
+    p.add_argument("--id", metavar="ID", help="one collector, with its effective config and health tree")
+    add_json(p)
+    p.set_defaults(handler=cmd_collectors)
+
+    p = sub.add_parser("pipelines", parents=parents, help="list pipelines with how many collectors each matches")
+    add_json(p)
+    p.set_defaults(handler=cmd_pipelines)
+
+    p = sub.add_parser("pipeline", parents=parents, help="one pipeline")
+    psub = p.add_subparsers(dest="pipeline_command", metavar="ACTION", required=True)
+    show = psub.add_parser("show", parents=parents, help="a pipeline's contents, matchers and matching collectors")
+    show.add_argument("name")
+    show.add_argument("--revisions", action="store_true", help="list its revisions too")
+    add_json(show)
+    show.set_defaults(handler=cmd_pipeline_show)
+
+    p = sub.add_parser("attributes", parents=parents, help="attribute keys and their values across the fleet")
+    add_json(p)
+    p.set_defaults(handler=cmd_attributes)
+
+    p = sub.add_parser("contexts", parents=parents, help="the contexts in the config file")
+    add_json(p)
+    p.set_defaults(handler=cmd_contexts)
+
+
+def _parse_match(text: str | None):  # noqa: ANN202
+    from otelcockpit.fleet.matchers import MatcherError, parse_matchers
+
+    if not text:
+        return ()
+    try:
+        return parse_matchers(text)
+    except MatcherError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from otelcockpit.fleet.model import age_text, utcnow
+    from otelcockpit.fleet.serialize import snapshot_header
+    from otelcockpit.fleet.summary import totals
+
+    async def go(settings: Any, backend: Any) -> int:
+        snap = await backend.snapshot()
+        t = totals(snap.collectors)
+        if args.json:
+            print_json(
+                {
+                    **snapshot_header(snap),
+                    "context": settings.context.name,
+                    "read_only": settings.read_only,
+                    "health": {"ok": snap.health.ok, "status": snap.health.status, "message": snap.health.message},
+                    "pipelines": len(snap.pipelines),
+                    **t.as_dict(),
+                }
+            )
+            return 0
+        d = t.as_dict()
+        print(f"context {settings.context.name}  backend {snap.backend}  {'read-only  ' if settings.read_only else ''}"
+              f"data age {age_text(snap.fetched_at, utcnow())}{'  STALE: ' + snap.stale_reason if snap.stale else ''}")
+        print(f"collectors {t.total}  pipelines {len(snap.pipelines)}")
+        for title, key in (("health", "by_health"), ("type", "by_type"), ("config", "by_config_status")):
+            parts = "  ".join(f"{k} {v}" for k, v in d[key].items())  # type: ignore[union-attr]
+            print(f"{title:<8}{parts}")
+        return 0
+
+    return run_with_backend(args, go)
+
+
+def cmd_collectors(args: argparse.Namespace) -> int:
+    from otelcockpit.fleet.matchers import matches_getter
+    from otelcockpit.fleet.model import age_text, utcnow
+    from otelcockpit.fleet.serialize import collector_json, snapshot_header
+
+    matchers = _parse_match(args.match)
+
+    async def go(settings: Any, backend: Any) -> int:
+        snap = await backend.snapshot()
+        if args.id:
+            c = snap.collector(args.id)
+            if c is None:
+                raise UsageError(f"no collector with id {args.id!r}")
+            if args.json:
+                print_json({**snapshot_header(snap), "collector": collector_json(c, detail=True)})
+            else:
+                data = collector_json(c, detail=True)
+                for key in ("id", "name", "type", "version", "health", "last_error", "last_seen", "enabled"):
+                    print(f"{key:<14}{data[key]}")
+                rc = data["remote_config"]
+                print(f"{'config':<14}{rc['status']} {rc['hash']} {rc['error']}".rstrip())
+                print(f"{'pipelines':<14}{', '.join(data['pipelines']) or '-'}")
+                for k, v in data["attributes"].items():
+                    print(f"  {k} = {v}")
+            return 0
+        chosen = [c for c in snap.collectors if matches_getter(matchers, c.attr)] if matchers else list(snap.collectors)
+        if args.json:
+            print_json({**snapshot_header(snap), "collectors": [collector_json(c) for c in chosen]})
+            return 0
+        now = utcnow()
+        rows = [
+            (
+                c.name,
+                c.type.value,
+                c.version,
+                c.health.value,
+                c.attr("env") or "-",
+                c.attr("region") or "-",
+                c.remote_config.status.value,
+                age_text(c.last_seen, now),
+            )
+            for c in chosen
+        ]
+        print_table(("NAME", "TYPE", "VERSION", "HEALTH", "ENV", "REGION", "CONFIG", "SEEN"), rows)
+        return 0
+
+    return run_with_backend(args, go)
+
+
+def _match_counts(snap: Any) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for c in snap.collectors:
+        counts.update(c.pipelines)
+    return counts
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    from otelcockpit.fleet.model import rfc3339
+    from otelcockpit.fleet.serialize import pipeline_json, snapshot_header
+
+    async def go(settings: Any, backend: Any) -> int:
+        snap = await backend.snapshot()
+        counts = _match_counts(snap)
+        if args.json:
+            print_json(
+                {
+                    **snapshot_header(snap),
+                    "pipelines": [
+                        {**pipeline_json(p, contents=False), "collectors": counts.get(p.name, 0)} for p in snap.pipelines
+                    ],
+                }
+            )
+            return 0
+        rows = [
+            (
+                p.name,
+                p.config_type.value,
+                "yes" if p.enabled else "no",
+                counts.get(p.name, 0),
+                ",".join(p.matchers) or "-",
+                rfc3339(p.updated_at) or "-",
+            )
+            for p in snap.pipelines
+        ]
+        print_table(("NAME", "TYPE", "ENABLED", "COLLECTORS", "MATCHERS", "UPDATED"), rows)
+        return 0
+
+    return run_with_backend(args, go)
+
+
+def cmd_pipeline_show(args: argparse.Namespace) -> int:
+    from otelcockpit.fleet.matching import PipelineMatcher
+    from otelcockpit.fleet.serialize import pipeline_json, revision_json, snapshot_header
+
+    async def go(settings: Any, backend: Any) -> int:
+        snap = await backend.snapshot()
+        p = snap.pipeline(args.name)
+        if p is None:
+            raise UsageError(f"no pipeline named {args.name!r}")
+        matched = PipelineMatcher([p]).collectors_for(p, snap.collectors)
+        revisions = await backend.revisions(p.name) if args.revisions else ()
+        if args.json:
+            out = {**snapshot_header(snap), "pipeline": pipeline_json(p), "collectors": [c.id for c in matched]}
+            if args.revisions:
+                out["revisions"] = [revision_json(r) for r in revisions]
+            print_json(out)
+            return 0
+        print(f"pipeline {p.name} (id {p.id or '-'}, {p.config_type.value}, {'enabled' if p.enabled else 'disabled'})")
+        print(f"matchers  {', '.join(p.matchers) or '(none)'}")
+        print(f"matches   {len(matched)} collector(s)")
+        if args.revisions:
+            print("revisions:")
+            for r in revisions:
+                print(f"  {r.id}  {r.operation.value:<6}  {r.created_at:%Y-%m-%d %H:%M}  {r.author}")
+        print("---")
+        print(p.contents.rstrip())
+        return 0
+
+    return run_with_backend(args, go)
+
+
+def cmd_attributes(args: argparse.Namespace) -> int:
+    from otelcockpit.fleet.serialize import snapshot_header
+
+    async def go(settings: Any, backend: Any) -> int:
+        snap = await backend.snapshot()
+        local: dict[str, Counter[str]] = {}
+        remote: dict[str, Counter[str]] = {}
+        for c in snap.collectors:
+            for k, v in c.local_attributes.items():
+                local.setdefault(k, Counter())[v] += 1
+            for k, v in c.remote_attributes.items():
+                remote.setdefault(k, Counter())[v] += 1
+        if args.json:
+            def shape(d: dict[str, Counter[str]]) -> dict[str, Any]:
+                return {k: [{"value": v, "collectors": n} for v, n in sorted(d[k].items())] for k in sorted(d)}
+
+            print_json({**snapshot_header(snap), "local_attributes": shape(local), "remote_attributes": shape(remote)})
+            return 0
+        rows = []
+        for kind, d in (("local", local), ("remote", remote)):
+            for k in sorted(d):
+                values = d[k]
+                shown = ", ".join(f"{v} ({n})" for v, n in values.most_common(4))
+                more = f" +{len(values) - 4} more" if len(values) > 4 else ""
+                rows.append((kind, k, len(values), shown + more))
+        print_table(("KIND", "KEY", "VALUES", "TOP VALUES"), rows)
+        return 0
+
+    return run_with_backend(args, go)
+
+
+def cmd_contexts(args: argparse.Namespace) -> int:
+    from otelcockpit.cli import settings_from
+
+    settings = settings_from(args)
+    items = []
+    for name, c in sorted(settings.contexts.items()):
+        items.append(
+            {
+                "name": name,
+                "current": name == settings.context.name,
+                "backend": c.backend,
+                "url": c.url,
+                "read_only": bool(c.read_only),
+                "production": c.production,
+                "theme": c.theme,
+                "credentials_env": [v for v in (c.username_env, c.password_env, c.token_env) if v],
+            }
+        )
+    if args.json:
+        print_json({"config_file": str(settings.config_file), "exists": settings.config_exists, "contexts": items})
+        return 0
+    rows = [
+        (
+            ("*" if i["current"] else " ") + i["name"],
+            i["backend"],
+            i["url"] or "-",
+            "yes" if i["read_only"] else "no",
+            "yes" if i["production"] else "no",
+            i["theme"] or "-",
+            ",".join(i["credentials_env"]) or "-",
+        )
+        for i in items
+    ]
+    print_table(("NAME", "BACKEND", "URL", "READ-ONLY", "PRODUCTION", "THEME", "CREDENTIALS FROM"), rows)
+    if not settings.config_exists:
+        print(f"(no config file yet at {settings.config_file}; only the built-in demo context exists)")
+    return 0

@@ -1,0 +1,225 @@
+"""Prometheus Alertmanager matchers, as Grafana Fleet Management uses them.
+
+Syntax: ``name OP value`` with OP one of ``=``, ``!=``, ``=~``, ``!~``. Names and values are
+unquoted literals (any UTF-8 except white space and ``{ } ! = ~ " ' \\``; a name or value may
+not contain ``,`` either when several matchers are written on one line) or double-quoted
+strings with ``\\"``, ``\\\\`` and ``\\n`` escapes. Regular expressions are fully anchored.
+A missing attribute is the empty string. Several matchers are ANDed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+OPS = ("=~", "!~", "!=", "=")
+RESERVED = set('{}!=~"\'\\')
+MAX_MATCHER_LENGTH = 200
+
+
+class MatcherError(ValueError):
+    """A matcher that cannot be parsed; the message names the position (1-based column)."""
+
+    def __init__(self, text: str, position: int, reason: str) -> None:
+        self.text = text
+        self.position = position
+        self.reason = reason
+        super().__init__(f"bad matcher {text!r} at column {position + 1}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    name: str
+    op: str
+    value: str
+    _regex: re.Pattern[str] | None = None
+
+    @classmethod
+    def make(cls, name: str, op: str, value: str) -> Matcher:
+        regex = None
+        if op in ("=~", "!~"):
+            try:
+                regex = re.compile(f"(?:{value})", re.DOTALL)
+            except re.error as exc:
+                raise MatcherError(f"{name}{op}{value}", len(name) + len(op), f"bad regex: {exc}") from None
+        return cls(name, op, value, regex)
+
+    def matches_value(self, actual: str) -> bool:
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        assert self._regex is not None
+        hit = self._regex.fullmatch(actual) is not None
+        return hit if self.op == "=~" else not hit
+
+    def matches(self, attributes: Mapping[str, str]) -> bool:
+        return self.matches_value(attributes.get(self.name, ""))
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.op}{quote(self.value)}"
+
+
+def quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def error(self, reason: str, pos: int | None = None) -> MatcherError:
+        return MatcherError(self.text, self.pos if pos is None else pos, reason)
+
+    def skip_ws(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def token(self, what: str, stop_comma: bool) -> str:
+        self.skip_ws()
+        if self.at_end():
+            raise self.error(f"expected {what}, found end of input")
+        ch = self.text[self.pos]
+        if ch == '"':
+            return self.quoted()
+        start = self.pos
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch.isspace() or ch in RESERVED or (stop_comma and ch == ","):
+                break
+            self.pos += 1
+        if self.pos == start:
+            if ch == "'":
+                raise self.error("single quotes are not allowed; use double quotes")
+            raise self.error(f"expected {what}, found {ch!r}")
+        return self.text[start : self.pos]
+
+    def quoted(self) -> str:
+        start = self.pos
+        self.pos += 1
+        out: list[str] = []
+        while True:
+            if self.at_end():
+                raise self.error("unterminated quoted string", start)
+            ch = self.text[self.pos]
+            if ch == "\\":
+                if self.pos + 1 >= len(self.text):
+                    raise self.error("unterminated escape")
+                nxt = self.text[self.pos + 1]
+                if nxt == "n":
+                    out.append("\n")
+                elif nxt in ('"', "\\"):
+                    out.append(nxt)
+                else:
+                    raise self.error(f"unknown escape \\{nxt}")
+                self.pos += 2
+                continue
+            if ch == '"':
+                self.pos += 1
+                return "".join(out)
+            out.append(ch)
+            self.pos += 1
+
+    def op(self) -> str:
+        self.skip_ws()
+        for op in OPS:
+            if self.text.startswith(op, self.pos):
+                self.pos += len(op)
+                return op
+        if self.at_end():
+            raise self.error("expected an operator (=, !=, =~, !~), found end of input")
+        raise self.error(f"expected an operator (=, !=, =~, !~), found {self.text[self.pos]!r}")
+
+    def matcher(self, stop_comma: bool) -> Matcher:
+        name_pos = self.pos
+        name = self.token("a label name", stop_comma)
+        if name == "":
+            raise self.error("empty label name", name_pos)
+        op = self.op()
+        value_pos = self.pos
+        value = self.token("a value", stop_comma) if not self._value_empty(stop_comma) else ""
+        try:
+            return Matcher.make(name, op, value)
+        except MatcherError as exc:
+            raise MatcherError(self.text, value_pos, exc.reason) from None
+
+    def _value_empty(self, stop_comma: bool) -> bool:
+        # `foo=` followed by the end, a comma or a brace is the empty value.
+        self.skip_ws()
+        if self.at_end():
+            return True
+        ch = self.text[self.pos]
+        return (stop_comma and ch == ",") or ch == "}"
+
+
+def parse_matcher(text: str) -> Matcher:
+    """Parse exactly one matcher (as stored in a pipeline's ``matchers`` list)."""
+    if len(text) > MAX_MATCHER_LENGTH:
+        raise MatcherError(text, MAX_MATCHER_LENGTH, f"longer than {MAX_MATCHER_LENGTH} characters")
+    p = _Parser(text)
+    m = p.matcher(stop_comma=False)
+    p.skip_ws()
+    if not p.at_end():
+        raise p.error(f"unexpected {p.text[p.pos]!r} after the matcher")
+    return m
+
+
+def parse_matchers(text: str) -> tuple[Matcher, ...]:
+    """Parse a comma-separated list, optionally wrapped in ``{...}``: ``env="prod",team=~"pay.*"``."""
+    p = _Parser(text)
+    p.skip_ws()
+    braced = False
+    if not p.at_end() and p.text[p.pos] == "{":
+        braced = True
+        p.pos += 1
+    out: list[Matcher] = []
+    while True:
+        p.skip_ws()
+        if p.at_end() or (braced and p.text[p.pos] == "}"):
+            break
+        out.append(p.matcher(stop_comma=True))
+        p.skip_ws()
+        if p.at_end():
+            break
+        ch = p.text[p.pos]
+        if ch == ",":
+            p.pos += 1
+            continue
+        if braced and ch == "}":
+            break
+        raise p.error(f"expected ',' between matchers, found {ch!r}")
+    if braced:
+        if p.at_end():
+            raise p.error("missing closing '}'")
+        p.pos += 1
+        p.skip_ws()
+        if not p.at_end():
+            raise p.error(f"unexpected {p.text[p.pos]!r} after '}}'")
+    if not out:
+        raise MatcherError(text, 0, "no matcher given")
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def compile_matchers(matchers: tuple[str, ...]) -> tuple[Matcher, ...]:
+    """Compile a pipeline's stored matcher strings (each one matcher)."""
+    return tuple(parse_matcher(m) for m in matchers)
+
+
+def matches(matchers: Sequence[Matcher], attributes: Mapping[str, str]) -> bool:
+    return all(m.matches(attributes) for m in matchers)
+
+
+def matches_getter(matchers: Sequence[Matcher], get: Callable[[str], str]) -> bool:
+    """Evaluate against a lookup function (``Collector.attr``), avoiding a merged dict."""
+    return all(m.matches_value(get(m.name)) for m in matchers)
+
+
+def keys_of(matchers: Iterable[Matcher]) -> tuple[str, ...]:
+    return tuple(sorted({m.name for m in matchers}))

@@ -1,0 +1,214 @@
+"""The fleet as data: collectors, pipelines, revisions and immutable snapshots.
+
+Nothing here imports a backend, a server, an HTTP library or textual. Objects are frozen so a
+snapshot can be shared between the poll worker and the UI thread, and so that an unchanged
+collector is the very same object in two consecutive snapshots (the TUI diffs by identity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class CollectorType(StrEnum):
+    ALLOY = "alloy"
+    OTEL = "otel"
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"
+
+
+class ConfigStatus(StrEnum):
+    UNSET = "unset"
+    APPLYING = "applying"
+    APPLIED = "applied"
+    FAILED = "failed"
+
+
+class Operation(StrEnum):
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+HEALTH_ORDER = (Health.UNHEALTHY, Health.DEGRADED, Health.OFFLINE, Health.UNKNOWN, Health.HEALTHY)
+RESERVED_PREFIX = "collector."
+
+
+def merge_attributes(
+    collector_id: str, local: Mapping[str, str], remote: Mapping[str, str]
+) -> dict[str, str]:
+    """Fleet Management's rule: remote wins, except keys starting with ``collector.``.
+
+    The virtual attribute ``collector.ID`` always equals the collector's id.
+    """
+    merged = dict(local)
+    for key, value in remote.items():
+        if not key.startswith(RESERVED_PREFIX):
+            merged[key] = value
+    merged["collector.ID"] = collector_id
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteConfig:
+    status: ConfigStatus = ConfigStatus.UNSET
+    hash: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentHealth:
+    """A node of an agent's component health tree (OpAMP ComponentHealth)."""
+
+    name: str
+    healthy: bool
+    status: str = ""
+    last_error: str = ""
+    children: tuple[ComponentHealth, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Collector:
+    id: str
+    name: str
+    type: CollectorType
+    version: str = ""
+    local_attributes: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    remote_attributes: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    health: Health = Health.UNKNOWN
+    health_reason: str = ""
+    last_error: str = ""
+    last_seen: datetime | None = None
+    remote_config: RemoteConfig = RemoteConfig()
+    effective_config: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # file name -> body
+    pipelines: tuple[str, ...] = ()
+    enabled: bool = True
+    component_health: ComponentHealth | None = None
+    # Where it came from (transport for OpAMP, "remotecfg" for Alloy ...): informational only.
+    source: str = ""
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """Merged attributes (computed on demand to keep 100,000 collectors small)."""
+        return merge_attributes(self.id, self.local_attributes, self.remote_attributes)
+
+    def attr(self, key: str) -> str:
+        """One merged attribute without building the whole dict; missing is ``""``."""
+        if key == "collector.ID":
+            return self.id
+        if not key.startswith(RESERVED_PREFIX):
+            value = self.remote_attributes.get(key)
+            if value is not None:
+                return value
+        return self.local_attributes.get(key, "")
+
+    def with_changes(self, **changes: object) -> Collector:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    name: str
+    contents: str
+    matchers: tuple[str, ...] = ()
+    enabled: bool = True
+    config_type: CollectorType = CollectorType.ALLOY
+    id: str = ""
+    source: str = ""  # e.g. "git:platform/pipelines", "terraform:default"
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    id: str
+    pipeline: str  # pipeline name at the time of the revision
+    pipeline_id: str
+    snapshot: Pipeline | None
+    operation: Operation
+    created_at: datetime
+    author: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendHealth:
+    ok: bool = True
+    status: str = "ok"  # ok | degraded | down
+    message: str = ""
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSnapshot:
+    backend: str
+    collectors: tuple[Collector, ...]
+    pipelines: tuple[Pipeline, ...]
+    fetched_at: datetime
+    stale: bool = False
+    stale_reason: str = ""
+    health: BackendHealth = BackendHealth()
+    revisions: Mapping[str, tuple[Revision, ...]] = field(default_factory=dict)  # by pipeline name
+
+    def collector(self, collector_id: str) -> Collector | None:
+        for c in self.collectors:
+            if c.id == collector_id:
+                return c
+        return None
+
+    def pipeline(self, name: str) -> Pipeline | None:
+        for p in self.pipelines:
+            if p.name == name:
+                return p
+        return None
+
+    def as_stale(self, reason: str, health: BackendHealth) -> FleetSnapshot:
+        """The same data, marked stale: a backend that fails keeps what it had."""
+        return replace(self, stale=True, stale_reason=reason, health=health)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str | datetime | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value).strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    ts = datetime.fromisoformat(text)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def age_text(then: datetime | None, now: datetime) -> str:
+    """Compact age: ``4s``, ``12m``, ``3h``, ``2d``; ``-`` when never."""
+    if then is None:
+        return "-"
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"

@@ -1,0 +1,270 @@
+"""Contexts (like kubeconfig), the config file and paths.
+
+The config file is ``config.yaml`` in the platformdirs user config dir (``OTELCOCKPIT_CONFIG``
+points elsewhere). It holds contexts; each names a backend, a URL, the *names* of the
+environment variables that hold credentials (never the secrets), read-only, production, a
+theme and a service inventory. Command-line flags override the context.
+
+Read-only is resolved once here: the file's top-level ``read_only``, then the context's, then
+``--read-only``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from otelcockpit.errors import ConfigError, UsageError
+from otelcockpit.yamlio import load_yaml, where
+
+APP_NAME = "otelcockpit"
+BACKENDS = ("demo", "fleet-management", "opamp")
+
+DEFAULT_ENV = {
+    "fleet-management": {"username_env": "FLEET_MANAGEMENT_INSTANCE_ID", "password_env": "FLEET_MANAGEMENT_TOKEN"},
+    "opamp": {"token_env": "OTELCOCKPIT_OPAMP_TOKEN"},
+}
+
+
+def config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def data_dir() -> Path:
+    override = os.environ.get("OTELCOCKPIT_DATA_DIR")
+    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def config_path() -> Path:
+    override = os.environ.get("OTELCOCKPIT_CONFIG")
+    return Path(override) if override else config_dir() / "config.yaml"
+
+
+def user_themes_dir() -> Path:
+    return config_path().parent / "themes"
+
+
+@dataclass(frozen=True)
+class Context:
+    name: str
+    backend: str = "demo"
+    url: str = ""
+    read_only: bool | None = None
+    production: bool = False
+    theme: str | None = None
+    inventory: str | None = None
+    # Names of environment variables holding credentials, never the values.
+    username_env: str = ""
+    password_env: str = ""
+    token_env: str = ""
+    refresh_seconds: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def secret(self, which: str) -> str | None:
+        var = getattr(self, f"{which}_env")
+        return os.environ.get(var) if var else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything resolved once: config file, then context, then flags."""
+
+    context: Context
+    contexts: Mapping[str, Context]
+    config_file: Path
+    config_exists: bool
+    read_only: bool = False
+    theme: str = "cockpit-dark"
+    refresh_seconds: float = 2.0
+    demo_collectors: int | None = None
+    demo_seed: int = 7
+    inventory: str | None = None
+
+    @property
+    def backend(self) -> str:
+        return self.context.backend
+
+    @property
+    def url(self) -> str:
+        return self.context.url
+
+
+def _bool(value: Any, origin: str, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{origin}: {key} must be true or false, not {value!r}")
+
+
+def _context_from(name: str, raw: Any, origin: str) -> Context:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{origin}: context {name!r} must be a mapping")
+    backend = str(raw.get("backend", "demo"))
+    if backend not in BACKENDS:
+        raise ConfigError(f"{origin}: context {name!r}: unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
+    env = dict(DEFAULT_ENV.get(backend, {}))
+    auth = raw.get("auth") or {}
+    if not isinstance(auth, Mapping):
+        raise ConfigError(f"{origin}: context {name!r}: auth must be a mapping of *_env names")
+    for key in ("username_env", "password_env", "token_env"):
+        if key in auth:
+            env[key] = str(auth[key])
+        if key in raw:
+            env[key] = str(raw[key])
+    for secret_key in ("token", "password", "api_key"):
+        if secret_key in raw or secret_key in auth:
+            raise ConfigError(
+                f"{origin}: context {name!r} holds a secret ({secret_key}); name the environment variable "
+                f"instead ({secret_key}_env)"
+                if secret_key != "token"
+                else f"{origin}: context {name!r} holds a token; name its environment variable instead (token_env)"
+            )
+    read_only = raw.get("read_only")
+    refresh = raw.get("refresh_seconds")
+    known = {
+        "backend",
+        "url",
+        "read_only",
+        "production",
+        "theme",
+        "inventory",
+        "auth",
+        "username_env",
+        "password_env",
+        "token_env",
+        "refresh_seconds",
+    }
+    return Context(
+        name=name,
+        backend=backend,
+        url=str(raw.get("url", "") or ""),
+        read_only=None if read_only is None else _bool(read_only, origin, f"contexts.{name}.read_only"),
+        production=_bool(raw.get("production", False), origin, f"contexts.{name}.production"),
+        theme=str(raw["theme"]) if raw.get("theme") else None,
+        inventory=str(raw["inventory"]) if raw.get("inventory") else None,
+        username_env=env.get("username_env", ""),
+        password_env=env.get("password_env", ""),
+        token_env=env.get("token_env", ""),
+        refresh_seconds=float(refresh) if refresh is not None else None,
+        options={k: v for k, v in raw.items() if k not in known},
+    )
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    data = load_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the config file must be a mapping (contexts:, current_context:, ...)")
+    return dict(data)
+
+
+def resolve(
+    *,
+    context: str | None = None,
+    source: str | None = None,
+    url: str | None = None,
+    read_only: bool = False,
+    theme: str | None = None,
+    demo_collectors: int | None = None,
+    demo_seed: int | None = None,
+    inventory: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    env = os.environ if environ is None else environ
+    path = config_path()
+    raw = load_config_file(path)
+    origin = str(path)
+    contexts_raw = raw.get("contexts") or {}
+    if not isinstance(contexts_raw, Mapping):
+        raise ConfigError(f"{where(path, raw)}: contexts must be a mapping of name to context")
+    contexts = {str(n): _context_from(str(n), c, where(path, c) if c else origin) for n, c in contexts_raw.items()}
+    if "demo" not in contexts:
+        contexts["demo"] = Context(name="demo", backend="demo")
+
+    name = context or raw.get("current_context") or ("demo" if source in (None, "demo") else None)
+    if name is not None:
+        if name not in contexts:
+            known = ", ".join(sorted(contexts))
+            raise UsageError(f"unknown context {name!r} (known: {known}); contexts live in {path}")
+        ctx = contexts[name]
+    else:
+        ctx = Context(name=source or "demo", backend=source or "demo")
+
+    if source is not None and source != ctx.backend:
+        if source not in BACKENDS:
+            raise UsageError(f"unknown source {source!r} (one of {', '.join(BACKENDS)})")
+        defaults = DEFAULT_ENV.get(source, {})
+        ctx = replace(
+            ctx,
+            name=context or source,
+            backend=source,
+            url="",
+            username_env=defaults.get("username_env", ""),
+            password_env=defaults.get("password_env", ""),
+            token_env=defaults.get("token_env", ""),
+        )
+    if url:
+        ctx = replace(ctx, url=url)
+    if ctx.backend != "demo" and not ctx.url:
+        raise UsageError(f"the {ctx.backend} backend needs a URL: --url URL or a context with url:")
+
+    ro = raw.get("read_only", False)
+    ro = _bool(ro, origin, "read_only")
+    if ctx.read_only is not None:
+        ro = ctx.read_only
+    if read_only:
+        ro = True
+
+    if theme:
+        chosen_theme = theme
+    elif "NO_COLOR" in env and env.get("NO_COLOR", "") != "":
+        chosen_theme = "monochrome"
+    else:
+        chosen_theme = ctx.theme or str(raw.get("theme") or "cockpit-dark")
+
+    refresh = ctx.refresh_seconds or float(raw.get("refresh_seconds", 2.0))
+    seed = demo_seed if demo_seed is not None else int(raw.get("demo_seed", 7))
+    return Settings(
+        context=ctx,
+        contexts=contexts,
+        config_file=path,
+        config_exists=path.exists(),
+        read_only=ro,
+        theme=chosen_theme,
+        refresh_seconds=refresh,
+        demo_collectors=demo_collectors,
+        demo_seed=seed,
+        inventory=inventory or ctx.inventory or raw.get("inventory"),
+    )
+
+
+EXAMPLE_CONFIG = """\
+# otelcockpit config file. Secrets never go here: name the environment variables that hold them.
+current_context: demo
+read_only: false            # true makes every context read-only unless it says otherwise
+theme: cockpit-dark
+contexts:
+  demo:
+    backend: demo
+  grafana-prod:
+    backend: fleet-management
+    url: https://fleet-management-prod-001.grafana.net
+    username_env: FLEET_MANAGEMENT_INSTANCE_ID
+    password_env: FLEET_MANAGEMENT_TOKEN
+    production: true        # confirmations ask for the context name
+    read_only: true
+    theme: high-contrast
+  lab:
+    backend: opamp
+    url: http://127.0.0.1:4321
+    token_env: OTELCOCKPIT_OPAMP_TOKEN
+"""
