@@ -52,6 +52,10 @@ TICK_SECONDS = 2.0
 POLL_SECONDS = 300  # how often a demo collector checks in (Alloy poll_frequency = "5m")
 DEFAULT_EPOCH = datetime.fromisoformat("2026-11-20T09:00:00+00:00")
 
+# Attributes that differ between the collectors of one group.
+PER_COLLECTOR_KEYS = frozenset(
+    {"collector.ID", "host.name", "host.arch", "collector.version", "service.version", "service.instance.id"}
+)
 _REL = re.compile(r"^-(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 FAILURE_MESSAGES = (
@@ -94,14 +98,10 @@ def _h(*parts: object) -> int:
     return int.from_bytes(digest, "big")
 
 
-def _weighted(options: Mapping[str, int], roll: int) -> str:
-    total = sum(options.values())
-    pick = roll % total
-    for value, weight in options.items():
-        if pick < weight:
-            return value
-        pick -= weight
-    return next(iter(options))
+def _weights(options: Mapping[str, int]) -> tuple[str, ...]:
+    """A lookup table: ``table[roll % len(table)]`` picks a value by weight."""
+    table = tuple(value for value, weight in options.items() for _ in range(max(0, weight)))
+    return table or tuple(options) or ("unknown",)
 
 
 @dataclass(frozen=True)
@@ -301,62 +301,94 @@ class DemoSimulator:
         counts = scaled_counts(self.org.groups, total)
         seed = self.seed
         matcher = PipelineMatcher(self.pipelines.values())
+        now = self.now
+        recent = [now - timedelta(seconds=s) for s in range(POLL_SECONDS)]
+        empty_config: Mapping[str, str] = MappingProxyType({})
+        config_maps: dict[str, Mapping[str, str]] = {}
         out: list[Collector] = []
         for group, count in zip(self.org.groups, counts, strict=True):
             remote = MappingProxyType(dict(group.remote))
-            version_cache: dict[str, str] = {}
+            # One stream of random draws per group: collector N of a group gets the same draw whatever
+            # the scale, so `--demo-collectors` grows the fleet without reshuffling it.
+            rng = random.Random(_h(seed, group.prefix))
+            base = dict(group.local)
+            if group.kernel:
+                base["os.kernel"] = group.kernel
+            if group.type == CollectorType.ALLOY:
+                base["collector.os"] = "linux"
+            else:
+                base["os.type"] = "linux"
+                base["service.name"] = "otelcol-contrib"
+            versions, arches = _weights(group.versions), _weights(group.arch)
+            uid_tail = _h(group.prefix) & 0xFFFFFFFFFFFF
+            # Matched pipelines depend only on the attributes the matchers read; when none of those
+            # differ between the collectors of a group, match once for the whole group.
+            per_collector = bool(set(matcher.keys) & PER_COLLECTOR_KEYS)
+            group_names: tuple[str, ...] | None = None
             for i in range(1, count + 1):
                 name = f"{group.prefix}-{i:03d}"
-                roll = _h(seed, name)
-                version = _weighted(group.versions, roll)
-                version = version_cache.setdefault(version, version)
-                arch = _weighted(group.arch, roll >> 8)
-                local = dict(group.local)
+                roll = rng.getrandbits(64)
+                version = versions[roll % len(versions)]
+                local = base.copy()
                 local["host.name"] = name
-                local["host.arch"] = arch
-                if group.kernel:
-                    local["os.kernel"] = group.kernel
+                local["host.arch"] = arches[(roll >> 8) % len(arches)]
                 if group.type == CollectorType.ALLOY:
-                    local["collector.os"] = "linux"
                     local["collector.version"] = version
                     cid = name
                 else:
-                    local["os.type"] = "linux"
-                    local["service.name"] = "otelcol-contrib"
                     local["service.version"] = version
-                    cid = f"{roll & 0xFFFFFFFF:08x}-{(roll >> 32) & 0xFFFF:04x}-7{(roll >> 48) & 0xFFF:03x}-8000-{name[-12:].replace('-', '0'):0>12}"
+                    cid = f"{roll & 0xFFFFFFFF:08x}-{(roll >> 32) & 0xFFFF:04x}-7{(roll >> 48) & 0xFFF:03x}-8{i & 0xFFF:03x}-{uid_tail:012x}"
                     local["service.instance.id"] = cid
                 health, reason, error = self._initial_health(roll)
-                last_seen = self._last_seen_for(roll, health)
-                c = Collector(
-                    id=cid,
-                    name=name,
-                    type=group.type,
-                    version=version,
-                    local_attributes=local,
-                    remote_attributes=remote,
-                    health=health,
-                    health_reason=reason,
-                    last_error=error,
-                    last_seen=last_seen,
-                    source="demo",
-                )
-                names = matcher.names_for(c)
-                content, chash = self._assembled_for(c.type, names)
+                if health == Health.OFFLINE:
+                    last_seen = now - timedelta(seconds=3 * POLL_SECONDS + (roll % POLL_SECONDS) * 7)
+                else:
+                    last_seen = recent[roll % POLL_SECONDS]
+
+                def get(key: str, _local: dict[str, str] = local, _cid: str = cid, _remote: Mapping[str, str] = remote) -> str:
+                    if key == "collector.ID":
+                        return _cid
+                    if not key.startswith("collector."):
+                        value = _remote.get(key)
+                        if value is not None:
+                            return value
+                    return _local.get(key, "")
+
+                if per_collector or group_names is None:
+                    names = matcher.names_for_attrs(group.type, get)
+                    group_names = names
+                else:
+                    names = group_names
                 status = ConfigStatus.APPLIED
                 cerr = ""
-                if (roll >> 20) % 97 == 0:
-                    status = ConfigStatus.FAILED
-                    cerr = FAILURE_MESSAGES[(roll >> 24) % len(FAILURE_MESSAGES)]
-                elif not names:
-                    status = ConfigStatus.UNSET
-                c = replace(
-                    c,
-                    pipelines=names,
-                    remote_config=RemoteConfig(status, chash if names else "", cerr),
-                    effective_config=MappingProxyType({"": content}) if names else MappingProxyType({}),
+                if names:
+                    content, chash = self._assembled_for(group.type, names)
+                    effective = config_maps.get(chash)
+                    if effective is None:
+                        effective = config_maps[chash] = MappingProxyType({"": content})
+                    if (roll >> 20) % 97 == 0:
+                        status = ConfigStatus.FAILED
+                        cerr = FAILURE_MESSAGES[(roll >> 24) % len(FAILURE_MESSAGES)]
+                else:
+                    chash, effective, status = "", empty_config, ConfigStatus.UNSET
+                out.append(
+                    Collector(
+                        id=cid,
+                        name=name,
+                        type=group.type,
+                        version=version,
+                        local_attributes=local,
+                        remote_attributes=remote,
+                        health=health,
+                        health_reason=reason,
+                        last_error=error,
+                        last_seen=last_seen,
+                        remote_config=RemoteConfig(status, chash, cerr),
+                        effective_config=effective,
+                        pipelines=names,
+                        source="demo",
+                    )
                 )
-                out.append(c)
         self.collectors = out
 
     def _initial_health(self, roll: int) -> tuple[Health, str, str]:
@@ -370,12 +402,6 @@ class DemoSimulator:
         if r < 14:
             return Health.UNKNOWN, "has not reported health since it registered", ""
         return Health.HEALTHY, "", ""
-
-    def _last_seen_for(self, roll: int, health: Health) -> datetime:
-        phase = roll % POLL_SECONDS
-        if health == Health.OFFLINE:
-            return self.now - timedelta(seconds=3 * POLL_SECONDS + phase * 7)
-        return self.now - timedelta(seconds=phase)
 
     def _assembled_for(self, ctype: CollectorType, names: tuple[str, ...]) -> tuple[str, str]:
         key = (ctype, names)
@@ -442,6 +468,8 @@ class DemoSimulator:
     def _reassign(self, indices: Iterable[int] | None = None, *, fail_rate: float = 0.03) -> int:
         """Recompute matched pipelines; collectors whose config changed start applying it."""
         matcher = PipelineMatcher(self.pipelines.values())
+        # The assembled configs are cached by pipeline names; a push may have changed their contents.
+        self._assembled.clear()
         changed = 0
         for i in indices if indices is not None else range(len(self.collectors)):
             c = self.collectors[i]

@@ -3,15 +3,19 @@
 Syntax: ``name OP value`` with OP one of ``=``, ``!=``, ``=~``, ``!~``. Names and values are
 unquoted literals (any UTF-8 except white space and ``{ } ! = ~ " ' \\``; a name or value may
 not contain ``,`` either when several matchers are written on one line) or double-quoted
-strings with ``\\"``, ``\\\\`` and ``\\n`` escapes. Regular expressions are fully anchored.
-A missing attribute is the empty string. Several matchers are ANDed.
+strings with ``\\"``, ``\\\\`` and ``\\n`` escapes. Regular expressions are fully anchored
+(``^(?:re)$``, as Alertmanager compiles them: ``.`` does not match a newline) and limited to what
+RE2 accepts: back-references, look-around, conditional, atomic and possessive constructs are
+refused. A missing attribute is the empty string. Several matchers are ANDed. A matcher is at
+most 200 characters long.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 OPS = ("=~", "!~", "!=", "=")
@@ -34,16 +38,23 @@ class Matcher:
     name: str
     op: str
     value: str
-    _regex: re.Pattern[str] | None = None
+    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Matcher("env", "=~", "prod.*") built directly compiles too; Matcher.make is the checked way.
+        if self.op not in OPS:
+            raise MatcherError(f"{self.name}{self.op}{quote(self.value)}", len(self.name), f"unknown operator {self.op!r}")
+        if self._regex is None and self.op in ("=~", "!~"):
+            object.__setattr__(self, "_regex", Matcher.make(self.name, self.op, self.value)._regex)
 
     @classmethod
     def make(cls, name: str, op: str, value: str) -> Matcher:
         regex = None
         if op in ("=~", "!~"):
             try:
-                regex = re.compile(f"(?:{value})", re.DOTALL)
-            except re.error as exc:
-                raise MatcherError(f"{name}{op}{value}", len(name) + len(op), f"bad regex: {exc}") from None
+                regex = compile_regex(value)
+            except ValueError as exc:
+                raise MatcherError(f"{name}{op}{quote(value)}", len(name) + len(op), f"bad regex: {exc}") from None
         return cls(name, op, value, regex)
 
     def matches_value(self, actual: str) -> bool:
@@ -51,19 +62,73 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        assert self._regex is not None
-        hit = self._regex.fullmatch(actual) is not None
+        hit = self._regex.fullmatch(actual) is not None  # type: ignore[union-attr]
         return hit if self.op == "=~" else not hit
 
     def matches(self, attributes: Mapping[str, str]) -> bool:
         return self.matches_value(attributes.get(self.name, ""))
 
     def __str__(self) -> str:
-        return f"{self.name}{self.op}{quote(self.value)}"
+        """The canonical text; ``parse_matcher(str(m)) == m`` and ``parse_matchers`` reads a ``,``-join."""
+        name = self.name if _is_plain(self.name) else quote(self.name)
+        return f"{name}{self.op}{quote(self.value)}"
 
 
 def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _is_plain(text: str) -> bool:
+    """True when ``text`` reads back unchanged as an unquoted literal (also inside a list)."""
+    return text != "" and not any(ch.isspace() or ch in RESERVED or ch == "," for ch in text)
+
+
+# Constructs Python's re accepts but RE2 (and so Alertmanager and Fleet Management) refuses.
+_NOT_RE2 = {
+    "GROUPREF": "back-references",
+    "GROUPREF_IGNORE": "back-references",
+    "GROUPREF_UNI_IGNORE": "back-references",
+    "GROUPREF_LOC_IGNORE": "back-references",
+    "GROUPREF_EXISTS": "conditional groups",
+    "ASSERT": "look-around assertions",
+    "ASSERT_NOT": "look-around assertions",
+    "ATOMIC_GROUP": "atomic groups",
+    "POSSESSIVE_REPEAT": "possessive quantifiers",
+}
+
+
+def _refuse_non_re2(tree: object) -> None:
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        data = getattr(node, "data", None)
+        if isinstance(data, list):  # a re._parser.SubPattern
+            for op, av in data:
+                what = _NOT_RE2.get(str(op))
+                if what is not None:
+                    raise ValueError(f"{what} are not supported (RE2 syntax)")
+                stack.append(av)
+        elif isinstance(node, tuple | list):
+            stack.extend(node)
+
+
+def compile_regex(value: str) -> re.Pattern[str]:
+    """Compile a matcher's regex; ``fullmatch`` anchors it at both ends. Raises ValueError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "possible nested set" and friends must not reach stderr
+            pattern = re.compile(value)
+            try:
+                from re import _parser  # type: ignore[attr-defined]
+            except ImportError:  # pragma: no cover - the check is best effort
+                _parser = None
+            if _parser is not None:
+                _refuse_non_re2(_parser.parse(value))
+    except re.error as exc:
+        raise ValueError(str(exc)) from None
+    except (OverflowError, RecursionError, MemoryError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    return pattern
 
 
 class _Parser:
@@ -142,6 +207,7 @@ class _Parser:
         if name == "":
             raise self.error("empty label name", name_pos)
         op = self.op()
+        self.skip_ws()
         value_pos = self.pos
         value = self.token("a value", stop_comma) if not self._value_empty(stop_comma) else ""
         try:
@@ -183,7 +249,10 @@ def parse_matchers(text: str) -> tuple[Matcher, ...]:
         p.skip_ws()
         if p.at_end() or (braced and p.text[p.pos] == "}"):
             break
+        start = p.pos
         out.append(p.matcher(stop_comma=True))
+        if p.pos - start > MAX_MATCHER_LENGTH:
+            raise p.error(f"matcher longer than {MAX_MATCHER_LENGTH} characters", start + MAX_MATCHER_LENGTH)
         p.skip_ws()
         if p.at_end():
             break

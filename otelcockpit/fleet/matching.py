@@ -8,10 +8,10 @@ matchers read, so 100,000 collectors cost one evaluation per distinct combinatio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from otelcockpit.fleet.matchers import Matcher, compile_matchers, keys_of, matches_getter
-from otelcockpit.fleet.model import Collector, Pipeline
+from otelcockpit.fleet.model import Collector, CollectorType, Pipeline
 
 
 class PipelineMatcher:
@@ -29,19 +29,26 @@ class PipelineMatcher:
     def names_for(self, collector: Collector) -> tuple[str, ...]:
         if not collector.enabled:
             return ()
-        key = (collector.type, *(collector.attr(k) for k in self.keys))
+        return self.names_for_attrs(collector.type, collector.attr)
+
+    def names_for_attrs(self, ctype: CollectorType, get: Callable[[str], str]) -> tuple[str, ...]:
+        """Matched pipeline names for an enabled collector of ``ctype`` whose merged attributes ``get`` reads."""
+        key = (ctype, *(get(k) for k in self.keys))
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         names = tuple(
             p.name
             for p, compiled in self._compiled
-            if p.enabled and p.config_type == collector.type and matches_getter(compiled, collector.attr)
+            if p.enabled and p.config_type == ctype and matches_getter(compiled, get)
         )
         self._cache[key] = names
         return names
 
     def collectors_for(self, pipeline: Pipeline, collectors: Sequence[Collector]) -> list[Collector]:
+        """The collectors ``pipeline`` reaches (none when it is disabled, as ``names_for`` says)."""
+        if not pipeline.enabled:
+            return []
         compiled = compile_matchers(tuple(pipeline.matchers))
         return [
             c

@@ -35,10 +35,10 @@ def collector_json(c: Collector, *, detail: bool = False) -> dict[str, Any]:
             "error": c.remote_config.error,
         },
         "pipelines": list(c.pipelines),
+        # Beyond the shape, and present on every row so consumers see one shape:
         "enabled": c.enabled,
+        "health_reason": c.health_reason,
     }
-    if c.health_reason:
-        out["health_reason"] = c.health_reason
     if detail:
         out["effective_config"] = dict(c.effective_config)
         if c.component_health is not None:

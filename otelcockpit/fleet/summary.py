@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from otelcockpit.fleet.model import HEALTH_ORDER, Collector, ConfigStatus, Health
+from otelcockpit.fleet.model import HEALTH_ORDER, Collector, CollectorType, ConfigStatus, Health
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Totals:
         return {
             "total": self.total,
             "by_health": {h.value: self.by_health.get(h.value, 0) for h in HEALTH_ORDER},
-            "by_type": dict(sorted(self.by_type.items())),
+            "by_type": {t.value: self.by_type.get(t.value, 0) for t in CollectorType},
             "by_config_status": {s.value: self.by_config_status.get(s.value, 0) for s in ConfigStatus},
         }
 

@@ -1,0 +1,522 @@
+"""The cockpit application: one status row, the view, one footer row (k9s conventions)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from functools import partial
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.widgets import ContentSwitcher, Footer
+
+from otelcockpit import settings as settings_mod
+from otelcockpit.actions import ACTIONS
+from otelcockpit.backends import make_backend
+from otelcockpit.backends.base import (
+    COLLECTOR_SET_ENABLED,
+    COLLECTOR_SET_REMOTE_ATTRIBUTES,
+    PIPELINE_SET_ENABLED,
+    PIPELINE_UPSERT,
+    Change,
+    FleetBackend,
+)
+from otelcockpit.errors import CockpitError
+from otelcockpit.fleet.model import Collector, FleetSnapshot, Pipeline, Revision, utcnow
+from otelcockpit.settings import Settings
+from otelcockpit.tui.detail import CollectorDetailScreen, DetailScreen, PipelineDetailScreen
+from otelcockpit.tui.fleet_view import FleetView
+from otelcockpit.tui.help import HelpScreen
+from otelcockpit.tui.pipelines_view import PipelinesView
+from otelcockpit.tui.themes import ThemeSet, check_theme, load_themes
+from otelcockpit.tui.view import View, bindings_for
+from otelcockpit.tui.widgets import BarInput, ConfirmScreen, ListSuggester, PromptBar, PromptScreen, StatusRow
+
+# `:` commands: name -> (aliases, description). Views register here as they are built.
+VIEWS: dict[str, tuple[type[View], tuple[str, ...]]] = {
+    "fleet": (FleetView, ("collectors", "co", "fleet")),
+    "pipelines": (PipelinesView, ("pipelines", "pi", "pipeline")),
+}
+COMMANDS_HELP = [
+    (":collectors", "the Fleet view (collectors)"),
+    (":pipelines", "pipelines, matchers, revisions"),
+    (":ctx NAME", "switch context"),
+    (":theme NAME", "switch theme"),
+    (":q", "quit"),
+]
+
+
+class CockpitCommands(Provider):
+    """Command palette entries: views, contexts, themes and the registry's actions (minus
+    mutating ones in read-only mode)."""
+
+    def _entries(self) -> list[tuple[str, Callable[[], Any], str]]:
+        app: CockpitApp = self.app  # type: ignore[assignment]
+        out: list[tuple[str, Callable[[], Any], str]] = []
+        for name, (cls, _aliases) in VIEWS.items():
+            out.append((f"View: {cls.TITLE}", partial(app.switch_view, name), f":{name}"))
+        for ctx in sorted(app.settings.contexts):
+            out.append((f"Context: {ctx}", partial(app.switch_context, ctx), f":ctx {ctx}"))
+        for theme in sorted(app.theme_set.themes):
+            out.append((f"Theme: {theme}", partial(app.apply_theme, theme), f":theme {theme}"))
+        for spec in ACTIONS:
+            if spec.scope != "app" or (app.read_only and spec.dangerous):
+                continue
+            out.append((f"{spec.description}", partial(app.run_action, spec.action), spec.key_display or spec.key))
+        return out
+
+    async def discover(self) -> Hits:
+        for title, fn, help_text in self._entries():
+            yield DiscoveryHit(title, fn, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, fn, help_text in self._entries():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), fn, help=help_text)
+
+
+class CockpitApp(App[int]):
+    CSS_PATH = "cockpit.tcss"
+    TITLE = "otelcockpit"
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("app")
+    COMMANDS = {CockpitCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backend: FleetBackend | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        live: bool = True,
+        cursor_blink: bool = True,
+        resolve_kwargs: dict[str, Any] | None = None,
+        exit_after_first_paint: bool = False,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.read_only = settings.read_only
+        self.backend: FleetBackend | None = backend
+        self.clock = clock
+        self.live = live
+        self.cursor_blink = cursor_blink
+        self.snapshot: FleetSnapshot | None = None
+        self.paused = False
+        self.theme_set: ThemeSet = load_themes(settings_mod.user_themes_dir())
+        self.view_name = "fleet"
+        self.history: list[str] = []
+        self._resolve_kwargs = resolve_kwargs or {}
+        self._poll_timer: Any = None
+        self._failures = 0
+        self.exit_after_first_paint = exit_after_first_paint
+        self.first_paint_at: float | None = None
+        self.error_message = ""
+
+    # ---- time ----------------------------------------------------------------------------------
+    def now(self) -> datetime:
+        return self.clock()
+
+    # ---- layout --------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield StatusRow(id="status")
+        with ContentSwitcher(initial="fleet", id="views"):
+            for name, (cls, _aliases) in VIEWS.items():
+                yield cls(id=name)
+        yield PromptBar(":", suggester=ListSuggester(self.command_words), id="command")
+        yield PromptBar("/", id="filter")
+        yield Footer(show_command_palette=False)
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        # The cockpit's own slots, for Textual's built-in themes (ours all define them).
+        return {
+            "health-healthy": "green",
+            "health-degraded": "yellow",
+            "health-unhealthy": "red",
+            "health-offline": "grey",
+            "health-unknown": "grey",
+            "badge-read-only": "red",
+        }
+
+    def on_mount(self) -> None:
+        for theme in self.theme_set.themes.values():
+            self.register_theme(theme)
+        self.theme = self.settings.theme
+        if self.theme_set.failures:
+            self.notify("\n".join(self.theme_set.failures), title="Some user themes did not load", severity="warning")
+        self.set_interval(1.0, self._tick, name="clock")
+        self.current_view.focus_main()
+        self.start_backend()
+
+    def status_state(self) -> dict[str, Any]:
+        ctx = self.settings.context
+        return {
+            "context": ctx.name,
+            "production": ctx.production,
+            "backend": self.settings.backend,
+            "read_only": self.read_only,
+            "snapshot": self.snapshot,
+            "now": self.now(),
+            "paused": self.paused,
+        }
+
+    def refresh_status(self) -> None:
+        for row in self.screen.query(StatusRow):
+            row.refresh()
+
+    @property
+    def current_view(self) -> View:
+        return self.query_one(f"#{self.view_name}", View)
+
+    def _tick(self) -> None:
+        self.refresh_status()
+
+    # ---- data ----------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="backend", exit_on_error=False)
+    def start_backend(self) -> None:
+        """Open the backend off the UI thread (the demo builds its fleet here)."""
+        try:
+            backend = self.backend or make_backend(self.settings, clock=self.clock)
+        except CockpitError as exc:
+            self.call_from_thread(self.fail, exc.message)
+            return
+        self.call_from_thread(self._backend_ready, backend)
+
+    def _backend_ready(self, backend: FleetBackend) -> None:
+        self.backend = backend
+        self.poll()
+
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def poll(self) -> None:
+        backend = self.backend
+        if backend is None:
+            return
+        try:
+            snap = await backend.snapshot()
+        except CockpitError as exc:
+            self._failures += 1
+            if self.snapshot is None:
+                # Nothing to show at all: say why in one line and stop (exit code 1).
+                self.fail(exc.message)
+                return
+            self.snapshot = self.snapshot.as_stale(exc.message, replace(self.snapshot.health, ok=False, status="down"))
+            self._show(self.snapshot)
+            self._schedule(min(60.0, self.settings.refresh_seconds * 2**self._failures))
+            return
+        self._failures = 0
+        self.snapshot = snap
+        self._show(snap)
+        self._schedule(self.settings.refresh_seconds)
+
+    def _schedule(self, delay: float) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        if self.live and not self.paused and delay > 0:
+            self._poll_timer = self.set_timer(delay, self.poll, name="poll")
+
+    def _show(self, snap: FleetSnapshot) -> None:
+        self.refresh_status()
+        self.current_view.update_snapshot(snap)
+        screen = self.screen
+        if isinstance(screen, DetailScreen):
+            screen.refresh_from(snap)  # type: ignore[attr-defined]
+        if self.first_paint_at is None:
+            self.first_paint_at = asyncio.get_running_loop().time()
+            if self.exit_after_first_paint:
+                self.call_after_refresh(self.exit, 0)
+
+    async def load_revisions(self, pipeline: str) -> tuple[Revision, ...]:
+        if self.backend is None:
+            return ()
+        try:
+            return tuple(await self.backend.revisions(pipeline))
+        except CockpitError as exc:
+            self.notify(exc.message, title="Could not load revisions", severity="error")
+            return ()
+
+    # ---- views ---------------------------------------------------------------------------------
+    def switch_view(self, name: str, *, remember: bool = True) -> None:
+        if name not in VIEWS:
+            return
+        while isinstance(self.screen, DetailScreen):
+            self.pop_screen()
+        if name != self.view_name and remember:
+            self.history.append(self.view_name)
+        self.view_name = name
+        self.query_one(ContentSwitcher).current = name
+        if self.snapshot is not None:
+            self.current_view.update_snapshot(self.snapshot)
+        self.current_view.focus_main()
+
+    def open_collector(self, collector_id: str) -> None:
+        self.push_screen(CollectorDetailScreen(collector_id))
+
+    def open_pipeline(self, name: str) -> None:
+        self.push_screen(PipelineDetailScreen(name))
+
+    def command_words(self, value: str) -> list[str]:
+        words = [alias for _cls, aliases in VIEWS.values() for alias in aliases]
+        words += [f"ctx {c}" for c in sorted(self.settings.contexts)]
+        words += [f"theme {t}" for t in sorted(self.theme_set.themes)]
+        words += ["quit", "help"]
+        return words
+
+    def run_command(self, text: str) -> str | None:
+        """Run a `:` command; return an error message to show, or None."""
+        parts = text.strip().split()
+        if not parts:
+            return None
+        head, args = parts[0].lower(), parts[1:]
+        for name, (_cls, aliases) in VIEWS.items():
+            if head in aliases:
+                self.switch_view(name)
+                return None
+        if head in ("q", "quit", "q!"):
+            self.exit(0)
+            return None
+        if head == "help":
+            self.action_help()
+            return None
+        if head in ("ctx", "context"):
+            if not args:
+                return f"contexts: {', '.join(sorted(self.settings.contexts))}"
+            return self.switch_context(args[0])
+        if head == "theme":
+            if not args:
+                return f"themes: {', '.join(sorted(self.theme_set.themes))}"
+            return self.apply_theme(args[0])
+        return f"unknown command {head!r} (try :help)"
+
+    def apply_theme(self, name: str) -> str | None:
+        try:
+            check_theme(name, self.theme_set)
+        except CockpitError as exc:
+            return exc.message
+        self.theme = name
+        return None
+
+    def switch_context(self, name: str) -> str | None:
+        if name not in self.settings.contexts:
+            return f"unknown context {name!r}"
+        kwargs = dict(self._resolve_kwargs)
+        kwargs.update(context=name, source=None, url=None)
+        try:
+            new = settings_mod.resolve(**kwargs)
+        except CockpitError as exc:
+            return exc.message
+        old_backend = self.backend
+        self.settings = new
+        self.read_only = new.read_only
+        self.backend = None
+        self.snapshot = None
+        if old_backend is not None:
+            self.run_worker(old_backend.close(), exit_on_error=False)
+        self.refresh_status()
+        if new.context.theme:
+            self.apply_theme(new.context.theme)
+        self.refresh_bindings()
+        self.start_backend()
+        return None
+
+    # ---- app actions ---------------------------------------------------------------------------
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen.active_bindings, COMMANDS_HELP, self.read_only))
+
+    def _to_main_screen(self) -> None:
+        while isinstance(self.screen, DetailScreen):
+            self.pop_screen()
+
+    def action_command_line(self) -> None:
+        self._to_main_screen()
+        self.query_one("#filter", PromptBar).close()
+        self.query_one("#command", PromptBar).open()
+
+    def action_filter(self) -> None:
+        self._to_main_screen()
+        view = self.current_view
+        self.query_one("#command", PromptBar).close()
+        self.query_one("#filter", PromptBar).open(getattr(view, "filter_text", ""))
+
+    def set_filter(self, text: str) -> str | None:
+        error = self.current_view.apply_filter(text)
+        return error
+
+    def action_back(self) -> None:
+        for bar in self.query(PromptBar):
+            if bar.is_open:
+                bar.close()
+                self.current_view.focus_main()
+                return
+        view = self.current_view
+        if isinstance(view, FleetView) and view.group_key:
+            view.action_group()
+            return
+        if getattr(view, "filter_text", ""):
+            view.apply_filter("")
+            return
+        if self.history:
+            self.switch_view(self.history.pop(), remember=False)
+
+    def action_refresh(self) -> None:
+        self.poll()
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self.refresh_status()
+        if self.paused:
+            self._schedule(0)
+        else:
+            self.poll()
+
+    def action_view(self, name: str) -> None:
+        self.switch_view(name)
+
+    @on(BarInput.Submitted)
+    def prompt_submitted(self, event: BarInput.Submitted) -> None:
+        bar = event.input.parent
+        assert isinstance(bar, PromptBar)
+        if bar.id == "command":
+            error = self.run_command(event.value)
+        else:
+            error = self.set_filter(event.value)
+        if error:
+            bar.set_error(error)
+            return
+        bar.close()
+        if not isinstance(self.screen, HelpScreen):
+            self.current_view.focus_main()
+
+    @on(BarInput.Changed)
+    def prompt_changed(self, event: BarInput.Changed) -> None:
+        bar = event.input.parent
+        if isinstance(bar, PromptBar) and bar.id == "filter" and not isinstance(event, BarInput.Cancelled):
+            # Live filtering: every keystroke repaints (matcher syntax errors wait for completion).
+            error = self.set_filter(event.value)
+            bar.set_error("" if error is None else error.split(": ", 1)[-1])
+
+    @on(BarInput.Cancelled)
+    def prompt_cancelled(self, event: BarInput.Cancelled) -> None:
+        bar = event.input.parent
+        if isinstance(bar, PromptBar):
+            bar.close()
+        self.current_view.focus_main()
+
+    # ---- mutating actions (dangerous: gated by read-only, confirmed, refused by the backend) ----
+    def _confirm(self, title: str, body: str, label: str, then: Callable[[], Any]) -> None:
+        ctx = self.settings.context
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                then()
+
+        self.push_screen(
+            ConfirmScreen(title, body, confirm_label=label, type_to_confirm=ctx.name if ctx.production else None), done
+        )
+
+    def push_change(self, change: Change) -> None:
+        self._push(change)
+
+    @work(exclusive=False, group="push", exit_on_error=False)
+    async def _push(self, change: Change) -> None:
+        if self.backend is None:
+            return
+        try:
+            result = await self.backend.push(change)
+        except CockpitError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+            return
+        self.notify(result.message, title="Applied" if result.ok else "Failed", severity="information" if result.ok else "error")
+        self.poll()
+
+    def _author(self) -> str:
+        return os.environ.get("USER", "") or "otelcockpit"
+
+    def toggle_collector(self, c: Collector) -> None:
+        verb = "Disable" if c.enabled else "Enable"
+        body = f"{verb} remote configuration for {c.name}?"
+        if c.enabled:
+            body += "\nA disabled collector receives an empty configuration."
+        change = Change(COLLECTOR_SET_ENABLED, {"ids": [c.id], "enabled": not c.enabled}, author=self._author())
+        self._confirm(f"{verb} collector", body, verb, lambda: self.push_change(change))
+
+    def set_remote_attribute(self, c: Collector) -> None:
+        def validate(text: str) -> str | None:
+            key, sep, _value = text.partition("=")
+            if not sep or not key.strip():
+                return "write key=value (an empty value removes the attribute)"
+            if key.strip().startswith("collector."):
+                return "the collector. prefix is reserved"
+            return None
+
+        def got(text: str | None) -> None:
+            if not text:
+                return
+            key, _, value = text.partition("=")
+            key, value = key.strip(), value.strip()
+            payload = {"ids": [c.id], "set": {key: value}} if value else {"ids": [c.id], "remove": [key]}
+            change = Change(COLLECTOR_SET_REMOTE_ATTRIBUTES, payload, author=self._author())
+            self._confirm(
+                "Set remote attribute",
+                f"{'Set' if value else 'Remove'} {key}{'=' + value if value else ''} on {c.name}?\n"
+                "Pipelines matched by this collector may change.",
+                "Apply",
+                lambda: self.push_change(change),
+            )
+
+        self.push_screen(PromptScreen(f"Remote attribute for {c.name} (key=value)", "rollout=canary", validate), got)
+
+    def toggle_pipeline(self, p: Pipeline) -> None:
+        verb = "Disable" if p.enabled else "Enable"
+        n = sum(1 for c in self.snapshot.collectors if p.name in c.pipelines) if self.snapshot else 0
+        body = f"{verb} pipeline {p.name}?"
+        if p.enabled:
+            body += f"\n{n} collector(s) stop receiving it."
+        change = Change(PIPELINE_SET_ENABLED, {"name": p.name, "enabled": not p.enabled}, author=self._author())
+        self._confirm(f"{verb} pipeline", body, verb, lambda: self.push_change(change))
+
+    def rollback_pipeline(self, name: str, rev: Revision) -> None:
+        if rev.snapshot is None or rev.operation.value == "delete":
+            self.notify("that revision has no contents to restore", severity="warning")
+            return
+        restored = replace(rev.snapshot, id="", created_at=None, updated_at=None)
+        change = Change(PIPELINE_UPSERT, {"pipeline": restored}, author=self._author(), note=f"rollback to {rev.id}")
+        self._confirm(
+            "Roll back pipeline",
+            f"Restore {name} to revision {rev.id} ({rev.author or '?'})?\nThis upserts that revision's snapshot "
+            "as a new revision.",
+            "Roll back",
+            lambda: self.push_change(change),
+        )
+
+    # ---- exit ----------------------------------------------------------------------------------
+    def fail(self, message: str) -> None:
+        """End the app with one line on stderr and exit code 1 (printed by run_app)."""
+        self.error_message = message
+        self.exit(1, return_code=1)
+
+    async def on_unmount(self) -> None:
+        if self.backend is not None:
+            await self.backend.close()
+
+
+def run_app(settings: Settings, **kwargs: Any) -> int:
+    themes = load_themes(settings_mod.user_themes_dir())
+    check_theme(settings.theme, themes)
+    app = CockpitApp(settings, **kwargs)
+    result = app.run()
+    if app.error_message:
+        raise CockpitError(app.error_message)
+    if app.return_code:
+        return app.return_code
+    return int(result or 0)
+

@@ -1,0 +1,277 @@
+"""The Fleet view: the collector table, filtering by text or matchers, grouping by an attribute."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, OptionList, Static
+from textual.widgets.option_list import Option
+
+from otelcockpit.fleet.matchers import MatcherError, matches_getter, parse_matchers, quote
+from otelcockpit.fleet.model import Collector, FleetSnapshot, Health, age_text
+from otelcockpit.tui.render import CONFIG_CLASS, HEALTH_CLASS, HEALTH_GLYPH
+from otelcockpit.tui.view import View
+from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
+
+_MATCHER_START = re.compile(r'^\s*\{?\s*("[^"]*"|[^\s{}!=~"\',]+)\s*(=~|!~|!=|=)')
+
+GROUP_KEYS = ("env", "region", "cluster", "platform", "role", "owner", "type", "version", "health", "config")
+
+
+def is_matcher_query(text: str) -> bool:
+    return bool(_MATCHER_START.match(text))
+
+
+def place_text(c: Collector) -> str:
+    return c.attr("cluster") or c.attr("ecs.cluster") or c.attr("platform") or "-"
+
+
+class CollectorTable(VirtualTable[Collector]):
+    def __init__(self, clock: Callable[[], datetime], **kwargs: Any) -> None:
+        self.clock = clock
+        super().__init__(self._columns(), key=lambda c: c.id, **kwargs)
+        self.empty_text = "no collectors match"
+
+    def _columns(self) -> list[Column[Collector]]:
+        return [
+            Column("health", " ", 1, lambda c: (HEALTH_GLYPH[c.health], HEALTH_CLASS[c.health])),
+            Column("name", "NAME", 24, lambda c: (c.name, None if c.enabled else "vtable--dim"), flex=3),
+            Column("type", "TYPE", 5, lambda c: (c.type.value, None)),
+            Column("version", "VERSION", 8, lambda c: (c.version, None)),
+            Column("env", "ENV", 7, lambda c: (c.attr("env") or "-", None)),
+            Column("region", "REGION", 9, lambda c: (c.attr("region") or "-", None), flex=1),
+            Column("where", "CLUSTER/PLATFORM", 16, lambda c: (place_text(c), None), flex=1, min_table_width=100),
+            Column(
+                "config",
+                "CONFIG",
+                8,
+                lambda c: (c.remote_config.status.value, CONFIG_CLASS[c.remote_config.status]),
+            ),
+            Column("seen", "SEEN", 4, lambda c: (age_text(c.last_seen, self.clock()), None), align_right=True),
+        ]
+
+
+class GroupPicker(ModalScreen[str | None]):
+    """Pick the attribute to group by."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    GroupPicker { align: center middle; }
+    GroupPicker > Vertical { width: 40; height: auto; max-height: 90%; border: thick $primary; background: $surface; }
+    GroupPicker OptionList { height: auto; max-height: 16; border: none; }
+    """
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(" Group collectors by", classes="title")
+            yield OptionList(*[Option(k, id=k) for k in self.keys])
+
+    def on_mount(self) -> None:
+        self.query_one(OptionList).focus()
+
+    @on(OptionList.OptionSelected)
+    def chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def attr_for_group(c: Collector, key: str) -> str:
+    if key == "type":
+        return c.type.value
+    if key == "version":
+        return c.version
+    if key == "health":
+        return c.health.value
+    if key == "config":
+        return c.remote_config.status.value
+    return c.attr(key)
+
+
+class FleetView(View):
+    SCOPE = "fleet"
+    TITLE = "Collectors"
+
+    DEFAULT_CSS = """
+    FleetView #groups { display: none; height: 1fr; }
+    FleetView.-grouped #groups { display: block; }
+    FleetView.-grouped #table-box { display: none; }
+    FleetView #table-box { height: 1fr; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.filter_text = ""
+        self.group_key: str | None = None
+        self._search: dict[str, tuple[Collector, str]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="crumb", id="crumb")
+        table = CollectorTable(self.app.now, id="table")  # type: ignore[attr-defined]
+        with Vertical(id="table-box"):
+            yield TableHeader(table, classes="table-header")
+            yield table
+        yield DataTable(id="groups", cursor_type="row", zebra_stripes=False)
+
+    @property
+    def table(self) -> CollectorTable:
+        return self.query_one(CollectorTable)
+
+    def focus_main(self) -> None:
+        (self.query_one("#groups", DataTable) if self.group_key else self.table).focus()
+
+    def update_snapshot(self, snap: FleetSnapshot) -> None:
+        self.table.set_rows(snap.collectors)
+        if self.group_key:
+            self._fill_groups()
+        self.update_crumb()
+
+    def update_crumb(self) -> None:
+        snap = self.app.snapshot  # type: ignore[attr-defined]
+        total = len(snap.collectors) if snap else 0
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f" {self.TITLE} ", style="bold")
+        if self.filter_text:
+            t.append(f"{self.table.shown}/{total}", style="bold")
+            t.append(f" · /{self.filter_text}")
+        else:
+            t.append(f"{total}", style="bold")
+        if self.group_key:
+            t.append(f" · grouped by {self.group_key}")
+        self.query_one("#crumb", Static).update(t)
+
+    # ---- filtering -----------------------------------------------------------------------------
+    def search_text(self, c: Collector) -> str:
+        hit = self._search.get(c.id)
+        if hit is not None and hit[0] is c:
+            return hit[1]
+        text = " ".join(
+            (c.name, c.id, c.version, c.type.value, c.health.value, c.remote_config.status.value, *c.pipelines,
+             *c.local_attributes.values(), *c.remote_attributes.values())
+        ).lower()
+        self._search[c.id] = (c, text)
+        return text
+
+    def apply_filter(self, text: str) -> str | None:
+        """Apply a text or matcher filter; return an error message instead of raising."""
+        text = text.strip()
+        if not text:
+            self.filter_text = ""
+            self.table.set_filter(None)
+            self.update_crumb()
+            return None
+        if is_matcher_query(text):
+            try:
+                matchers = parse_matchers(text)
+            except MatcherError as exc:
+                return str(exc)
+            predicate: Callable[[Collector], bool] = lambda c: matches_getter(matchers, c.attr)  # noqa: E731
+        else:
+            needle = text.lower()
+            words = needle.split()
+            search = self.search_text
+            if len(words) == 1:
+                predicate = lambda c: needle in search(c)  # noqa: E731
+            else:
+                predicate = lambda c: all(w in search(c) for w in words)  # noqa: E731
+        self.filter_text = text
+        self.table.set_filter(predicate)
+        self.update_crumb()
+        return None
+
+    # ---- grouping ------------------------------------------------------------------------------
+    def action_group(self) -> None:
+        if self.group_key:
+            self.group_key = None
+            self.remove_class("-grouped")
+            self.update_crumb()
+            self.table.focus()
+            return
+
+        def chosen(key: str | None) -> None:
+            if key:
+                self.group_key = key
+                self.add_class("-grouped")
+                self._fill_groups()
+                self.update_crumb()
+                self.query_one("#groups", DataTable).focus()
+
+        self.app.push_screen(GroupPicker(list(GROUP_KEYS)), chosen)
+
+    def _fill_groups(self) -> None:
+        dt = self.query_one("#groups", DataTable)
+        key = self.group_key or "env"
+        rows = self.table.visible_rows()
+        counts: Counter[str] = Counter()
+        health: dict[str, Counter[str]] = {}
+        for c in rows:
+            v = attr_for_group(c, key)
+            counts[v] += 1
+            health.setdefault(v, Counter())[c.health.value] += 1
+        groups = {v: (counts[v], health[v]) for v in sorted(counts, key=lambda v: (-counts[v], v))}
+        cursor_value = None
+        if dt.row_count and dt.cursor_row < dt.row_count:
+            cursor_value = dt.coordinate_to_cell_key(dt.cursor_coordinate).row_key.value
+        dt.clear(columns=True)
+        dt.add_column(key.upper(), key="value")
+        dt.add_column("TOTAL", key="count")
+        for h in Health:
+            dt.add_column(f"{HEALTH_GLYPH[h]} {h.value}", key=h.value)
+        for value, (count, health) in groups.items():
+            cells: list[Any] = [value or "(none)", Text(str(count), justify="right")]
+            for h in Health:
+                n = health.get(h.value, 0)
+                cells.append(Text(str(n) if n else "·", justify="right"))
+            dt.add_row(*cells, key=value)
+        if cursor_value is not None and cursor_value in groups:
+            dt.move_cursor(row=list(groups).index(cursor_value))
+
+    @on(DataTable.RowSelected, "#groups")
+    def group_selected(self, event: DataTable.RowSelected) -> None:
+        value = str(event.row_key.value)
+        key = self.group_key
+        if key is None:
+            return
+        if key in ("type", "version", "health", "config"):
+            query = value
+        else:
+            query = f"{key}={quote(value)}"
+        self.group_key = None
+        self.remove_class("-grouped")
+        self.app.set_filter(query)  # type: ignore[attr-defined]
+        self.table.focus()
+
+    # ---- actions -------------------------------------------------------------------------------
+    def action_open(self) -> None:
+        c = self.table.current
+        if c is not None:
+            self.app.open_collector(c.id)  # type: ignore[attr-defined]
+
+    @on(VirtualTable.Selected)
+    def selected(self, event: VirtualTable.Selected) -> None:
+        self.app.open_collector(event.key)  # type: ignore[attr-defined]
+
+    def action_toggle_enabled(self) -> None:
+        c = self.table.current
+        if c is not None:
+            self.app.toggle_collector(c)  # type: ignore[attr-defined]
+
+    def action_set_attribute(self) -> None:
+        c = self.table.current
+        if c is not None:
+            self.app.set_remote_attribute(c)  # type: ignore[attr-defined]

@@ -1,0 +1,81 @@
+"""`?` help: built from the live bindings of the screen it was opened on, plus the `:` commands."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import ActiveBinding, Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+# Covered by NAV_KEYS below, or Textual's own plumbing that only adds noise to a help screen.
+HIDDEN_ACTIONS = {
+    "cursor", "page", "edge", "scroll_left", "scroll_right", "page_left", "page_right", "scroll_up",
+    "scroll_down", "scroll_home", "scroll_end", "app.focus_next", "app.focus_previous", "screen.copy_text",
+    "command_palette", "app.command_palette",
+}
+
+NAV_KEYS = [
+    ("↑ ↓ j k", "move"),
+    ("pgup pgdn space", "page"),
+    ("home end", "first / last"),
+    ("enter", "open the selected row"),
+]
+
+
+def key_label(b: Binding, app_key_display: str) -> str:
+    return b.key_display or app_key_display
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss_help", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 76; max-width: 100%; height: auto; max-height: 100%; border: round $primary; background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, bindings: dict[str, ActiveBinding], commands: list[tuple[str, str]], read_only: bool) -> None:
+        super().__init__()
+        self.bindings_map = bindings
+        self.commands = commands
+        self.read_only = read_only
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(self.render_help(), id="help")
+
+    def render_help(self) -> Table:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+        grid.add_row(Text("Keys here", style="bold underline"), "")
+        seen: set[str] = set()
+        for _key, active in self.bindings_map.items():
+            b = active.binding
+            if b.action.split("(")[0] in HIDDEN_ACTIONS or (b.action in seen and not b.show):
+                continue
+            seen.add(b.action)
+            label = self.app.get_key_display(b)
+            grid.add_row(label, b.description or b.action)
+        for k, d in NAV_KEYS:
+            grid.add_row(k, d)
+        grid.add_row("ctrl+p", "command palette")
+        grid.add_row("", "")
+        grid.add_row(Text("Commands ( : )", style="bold underline"), "")
+        for cmd, desc in self.commands:
+            grid.add_row(cmd, desc)
+        grid.add_row("", "")
+        grid.add_row(Text("Filter ( / )", style="bold underline"), "")
+        grid.add_row("text", "rows containing every word")
+        grid.add_row('env="prod",region=~"eu-.*"', "Alertmanager matchers on attributes (=, !=, =~, !~)")
+        if self.read_only:
+            grid.add_row("", "")
+            grid.add_row(Text("RO", style="bold reverse"), "read-only: actions that change the fleet are off")
+        return grid
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,80 @@
+"""Small rendering helpers shared by views: health glyphs, status words, diffs."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+
+from rich.text import Text
+
+from otelcockpit.fleet.model import HEALTH_ORDER, ConfigStatus, Health
+
+# Glyph and word together: status never rests on colour alone (NO_COLOR, colour-blind users).
+HEALTH_GLYPH = {
+    Health.HEALTHY: "●",
+    Health.DEGRADED: "◐",
+    Health.UNHEALTHY: "✖",
+    Health.OFFLINE: "○",
+    Health.UNKNOWN: "?",
+}
+HEALTH_CLASS = {
+    Health.HEALTHY: "vtable--healthy",
+    Health.DEGRADED: "vtable--degraded",
+    Health.UNHEALTHY: "vtable--unhealthy",
+    Health.OFFLINE: "vtable--offline",
+    Health.UNKNOWN: "vtable--unknown",
+}
+HEALTH_STYLE_VAR = {h: f"health-{h.value}" for h in Health}
+CONFIG_CLASS = {
+    ConfigStatus.FAILED: "vtable--error",
+    ConfigStatus.APPLYING: "vtable--accent",
+    ConfigStatus.UNSET: "vtable--dim",
+    ConfigStatus.APPLIED: None,
+}
+
+
+def health_counts_text(counts: Mapping[str, int], styles: Mapping[Health, str]) -> Text:
+    """``● 391 ◐ 14 ✖ 7 ○ 9 ? 3`` with each part styled."""
+    out = Text()
+    for h in (Health.HEALTHY, *[x for x in HEALTH_ORDER if x != Health.HEALTHY]):
+        n = counts.get(h.value, 0)
+        if not n:
+            continue
+        if out:
+            out.append(" ")
+        out.append(f"{HEALTH_GLYPH[h]} {n}", style=styles.get(h, ""))
+    return out or Text("-")
+
+
+def diff_text(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> Text:
+    """A unified diff as styled text (+ green, - red, @@ dim)."""
+    lines = list(
+        difflib.unified_diff(
+            old.splitlines(), new.splitlines(), fromfile=old_name, tofile=new_name, lineterm="", n=context
+        )
+    )
+    out = Text()
+    if not lines:
+        out.append("no differences", style="dim")
+        return out
+    for line in lines:
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        elif line.startswith("@@"):
+            style = "cyan"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        else:
+            style = ""
+        out.append(line + "\n", style=style)
+    return out
+
+
+def kv_lines(items: Iterable[tuple[str, str]], key_width: int = 22) -> Text:
+    out = Text()
+    for k, v in items:
+        out.append(f"{k:<{key_width}} ", style="bold")
+        out.append(f"{v}\n")
+    return out

@@ -1,0 +1,48 @@
+"""Base class of the cockpit's views, with bindings from the action registry."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+
+from otelcockpit.actions import ACTIONS, dangerous_actions
+from otelcockpit.fleet.model import FleetSnapshot
+
+
+def bindings_for(scope: str) -> list[BindingType]:
+    return [
+        Binding(a.key, a.action, a.description, show=a.show, id=a.id, key_display=a.key_display)
+        for a in ACTIONS
+        if a.scope == scope
+    ]
+
+
+class View(Vertical):
+    """A full-height view switched with `:` commands. Subclasses set SCOPE and implement hooks."""
+
+    SCOPE: ClassVar[str] = ""
+    TITLE: ClassVar[str] = ""
+    BINDINGS: ClassVar[list[BindingType]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Set before Textual merges the class's bindings in DOMNode.__init_subclass__.
+        if cls.SCOPE and "BINDINGS" not in cls.__dict__:
+            cls.BINDINGS = bindings_for(cls.SCOPE)
+        super().__init_subclass__(**kwargs)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Read-only: mutating actions are not run and not shown (footer, help, palette).
+        if self.app.read_only and action in dangerous_actions(self.SCOPE):  # type: ignore[attr-defined]
+            return False
+        return True
+
+    def update_snapshot(self, snap: FleetSnapshot) -> None:  # pragma: no cover - overridden
+        pass
+
+    def apply_filter(self, text: str) -> str | None:
+        return "this view has no filter"
+
+    def focus_main(self) -> None:
+        self.focus()

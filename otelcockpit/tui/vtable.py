@@ -1,0 +1,347 @@
+"""A virtualised table for very large fleets.
+
+Only the visible rows are ever rendered (Line API), rows are identified by key, a refresh diffs
+the new rows against the old ones by object identity and repaints only what changed and is on
+screen, and the cursor stays on the same row key across refreshes and filters. 100,000 rows cost
+a list of references and an index, not 100,000 widgets or cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
+
+T = TypeVar("T")
+
+# A cell renderer returns the text and an optional component class for its style.
+Cell = tuple[str, str | None]
+
+
+@dataclass(frozen=True)
+class Column(Generic[T]):
+    key: str
+    label: str
+    width: int
+    render: Callable[[T], Cell]
+    flex: int = 0  # share of the spare width
+    align_right: bool = False
+    min_table_width: int = 0  # the column is shown only when the table is at least this wide
+
+
+def fit(text: str, width: int, right: bool = False) -> str:
+    if width <= 0:
+        return ""
+    if cell_len(text) > width:
+        if width == 1:
+            return "…"
+        out = []
+        used = 0
+        for ch in text:
+            w = cell_len(ch)
+            if used + w > width - 1:
+                break
+            out.append(ch)
+            used += w
+        return "".join(out) + "…" + " " * (width - 1 - used)
+    pad = " " * (width - cell_len(text))
+    return pad + text if right else text + pad
+
+
+def visible_columns(columns: Sequence[Column[T]], total: int) -> list[Column[T]]:
+    return [c for c in columns if c.min_table_width <= total]
+
+
+def layout_widths(columns: Sequence[Column[Any]], total: int) -> list[int]:
+    """Fixed widths first, then the spare width shared by flex; too narrow: shrink from the right."""
+    gaps = max(0, len(columns) - 1)
+    widths = [c.width for c in columns]
+    spare = total - gaps - sum(widths)
+    flex_total = sum(c.flex for c in columns)
+    if spare > 0 and flex_total:
+        given = 0
+        flexible = [i for i, c in enumerate(columns) if c.flex]
+        for n, i in enumerate(flexible):
+            extra = spare * columns[i].flex // flex_total if n < len(flexible) - 1 else spare - given
+            widths[i] += extra
+            given += extra
+    elif spare < 0:
+        # Too narrow: shrink columns from the right, never below 3 cells.
+        for i in reversed(range(len(widths))):
+            if spare >= 0:
+                break
+            give = min(widths[i] - 3, -spare)
+            if give > 0:
+                widths[i] -= give
+                spare += give
+    return widths
+
+
+class TableHeader(Widget):
+    """The one-line column header above a VirtualTable."""
+
+    DEFAULT_CSS = """
+    TableHeader { height: 1; }
+    """
+
+    def __init__(self, table: VirtualTable[Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        table.header = self
+
+    def render_line(self, y: int) -> Strip:
+        width = self.table.scrollable_content_region.width or self.size.width
+        columns = visible_columns(self.table.columns, width)
+        widths = layout_widths(columns, width)
+        text = " ".join(fit(c.label, w, c.align_right) for c, w in zip(columns, widths, strict=True))
+        style = self.rich_style
+        return Strip([Segment(fit(text, self.size.width), style)], self.size.width)
+
+
+class VirtualTable(ScrollView, Generic[T], can_focus=True):
+    """Rows are objects; ``key`` gives each its stable identity."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup,ctrl+b", "page(-1)", "Page up", show=False),
+        Binding("pagedown,ctrl+f,space", "page(1)", "Page down", show=False),
+        Binding("home,G", "edge(0)", "Top", show=False),
+        Binding("end", "edge(1)", "Bottom", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "vtable--cursor",
+        "vtable--dim",
+        "vtable--healthy",
+        "vtable--degraded",
+        "vtable--unhealthy",
+        "vtable--offline",
+        "vtable--unknown",
+        "vtable--accent",
+        "vtable--error",
+    }
+
+    DEFAULT_CSS = """
+    VirtualTable { height: 1fr; scrollbar-size-vertical: 1; }
+    """
+
+    class Highlighted(Message):
+        def __init__(self, table: VirtualTable[Any], key: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+    class Selected(Message):
+        def __init__(self, table: VirtualTable[Any], key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+    def __init__(self, columns: Sequence[Column[T]], key: Callable[[T], str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.columns: list[Column[T]] = list(columns)
+        self.key_of = key
+        self.rows: list[T] = []
+        self.index: dict[str, int] = {}  # key -> position in rows
+        self.order: list[int] = []  # positions of rows that pass the filter, in order
+        self._order_pos: dict[int, int] | None = None  # row position -> display position (lazy)
+        self.predicate: Callable[[T], bool] | None = None
+        self._matches = bytearray()
+        self.cursor = 0
+        self.cursor_key: str | None = None
+        self.empty_text = "no rows"
+        self.header: TableHeader | None = None
+
+    # ---- data ----------------------------------------------------------------------------------
+    def set_rows(self, rows: Sequence[T]) -> None:
+        """Replace the rows. Unchanged rows (same object) cost nothing; the cursor keeps its key."""
+        old = self.rows
+        new = list(rows)
+        same_layout = len(old) == len(new)
+        changed: list[int] = []
+        if same_layout:
+            key_of = self.key_of
+            for i, (a, b) in enumerate(zip(old, new, strict=True)):
+                if a is not b:
+                    if key_of(a) != key_of(b):
+                        same_layout = False
+                        break
+                    changed.append(i)
+        self.rows = new
+        if not same_layout:
+            self.index = {self.key_of(r): i for i, r in enumerate(new)}
+            self._recompute_all()
+            return
+        if not changed:
+            return
+        membership_changed = False
+        pred = self.predicate
+        if pred is not None:
+            for i in changed:
+                hit = 1 if pred(new[i]) else 0
+                if self._matches[i] != hit:
+                    self._matches[i] = hit
+                    membership_changed = True
+        if membership_changed:
+            self._rebuild_order()
+            return
+        # Repaint only the changed rows that are on screen.
+        top = int(self.scroll_offset.y)
+        bottom = top + self.size.height
+        pos = self._order_positions()
+        for i in changed:
+            d = pos.get(i)
+            if d is not None and top <= d < bottom:
+                self.refresh_line(d)
+
+    def set_filter(self, predicate: Callable[[T], bool] | None) -> None:
+        self.predicate = predicate
+        self._recompute_all()
+
+    def _recompute_all(self) -> None:
+        pred = self.predicate
+        if pred is None:
+            self._matches = bytearray(b"\x01") * len(self.rows)
+        else:
+            self._matches = bytearray(1 if pred(r) else 0 for r in self.rows)
+        self._rebuild_order()
+
+    def _rebuild_order(self) -> None:
+        m = self._matches
+        if self.predicate is None:
+            self.order = list(range(len(self.rows)))
+        else:
+            self.order = [i for i in range(len(m)) if m[i]]
+        self._order_pos = None
+        self.virtual_size = Size(self.size.width, len(self.order))
+        self._restore_cursor()
+        self.refresh()
+        if self.header is not None:
+            # The scrollbar may have appeared or gone: the header's widths follow the table's.
+            self.call_after_refresh(self.header.refresh)
+
+    def _order_positions(self) -> dict[int, int]:
+        if self._order_pos is None:
+            self._order_pos = {row: d for d, row in enumerate(self.order)}
+        return self._order_pos
+
+    def _restore_cursor(self) -> None:
+        if not self.order:
+            self.cursor = 0
+            return
+        if self.cursor_key is not None:
+            row = self.index.get(self.cursor_key)
+            if row is not None:
+                d = self._order_positions().get(row)
+                if d is not None:
+                    self.cursor = d
+                    self._scroll_cursor_into_view()
+                    return
+        self.cursor = min(self.cursor, len(self.order) - 1)
+        self.cursor_key = self.key_of(self.rows[self.order[self.cursor]])
+        self._scroll_cursor_into_view()
+        self.post_message(self.Highlighted(self, self.cursor_key))
+
+    @property
+    def current(self) -> T | None:
+        if not self.order or self.cursor >= len(self.order):
+            return None
+        return self.rows[self.order[self.cursor]]
+
+    @property
+    def shown(self) -> int:
+        return len(self.order)
+
+    def visible_rows(self) -> list[T]:
+        return [self.rows[i] for i in self.order]
+
+    def move_to_key(self, key: str) -> None:
+        self.cursor_key = key
+        self._restore_cursor()
+        self.refresh()
+
+    # ---- navigation ----------------------------------------------------------------------------
+    def _move(self, to: int) -> None:
+        if not self.order:
+            return
+        to = max(0, min(len(self.order) - 1, to))
+        if to == self.cursor:
+            return
+        old = self.cursor
+        self.cursor = to
+        self.cursor_key = self.key_of(self.rows[self.order[to]])
+        self.refresh_line(old)
+        self.refresh_line(to)
+        self._scroll_cursor_into_view()
+        self.post_message(self.Highlighted(self, self.cursor_key))
+
+    def _scroll_cursor_into_view(self) -> None:
+        height = max(1, self.scrollable_content_region.height or self.size.height)
+        top = int(self.scroll_offset.y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
+
+    def action_cursor(self, delta: int) -> None:
+        self._move(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self._move(self.cursor + direction * max(1, self.size.height - 1))
+
+    def action_edge(self, end: int) -> None:
+        self._move(len(self.order) - 1 if end else 0)
+
+    def on_click(self, event: Any) -> None:
+        self._move(int(self.scroll_offset.y) + event.y)
+
+    def key_enter(self) -> None:
+        if self.cursor_key is not None and self.order:
+            self.post_message(self.Selected(self, self.cursor_key))
+
+    # ---- rendering -----------------------------------------------------------------------------
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.order))
+        self._scroll_cursor_into_view()
+        if self.header is not None:
+            self.header.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width or self.size.width
+        d = int(self.scroll_offset.y) + y
+        base = self.rich_style
+        if d >= len(self.order):
+            if not self.order and y == 0:
+                return Strip([Segment(fit(self.empty_text, width), base + self.get_component_rich_style("vtable--dim"))])
+            return Strip.blank(width, base)
+        row = self.rows[self.order[d]]
+        columns = visible_columns(self.columns, width)
+        widths = layout_widths(columns, width)
+        is_cursor = d == self.cursor
+        cursor_style = self.get_component_rich_style("vtable--cursor") if is_cursor else None
+        segments: list[Segment] = []
+        for n, (col, w) in enumerate(zip(columns, widths, strict=True)):
+            if n:
+                segments.append(Segment(" ", base if cursor_style is None else base + cursor_style))
+            text, klass = col.render(row)
+            style: Style = base
+            if klass:
+                style = style + self.get_component_rich_style(klass, partial=True)
+            if cursor_style is not None:
+                style = style + cursor_style
+            segments.append(Segment(fit(text, w, col.align_right), style))
+        used = sum(widths) + max(0, len(widths) - 1)
+        if used < width:
+            segments.append(Segment(" " * (width - used), base if cursor_style is None else base + cursor_style))
+        return Strip(segments, width)
