@@ -304,7 +304,10 @@ class DemoSimulator:
         now = self.now
         recent = [now - timedelta(seconds=s) for s in range(POLL_SECONDS)]
         empty_config: Mapping[str, str] = MappingProxyType({})
-        config_maps: dict[str, Mapping[str, str]] = {}
+        # Shared objects: most collectors have equal configs, so they share one RemoteConfig and map.
+        configs: dict[tuple[str, ...], tuple[RemoteConfig, Mapping[str, str], str]] = {}
+        failed: dict[tuple[str, str], RemoteConfig] = {}
+        health_table = [self._initial_health(r) for r in range(200)]
         out: list[Collector] = []
         for group, count in zip(self.org.groups, counts, strict=True):
             remote = MappingProxyType(dict(group.remote))
@@ -339,38 +342,45 @@ class DemoSimulator:
                     local["service.version"] = version
                     cid = f"{roll & 0xFFFFFFFF:08x}-{(roll >> 32) & 0xFFFF:04x}-7{(roll >> 48) & 0xFFF:03x}-8{i & 0xFFF:03x}-{uid_tail:012x}"
                     local["service.instance.id"] = cid
-                health, reason, error = self._initial_health(roll)
-                if health == Health.OFFLINE:
+                health, reason, error = health_table[(roll >> 12) % 200]
+                if health is Health.OFFLINE:
                     last_seen = now - timedelta(seconds=3 * POLL_SECONDS + (roll % POLL_SECONDS) * 7)
                 else:
                     last_seen = recent[roll % POLL_SECONDS]
 
-                def get(key: str, _local: dict[str, str] = local, _cid: str = cid, _remote: Mapping[str, str] = remote) -> str:
-                    if key == "collector.ID":
-                        return _cid
-                    if not key.startswith("collector."):
-                        value = _remote.get(key)
-                        if value is not None:
-                            return value
-                    return _local.get(key, "")
-
                 if per_collector or group_names is None:
+
+                    def get(key: str, _local: dict[str, str] = local, _cid: str = cid, _remote: Mapping[str, str] = remote) -> str:
+                        if key == "collector.ID":
+                            return _cid
+                        if not key.startswith("collector."):
+                            value = _remote.get(key)
+                            if value is not None:
+                                return value
+                        return _local.get(key, "")
+
                     names = matcher.names_for_attrs(group.type, get)
                     group_names = names
                 else:
                     names = group_names
-                status = ConfigStatus.APPLIED
-                cerr = ""
-                if names:
-                    content, chash = self._assembled_for(group.type, names)
-                    effective = config_maps.get(chash)
-                    if effective is None:
-                        effective = config_maps[chash] = MappingProxyType({"": content})
-                    if (roll >> 20) % 97 == 0:
-                        status = ConfigStatus.FAILED
-                        cerr = FAILURE_MESSAGES[(roll >> 24) % len(FAILURE_MESSAGES)]
-                else:
-                    chash, effective, status = "", empty_config, ConfigStatus.UNSET
+                assigned = configs.get(names)
+                if assigned is None:
+                    if names:
+                        content, chash = self._assembled_for(group.type, names)
+                        assigned = (
+                            RemoteConfig(ConfigStatus.APPLIED, chash, ""),
+                            MappingProxyType({"": content}),
+                            chash,
+                        )
+                    else:
+                        assigned = (RemoteConfig(ConfigStatus.UNSET, "", ""), empty_config, "")
+                    configs[names] = assigned
+                rc, effective, chash = assigned
+                if names and (roll >> 20) % 97 == 0:
+                    cerr = FAILURE_MESSAGES[(roll >> 24) % len(FAILURE_MESSAGES)]
+                    rc = failed.get((chash, cerr)) or failed.setdefault(
+                        (chash, cerr), RemoteConfig(ConfigStatus.FAILED, chash, cerr)
+                    )
                 out.append(
                     Collector(
                         id=cid,
@@ -383,7 +393,7 @@ class DemoSimulator:
                         health_reason=reason,
                         last_error=error,
                         last_seen=last_seen,
-                        remote_config=RemoteConfig(status, chash, cerr),
+                        remote_config=rc,
                         effective_config=effective,
                         pipelines=names,
                         source="demo",
@@ -391,8 +401,9 @@ class DemoSimulator:
                 )
         self.collectors = out
 
-    def _initial_health(self, roll: int) -> tuple[Health, str, str]:
-        r = (roll >> 12) % 200
+    @staticmethod
+    def _initial_health(r: int) -> tuple[Health, str, str]:
+        """The starting health of a collector whose roll lands on ``r`` (0..199)."""
         if r < 3:
             return Health.UNHEALTHY, "", UNHEALTHY_MESSAGES[r % len(UNHEALTHY_MESSAGES)]
         if r < 9:

@@ -384,7 +384,8 @@ class CockpitApp(App[int]):
     @on(BarInput.Submitted)
     def prompt_submitted(self, event: BarInput.Submitted) -> None:
         bar = event.input.parent
-        assert isinstance(bar, PromptBar)
+        if not isinstance(event.input, BarInput) or not isinstance(bar, PromptBar):
+            return  # an Input of a modal (PromptScreen) handles its own submit
         if bar.id == "command":
             error = self.run_command(event.value)
         else:
@@ -399,7 +400,7 @@ class CockpitApp(App[int]):
     @on(BarInput.Changed)
     def prompt_changed(self, event: BarInput.Changed) -> None:
         bar = event.input.parent
-        if isinstance(bar, PromptBar) and bar.id == "filter" and not isinstance(event, BarInput.Cancelled):
+        if isinstance(event.input, BarInput) and isinstance(bar, PromptBar) and bar.id == "filter" and not isinstance(event, BarInput.Cancelled):
             # Live filtering: every keystroke repaints (matcher syntax errors wait for completion).
             error = self.set_filter(event.value)
             bar.set_error("" if error is None else error.split(": ", 1)[-1])

@@ -1,0 +1,35 @@
+"""Shared test set-up: isolation from the user's config and data, determinism for snapshots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+FROZEN = datetime(2026, 11, 20, 9, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reads the developer's config file or writes into their data dir."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("OTELCOCKPIT_CONFIG", str(home / "config.yaml"))
+    monkeypatch.setenv("OTELCOCKPIT_DATA_DIR", str(home / "data"))
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    for var in ("FLEET_MANAGEMENT_INSTANCE_ID", "FLEET_MANAGEMENT_TOKEN", "OTELCOCKPIT_OPAMP_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+
+
+@pytest.fixture
+def frozen_clock():  # noqa: ANN201
+    return lambda: FROZEN
+
+
+@pytest.fixture
+def config_file() -> Path:
+    return Path(os.environ["OTELCOCKPIT_CONFIG"])
