@@ -100,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help and --version print, then stop: a return code for callers
+            return exc.code if isinstance(exc.code, int) else 0
         handler = getattr(args, "handler", None)
         if handler is None:
             handler = importlib.import_module("otelcockpit.commands.tui").run

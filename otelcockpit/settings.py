@@ -100,6 +100,16 @@ def _bool(value: Any, origin: str, key: str) -> bool:
     raise ConfigError(f"{origin}: {key} must be true or false, not {value!r}")
 
 
+def _number(value: Any, origin: str, key: str, kind: type[int] | type[float] = float) -> Any:
+    """A number from the config file, or a ConfigError naming the key (never a traceback)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{origin}: {key} must be {what}, not {value!r}")
+    if kind is float and value <= 0:
+        raise ConfigError(f"{origin}: {key} must be more than zero, not {value!r}")
+    return kind(value)
+
+
 def _context_from(name: str, raw: Any, origin: str) -> Context:
     if raw is None:
         raw = {}
@@ -151,7 +161,7 @@ def _context_from(name: str, raw: Any, origin: str) -> Context:
         username_env=env.get("username_env", ""),
         password_env=env.get("password_env", ""),
         token_env=env.get("token_env", ""),
-        refresh_seconds=float(refresh) if refresh is not None else None,
+        refresh_seconds=_number(refresh, origin, f"contexts.{name}.refresh_seconds") if refresh is not None else None,
         options={k: v for k, v in raw.items() if k not in known},
     )
 
@@ -197,7 +207,8 @@ def resolve(
             raise UsageError(f"unknown context {name!r} (known: {known}); contexts live in {path}")
         ctx = contexts[name]
     else:
-        ctx = Context(name=source or "demo", backend=source or "demo")
+        backend = source or "demo"
+        ctx = Context(name=backend, backend=backend, **DEFAULT_ENV.get(backend, {}))
 
     if source is not None and source != ctx.backend:
         if source not in BACKENDS:
@@ -231,8 +242,8 @@ def resolve(
     else:
         chosen_theme = ctx.theme or str(raw.get("theme") or "cockpit-dark")
 
-    refresh = ctx.refresh_seconds or float(raw.get("refresh_seconds", 2.0))
-    seed = demo_seed if demo_seed is not None else int(raw.get("demo_seed", 7))
+    refresh = ctx.refresh_seconds or _number(raw.get("refresh_seconds", 2.0), origin, "refresh_seconds")
+    seed = demo_seed if demo_seed is not None else _number(raw.get("demo_seed", 7), origin, "demo_seed", int)
     return Settings(
         context=ctx,
         contexts=contexts,

@@ -43,7 +43,9 @@ def load_yaml_text(text: str, origin: str) -> Any:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{origin}:{mark.line + 1}" if mark else origin
+        # At the end of the stream PyYAML points one line past the last: name the last line instead.
+        last_line = max(1, len(text.splitlines()))
+        where = f"{origin}:{min(mark.line + 1, last_line)}" if mark else origin
         problem = exc.problem or exc.context or "invalid YAML"
         raise ConfigError(f"{where}: {problem}") from None
     except yaml.YAMLError as exc:

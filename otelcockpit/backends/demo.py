@@ -522,7 +522,10 @@ class DemoSimulator:
         author = change.author or "demo-user"
         if change.kind == PIPELINE_UPSERT:
             new: Pipeline = p["pipeline"]
-            compile_matchers(tuple(new.matchers))
+            try:
+                compile_matchers(tuple(new.matchers))
+            except MatcherError as exc:  # refused like the real API would, not a crash
+                return PushResult(False, f"pipeline {new.name!r}: {exc}")
             old = self.pipelines.get(new.name)
             op = Operation.UPDATE if old else Operation.INSERT
             pid = old.id if old else str(40000 + len(self.revisions) + 1)

@@ -3,7 +3,8 @@
 Syntax: ``name OP value`` with OP one of ``=``, ``!=``, ``=~``, ``!~``. Names and values are
 unquoted literals (any UTF-8 except white space and ``{ } ! = ~ " ' \\``; a name or value may
 not contain ``,`` either when several matchers are written on one line) or double-quoted
-strings with ``\\"``, ``\\\\`` and ``\\n`` escapes. Regular expressions are fully anchored
+strings with Go's escapes (``\\"``, ``\\\\``, ``\\n``, ``\\t``, ``\\xhh``, ``\\u00e9`` ...), read as
+Alertmanager reads them with ``strconv.Unquote``. Regular expressions are fully anchored
 (``^(?:re)$``, as Alertmanager compiles them: ``.`` does not match a newline) and limited to what
 RE2 accepts: back-references, look-around, conditional, atomic and possessive constructs are
 refused. A missing attribute is the empty string. Several matchers are ANDed. A matcher is at
@@ -76,6 +77,9 @@ class Matcher:
 
 def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"'}
 
 
 def _is_plain(text: str) -> bool:
@@ -176,20 +180,34 @@ class _Parser:
             if ch == "\\":
                 if self.pos + 1 >= len(self.text):
                     raise self.error("unterminated escape")
-                nxt = self.text[self.pos + 1]
-                if nxt == "n":
-                    out.append("\n")
-                elif nxt in ('"', "\\"):
-                    out.append(nxt)
-                else:
-                    raise self.error(f"unknown escape \\{nxt}")
-                self.pos += 2
+                out.append(self.escape())
                 continue
             if ch == '"':
                 self.pos += 1
                 return "".join(out)
             out.append(ch)
             self.pos += 1
+
+    def escape(self) -> str:
+        """One escape in a quoted string, as Go's strconv.Unquote reads it (Alertmanager's parser)."""
+        at = self.pos
+        nxt = self.text[at + 1]
+        simple = _SIMPLE_ESCAPES.get(nxt)
+        if simple is not None:
+            self.pos += 2
+            return simple
+        width = {"x": 2, "u": 4, "U": 8}.get(nxt)
+        digits, base = (self.text[at + 2 : at + 2 + width], 16) if width else (self.text[at + 1 : at + 4], 8)
+        if nxt in "01234567" or width:
+            valid = "0123456789abcdefABCDEF" if base == 16 else "01234567"
+            size = width or 3
+            if len(digits) == size and all(d in valid for d in digits):
+                code = int(digits, base)
+                if code <= (0xFF if nxt == "x" or base == 8 else 0x10FFFF) and not 0xD800 <= code <= 0xDFFF:
+                    self.pos = at + 1 + size + (1 if width else 0)
+                    return chr(code)
+            raise self.error(f"bad escape \\{self.text[at + 1 : at + 1 + size + (1 if width else 0)]}", at)
+        raise self.error(f"unknown escape \\{nxt}", at)
 
     def op(self) -> str:
         self.skip_ws()
@@ -292,3 +310,35 @@ def matches_getter(matchers: Sequence[Matcher], get: Callable[[str], str]) -> bo
 
 def keys_of(matchers: Iterable[Matcher]) -> tuple[str, ...]:
     return tuple(sorted({m.name for m in matchers}))
+
+
+def cached_predicate(matchers: Sequence[Matcher]) -> Callable[[Callable[[str], str]], bool]:
+    """A predicate over an attribute lookup, memoised on the values of the keys the matchers read.
+
+    Over a large fleet the values repeat (env, region, ...), so each distinct combination is
+    evaluated once, however many collectors share it.
+    """
+    keys = keys_of(matchers)
+    cache: dict[tuple[str, ...], bool] = {}
+    if len(keys) == 1:
+        (key,) = keys
+        single: dict[str, bool] = {}
+
+        def one(get: Callable[[str], str]) -> bool:
+            value = get(key)
+            hit = single.get(value)
+            if hit is None:
+                hit = single[value] = all(m.matches_value(value) for m in matchers)
+            return hit
+
+        return one
+
+    def predicate(get: Callable[[str], str]) -> bool:
+        values = tuple(get(k) for k in keys)
+        hit = cache.get(values)
+        if hit is None:
+            lookup = dict(zip(keys, values, strict=True))
+            hit = cache[values] = all(m.matches_value(lookup[m.name]) for m in matchers)
+        return hit
+
+    return predicate

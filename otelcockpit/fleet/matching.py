@@ -4,13 +4,17 @@ A pipeline reaches a collector when both are enabled, the pipeline's config type
 collector type (Alloy pipelines to Alloy collectors, OTel to OTel) and every matcher matches
 the collector's merged attributes. Results are cached by the values of the attributes the
 matchers read, so 100,000 collectors cost one evaluation per distinct combination.
+
+A pipeline whose matchers this parser cannot read (the backend accepted them, we do not) matches
+no collector here and is listed in ``PipelineMatcher.errors``: the cockpit shows the problem
+instead of crashing on real data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from otelcockpit.fleet.matchers import Matcher, compile_matchers, keys_of, matches_getter
+from otelcockpit.fleet.matchers import Matcher, MatcherError, compile_matchers, keys_of, matches_getter
 from otelcockpit.fleet.model import Collector, CollectorType, Pipeline
 
 
@@ -18,9 +22,14 @@ class PipelineMatcher:
     def __init__(self, pipelines: Iterable[Pipeline]) -> None:
         self.pipelines = tuple(sorted(pipelines, key=lambda p: p.name))
         self._compiled: list[tuple[Pipeline, tuple[Matcher, ...]]] = []
+        self.errors: dict[str, str] = {}  # pipeline name -> why its matchers cannot be read
         keys: set[str] = set()
         for p in self.pipelines:
-            compiled = compile_matchers(tuple(p.matchers))
+            try:
+                compiled = compile_matchers(tuple(p.matchers))
+            except MatcherError as exc:
+                self.errors[p.name] = str(exc)
+                continue
             self._compiled.append((p, compiled))
             keys.update(keys_of(compiled))
         self.keys = tuple(sorted(keys))
@@ -49,7 +58,10 @@ class PipelineMatcher:
         """The collectors ``pipeline`` reaches (none when it is disabled, as ``names_for`` says)."""
         if not pipeline.enabled:
             return []
-        compiled = compile_matchers(tuple(pipeline.matchers))
+        try:
+            compiled = compile_matchers(tuple(pipeline.matchers))
+        except MatcherError:
+            return []
         return [
             c
             for c in collectors

@@ -191,6 +191,8 @@ def utcnow() -> datetime:
 def rfc3339(ts: datetime | None) -> str | None:
     if ts is None:
         return None
+    if ts.tzinfo is None:  # naive means UTC here, never the machine's local zone
+        ts = ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

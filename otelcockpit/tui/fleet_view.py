@@ -17,7 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
-from otelcockpit.fleet.matchers import MatcherError, matches_getter, parse_matchers, quote
+from otelcockpit.fleet.matchers import Matcher, MatcherError, cached_predicate, keys_of, parse_matchers, quote
 from otelcockpit.fleet.model import Collector, FleetSnapshot, Health, age_text
 from otelcockpit.tui.render import CONFIG_CLASS, HEALTH_CLASS, HEALTH_GLYPH
 from otelcockpit.tui.view import View
@@ -36,10 +36,18 @@ def place_text(c: Collector) -> str:
     return c.attr("cluster") or c.attr("ecs.cluster") or c.attr("platform") or "-"
 
 
+def search_text(c: Collector) -> str:
+    """What a `/` text filter searches: name, id, version, type, states, pipelines, attribute values."""
+    return " ".join(
+        (c.name, c.id, c.version, c.type.value, c.health.value, c.remote_config.status.value, *c.pipelines,
+         *c.local_attributes.values(), *c.remote_attributes.values())
+    ).lower()
+
+
 class CollectorTable(VirtualTable[Collector]):
     def __init__(self, clock: Callable[[], datetime], **kwargs: Any) -> None:
         self.clock = clock
-        super().__init__(self._columns(), key=lambda c: c.id, **kwargs)
+        super().__init__(self._columns(), key=lambda c: c.id, search=search_text, **kwargs)
         self.empty_text = "no collectors match"
 
     def _columns(self) -> list[Column[Collector]]:
@@ -59,6 +67,24 @@ class CollectorTable(VirtualTable[Collector]):
             ),
             Column("seen", "SEEN", 4, lambda c: (age_text(c.last_seen, self.clock()), None), align_right=True),
         ]
+
+
+def matching_positions(rows: list[Collector], matchers: tuple[Matcher, ...]) -> list[int]:
+    """Positions of the rows the matchers select, in bulk: one attribute lookup per row and key,
+    one matcher evaluation per distinct combination of values."""
+    keys = keys_of(matchers)
+    attr = Collector.attr
+    columns = [[attr(c, k) for c in rows] for k in keys]
+    verdict: dict[tuple[str, ...], bool] = {}
+    out = []
+    for i, values in enumerate(zip(*columns, strict=True)):
+        hit = verdict.get(values)
+        if hit is None:
+            lookup = dict(zip(keys, values, strict=True))
+            hit = verdict[values] = all(m.matches_value(lookup[m.name]) for m in matchers)
+        if hit:
+            out.append(i)
+    return out
 
 
 class GroupPicker(ModalScreen[str | None]):
@@ -118,7 +144,7 @@ class FleetView(View):
         super().__init__(**kwargs)
         self.filter_text = ""
         self.group_key: str | None = None
-        self._search: dict[str, tuple[Collector, str]] = {}
+        self._indexed = False
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="crumb", id="crumb")
@@ -137,6 +163,9 @@ class FleetView(View):
 
     def update_snapshot(self, snap: FleetSnapshot) -> None:
         self.table.set_rows(snap.collectors)
+        if not self._indexed:
+            self._indexed = True
+            self.call_after_refresh(self.table.index_search_texts)
         if self.group_key:
             self._fill_groups()
         self.update_crumb()
@@ -156,17 +185,6 @@ class FleetView(View):
         self.query_one("#crumb", Static).update(t)
 
     # ---- filtering -----------------------------------------------------------------------------
-    def search_text(self, c: Collector) -> str:
-        hit = self._search.get(c.id)
-        if hit is not None and hit[0] is c:
-            return hit[1]
-        text = " ".join(
-            (c.name, c.id, c.version, c.type.value, c.health.value, c.remote_config.status.value, *c.pipelines,
-             *c.local_attributes.values(), *c.remote_attributes.values())
-        ).lower()
-        self._search[c.id] = (c, text)
-        return text
-
     def apply_filter(self, text: str) -> str | None:
         """Apply a text or matcher filter; return an error message instead of raising."""
         text = text.strip()
@@ -180,17 +198,11 @@ class FleetView(View):
                 matchers = parse_matchers(text)
             except MatcherError as exc:
                 return str(exc)
-            predicate: Callable[[Collector], bool] = lambda c: matches_getter(matchers, c.attr)  # noqa: E731
+            test = cached_predicate(matchers)
+            self.table.set_filter(lambda c: test(c.attr), positions=matching_positions(self.table.rows, matchers))
         else:
-            needle = text.lower()
-            words = needle.split()
-            search = self.search_text
-            if len(words) == 1:
-                predicate = lambda c: needle in search(c)  # noqa: E731
-            else:
-                predicate = lambda c: all(w in search(c) for w in words)  # noqa: E731
+            self.table.set_text_filter(text)
         self.filter_text = text
-        self.table.set_filter(predicate)
         self.update_crumb()
         return None
 
