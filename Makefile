@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint proto clean install
+.PHONY: demo test bench lint proto clean install snapshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest -q -m slow -p no:xdist bench $(PYTEST_ARGS)
+
+snapshots: $(STAMP)
+	$(PY) -m pytest -q -p no:xdist tests/tui/test_snapshots.py --snapshot-update
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check otelcockpit tests bench
