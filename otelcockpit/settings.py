@@ -84,6 +84,7 @@ class Settings:
     demo_collectors: int | None = None
     demo_seed: int = 7
     inventory: str | None = None
+    min_size: tuple[int, int] = (80, 24)  # below this the TUI says "terminal too small"
 
     @property
     def backend(self) -> str:
@@ -243,6 +244,7 @@ def resolve(
         chosen_theme = ctx.theme or str(raw.get("theme") or "cockpit-dark")
 
     refresh = ctx.refresh_seconds or _number(raw.get("refresh_seconds", 2.0), origin, "refresh_seconds")
+    min_size = _min_size(raw.get("min_size", "80x24"), origin)
     seed = demo_seed if demo_seed is not None else _number(raw.get("demo_seed", 7), origin, "demo_seed", int)
     return Settings(
         context=ctx,
@@ -255,7 +257,17 @@ def resolve(
         demo_collectors=demo_collectors,
         demo_seed=seed,
         inventory=inventory or ctx.inventory or raw.get("inventory"),
+        min_size=min_size,
     )
+
+
+def _min_size(value: Any, origin: str) -> tuple[int, int]:
+    """``min_size: 80x24`` (the default); a tmux pane with a status line may want ``80x23``."""
+    text = str(value).lower().replace(" ", "")
+    width, sep, height = text.partition("x")
+    if sep and width.isdigit() and height.isdigit() and int(width) >= 20 and int(height) >= 8:
+        return int(width), int(height)
+    raise ConfigError(f"{origin}: min_size must look like 80x24 (at least 20x8), not {value!r}")
 
 
 EXAMPLE_CONFIG = """\

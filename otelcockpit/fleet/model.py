@@ -220,3 +220,30 @@ def age_text(then: datetime | None, now: datetime) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+def stabilise(old: FleetSnapshot | None, new: FleetSnapshot) -> FleetSnapshot:
+    """Reuse the previous snapshot's objects for collectors and pipelines that did not change.
+
+    Backends that decode a fresh API answer build new objects every time; after this, an unchanged
+    collector is the very same object as before, so views can diff by identity and repaint only what
+    changed (a poll of an unchanged fleet then writes almost nothing to the terminal).
+    """
+    if old is None or (not old.collectors and not old.pipelines):
+        return new
+    olds, news = old.collectors, new.collectors
+    out: list[Collector] = list(news)
+    if len(olds) == len(news):
+        for i, c in enumerate(news):
+            o = olds[i]
+            if o is not c and o.id == c.id and o == c:
+                out[i] = o
+    else:
+        by_id = {c.id: c for c in olds}
+        for i, c in enumerate(news):
+            o = by_id.get(c.id)
+            if o is not None and o is not c and o == c:
+                out[i] = o
+    old_pipes = {p.name: p for p in old.pipelines}
+    pipes = tuple(old_pipes[p.name] if old_pipes.get(p.name) == p else p for p in new.pipelines)
+    return replace(new, collectors=tuple(out), pipelines=pipes)

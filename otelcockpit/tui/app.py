@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -28,7 +32,7 @@ from otelcockpit.backends.base import (
     FleetBackend,
 )
 from otelcockpit.errors import CockpitError
-from otelcockpit.fleet.model import Collector, FleetSnapshot, Pipeline, Revision, utcnow
+from otelcockpit.fleet.model import Collector, FleetSnapshot, Pipeline, Revision, stabilise, utcnow
 from otelcockpit.settings import Settings
 from otelcockpit.tui.detail import CollectorDetailScreen, DetailScreen, PipelineDetailScreen
 from otelcockpit.tui.fleet_view import FleetView
@@ -36,7 +40,15 @@ from otelcockpit.tui.help import HelpScreen
 from otelcockpit.tui.pipelines_view import PipelinesView
 from otelcockpit.tui.themes import ThemeSet, check_theme, load_themes
 from otelcockpit.tui.view import View, bindings_for
-from otelcockpit.tui.widgets import BarInput, ConfirmScreen, ListSuggester, PromptBar, PromptScreen, StatusRow
+from otelcockpit.tui.widgets import (
+    BarInput,
+    ConfirmScreen,
+    ListSuggester,
+    PromptBar,
+    PromptScreen,
+    StatusRow,
+    TooSmallScreen,
+)
 
 # `:` commands: name -> (aliases, description). Views register here as they are built.
 VIEWS: dict[str, tuple[type[View], tuple[str, ...]]] = {
@@ -119,6 +131,8 @@ class CockpitApp(App[int]):
         self.exit_after_first_paint = exit_after_first_paint
         self.first_paint_at: float | None = None
         self.error_message = ""
+        self._ticks = 0
+        self.filters: dict[str, str] = {}  # view name -> its filter text (kept for the session state)
 
     # ---- time ----------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -152,7 +166,9 @@ class CockpitApp(App[int]):
         if self.theme_set.failures:
             self.notify("\n".join(self.theme_set.failures), title="Some user themes did not load", severity="warning")
         self.set_interval(1.0, self._tick, name="clock")
+        self.restore_state()
         self.current_view.focus_main()
+        self.check_size()
         self.start_backend()
 
     def status_state(self) -> dict[str, Any]:
@@ -177,6 +193,24 @@ class CockpitApp(App[int]):
 
     def _tick(self) -> None:
         self.refresh_status()
+        self._ticks += 1
+        if self._ticks % 30 == 0:
+            # Ages ("3m") move even when nothing else does: repaint the visible rows twice a minute.
+            self.current_view.refresh_ages()
+
+    def on_resize(self) -> None:
+        self.check_size()
+
+    def check_size(self) -> None:
+        need_w, need_h = self.settings.min_size
+        too_small = self.size.width < need_w or self.size.height < need_h
+        showing = isinstance(self.screen, TooSmallScreen)
+        if too_small and not showing:
+            self.push_screen(TooSmallScreen((need_w, need_h)))
+        elif too_small and showing:
+            self.screen.update_size()  # type: ignore[attr-defined]
+        elif not too_small and showing:
+            self.pop_screen()
 
     # ---- data ----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="backend", exit_on_error=False)
@@ -200,6 +234,8 @@ class CockpitApp(App[int]):
             return
         try:
             snap = await backend.snapshot()
+            # Unchanged collectors keep their identity, so only real changes are repainted.
+            snap = await asyncio.to_thread(stabilise, self.snapshot, snap)
         except CockpitError as exc:
             self._failures += 1
             if self.snapshot is None:
@@ -349,6 +385,8 @@ class CockpitApp(App[int]):
 
     def set_filter(self, text: str) -> str | None:
         error = self.current_view.apply_filter(text)
+        if error is None:
+            self.filters[self.view_name] = text.strip()
         return error
 
     def action_back(self) -> None:
@@ -362,7 +400,7 @@ class CockpitApp(App[int]):
             view.action_group()
             return
         if getattr(view, "filter_text", ""):
-            view.apply_filter("")
+            self.set_filter("")
             return
         if self.history:
             self.switch_view(self.history.pop(), remember=False)
@@ -505,7 +543,50 @@ class CockpitApp(App[int]):
         self.error_message = message
         self.exit(1, return_code=1)
 
+    # ---- session state (saved on exit and on SIGHUP, restored on the next start) ---------------
+    def state_file(self) -> Path:
+        return settings_mod.data_dir() / "tui-state.json"
+
+    def save_state(self) -> None:
+        state = {
+            "context": self.settings.context.name,
+            "view": self.view_name,
+            "filters": dict(self.filters),
+            "theme": self.theme,
+        }
+        try:
+            path = self.state_file()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=2))
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only home must not turn an exit into a crash
+
+    def restore_state(self) -> None:
+        """Come back where you left off (same context only): the view and its filters."""
+        try:
+            state = json.loads(self.state_file().read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(state, dict) or state.get("context") != self.settings.context.name:
+            return
+        view = state.get("view")
+        if view in VIEWS and view != self.view_name:
+            self.view_name = view
+            self.query_one(ContentSwitcher).current = view
+        for name, text in (state.get("filters") or {}).items():
+            if name in VIEWS and isinstance(text, str) and text:
+                if self.query_one(f"#{name}", View).apply_filter(text) is None:
+                    self.filters[name] = text
+
+    def on_hangup(self) -> None:
+        """The terminal went away (SSH dropped): save and leave, without writing to the dead tty."""
+        self.save_state()
+        self.exit(0)
+
     async def on_unmount(self) -> None:
+        self.save_state()
         if self.backend is not None:
             await self.backend.close()
 
@@ -514,7 +595,16 @@ def run_app(settings: Settings, **kwargs: Any) -> int:
     themes = load_themes(settings_mod.user_themes_dir())
     check_theme(settings.theme, themes)
     app = CockpitApp(settings, **kwargs)
-    result = app.run()
+
+    def hangup(_signum: int, _frame: object) -> None:
+        app.call_from_thread(app.on_hangup) if app._thread_id != threading.get_ident() else app.on_hangup()
+
+    previous = signal.signal(signal.SIGHUP, hangup) if hasattr(signal, "SIGHUP") else None
+    try:
+        result = app.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
     if app.error_message:
         raise CockpitError(app.error_message)
     if app.return_code:

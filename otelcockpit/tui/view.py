@@ -46,3 +46,8 @@ class View(Vertical):
 
     def focus_main(self) -> None:
         self.focus()
+
+    def refresh_ages(self) -> None:
+        """Repaint what shows relative times; views with a table override nothing else."""
+        for table in self.query("VirtualTable"):
+            table.refresh()

@@ -9,10 +9,10 @@ a list of references and an index, not 100,000 widgets or cells.
 from __future__ import annotations
 
 from bisect import bisect_left
-from itertools import compress
-from operator import is_not
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress
+from operator import is_not
 from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.cells import cell_len

@@ -222,3 +222,36 @@ class PromptScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class TooSmallScreen(ModalScreen[None]):
+    """Covers everything while the terminal is smaller than the cockpit can lay out without clipping."""
+
+    DEFAULT_CSS = """
+    TooSmallScreen { align: center middle; background: $background; }
+    TooSmallScreen Static { width: auto; height: auto; text-align: center; color: $warning; }
+    """
+
+    def __init__(self, need: tuple[int, int]) -> None:
+        super().__init__()
+        self.need = need
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="too-small")
+
+    def on_mount(self) -> None:
+        self.update_size()
+
+    def update_size(self) -> None:
+        w, h = self.app.size
+        nw, nh = self.need
+        self.query_one("#too-small", Static).update(
+            f"terminal too small: {w}x{h}\nthe cockpit needs {nw}x{nh}\n\n"
+            "enlarge the window, or set min_size\nin config.yaml (e.g. 80x23)\n\nq quits"
+        )
+
+    def on_resize(self) -> None:
+        self.app.check_size()  # type: ignore[attr-defined]
+
+    def key_q(self) -> None:
+        self.app.exit()
