@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "otelcockpit.commands.simulate",  # otelcockpit simulate-agents
     "otelcockpit.commands.fm",  # otelcockpit fake-fleet-management
     "otelcockpit.commands.adoption",  # eligibility, phases, journeys, conventions, lint, signoff
+    "otelcockpit.commands.rollout",  # rollout plan|start|status|pause|resume|abort, rollback, changes
+    "otelcockpit.commands.web",  # otelcockpit web (textual-serve)
 ]
 
 GLOBAL_DESTS = ("context", "source", "url", "read_only", "demo_collectors", "demo_seed", "theme", "inventory")

@@ -52,6 +52,8 @@ class HelpScreen(ModalScreen[None]):
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column()
+        if self.read_only:
+            grid.add_row(Text(" RO ", style="bold reverse"), "read-only: actions that change the fleet are off")
         grid.add_row(Text("Keys here", style="bold underline"), "")
         seen: set[str] = set()
         for _key, active in self.bindings_map.items():
@@ -72,9 +74,6 @@ class HelpScreen(ModalScreen[None]):
         grid.add_row(Text("Filter ( / )", style="bold underline"), "")
         grid.add_row("text", "rows containing every word")
         grid.add_row('env="prod",region=~"eu-.*"', "Alertmanager matchers on attributes (=, !=, =~, !~)")
-        if self.read_only:
-            grid.add_row("", "")
-            grid.add_row(Text("RO", style="bold reverse"), "read-only: actions that change the fleet are off")
         return grid
 
     def action_dismiss_help(self) -> None:

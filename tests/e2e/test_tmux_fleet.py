@@ -1,0 +1,75 @@
+"""The real program in a real terminal (tmux, 80x24): what an on-call engineer over SSH sees."""
+
+from __future__ import annotations
+
+import time
+
+
+def test_demo_fleet_filter_detail_and_quit(terminal):
+    t = terminal()
+    screen = t.wait_for("alloy-prod-euw1-node-001")
+    assert "Collectors 420" in screen
+    assert "? Help" in screen and "/ Filter" in screen
+    # The `/` filter, live: the gateways only.
+    t.keys("/")
+    t.type("gw")
+    screen = t.wait_for("otel-prod-euw1-gw-001")
+    assert "alloy-prod-euw1-node-001" not in screen
+    t.keys("Enter")
+    screen = t.wait_for("/gw")
+    # The detail of the selected collector, and back.
+    t.keys("Enter")
+    screen = t.wait_for("Collectors ›")
+    assert "Collectors › otel-prod-euw1-gw-001" in screen
+    assert "otel-prod-euw1-gw-001" in screen and "type / version" in screen
+    t.keys("Escape")
+    t.wait_gone("Collectors ›")
+    # esc clears the filter, q quits cleanly.
+    t.keys("Escape")
+    t.wait_for("Collectors 420")
+    t.keys("q")
+    for _ in range(50):
+        if not t.alive():
+            break
+        time.sleep(0.1)
+    assert not t.alive()
+
+
+def test_matcher_filter_in_a_real_terminal(terminal):
+    t = terminal()
+    t.wait_for("alloy-prod-euw1-node-001")
+    t.keys("/")
+    t.type('env="staging",region=~"us-.*"')
+    t.keys("Enter")
+    screen = t.wait_for('/env="staging"')
+    rows = [line for line in screen.splitlines() if "-stg-" in line]
+    assert rows and all("us-east-1" in line for line in rows)
+
+
+def test_read_only_hides_every_mutating_key(terminal):
+    t = terminal("--read-only")
+    screen = t.wait_for("alloy-prod-euw1-node-001")
+    assert " RO " in screen
+    assert "On/off" not in screen  # the footer offers nothing that writes
+    t.keys("e")  # bound to nothing in read-only: no confirmation appears
+    screen = t.screen()
+    assert "Enable collector" not in screen and "Disable collector" not in screen
+    t.keys("?")
+    screen = t.wait_for("Keys here")
+    assert "On/off" not in screen and "Set attribute" not in screen
+    assert "read-only" in screen
+
+
+def test_writable_footer_offers_mutating_key(terminal):
+    t = terminal()
+    screen = t.wait_for("alloy-prod-euw1-node-001")
+    assert "e On/off" in screen
+    t.keys("e")
+    screen = t.wait_for("collector")
+    assert "Cancel" in screen
+
+
+def test_too_small_terminal_says_so(terminal):
+    t = terminal(width=70, height=20)
+    screen = t.wait_for("terminal too small")
+    assert "70x20" in screen and "80x24" in screen

@@ -1,0 +1,81 @@
+"""`otelcockpit web`: a real textual-serve server; a browser's websocket gets the cockpit, read-only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import websockets
+
+from otelcockpit.commands.web import app_command
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def args(**kw) -> argparse.Namespace:
+    base = dict(context=None, source=None, url=None, demo_collectors=None, demo_seed=None, theme=None,
+                inventory=None, read_only=False, write=False)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_browser_sessions_are_read_only_unless_write():
+    assert app_command(args()).endswith("--read-only")
+    assert "--read-only" not in app_command(args(write=True))
+    assert app_command(args(write=True, read_only=True)).endswith("--read-only")
+    assert "--demo-collectors 500" in app_command(args(demo_collectors=500))
+
+
+def test_web_serves_the_cockpit_over_a_websocket(tmp_path):
+    port = free_port()
+    env = {**os.environ, "TEXTUAL_ANIMATIONS": "none"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otelcockpit", "web", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "web server did not start"
+                time.sleep(0.2)
+        assert page.status_code == 200 and "textual" in page.text.lower()
+
+        async def screen_text() -> str:
+            seen = []
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws?width=100&height=30") as ws:
+                end = time.monotonic() + 25
+                while time.monotonic() < end:
+                    try:
+                        msg = await asyncio.wait_for(ws.recv(), timeout=2)
+                    except TimeoutError:
+                        continue
+                    seen.append(msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg)
+                    text = "".join(seen)
+                    if "Collectors" in text and "RO" in text:
+                        return text
+            return "".join(seen)
+
+        text = asyncio.run(screen_text())
+        assert "Collectors" in text, text[-2000:]
+        assert " RO " in text  # every browser tab runs with --read-only
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
