@@ -33,6 +33,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("quit", "q", "quit", "Quit", "app", show=False),
     ActionSpec("view-fleet", "1", "view('fleet')", "Fleet", "app", show=False),
     ActionSpec("view-pipelines", "2", "view('pipelines')", "Pipelines", "app", show=False),
+    ActionSpec("view-services", "3", "view('services')", "Services", "app", show=False),
+    ActionSpec("view-phases", "4", "view('phases')", "Phases", "app", show=False),
     # --- fleet view -----------------------------------------------------------------------------
     ActionSpec("open-collector", "enter", "open", "Detail", "fleet"),
     ActionSpec("group", "g", "group", "Group", "fleet"),
@@ -41,6 +43,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # --- pipelines view -------------------------------------------------------------------------
     ActionSpec("open-pipeline", "enter", "open", "Detail", "pipelines"),
     ActionSpec("toggle-pipeline", "e", "toggle_enabled", "On/off", "pipelines", dangerous=True),
+    # --- services view --------------------------------------------------------------------------
+    ActionSpec("open-service", "enter", "open", "Detail", "services"),
+    ActionSpec("group-services", "g", "group", "Group", "services"),
+    # --- phases view ----------------------------------------------------------------------------
+    ActionSpec("signoff", "s", "signoff", "Sign off", "phases", dangerous=True),
     # --- pipeline detail ------------------------------------------------------------------------
     ActionSpec("diff-revisions", "d", "diff", "Diff", "pipeline-detail"),
     ActionSpec("rollback-pipeline", "R", "rollback", "Roll back", "pipeline-detail", dangerous=True),

@@ -34,6 +34,7 @@ from otelcockpit.backends.base import (
 from otelcockpit.errors import CockpitError
 from otelcockpit.fleet.model import Collector, FleetSnapshot, Pipeline, Revision, stabilise, utcnow
 from otelcockpit.settings import Settings
+from otelcockpit.tui.adoption_views import PhasesView, ServicesView
 from otelcockpit.tui.detail import CollectorDetailScreen, DetailScreen, PipelineDetailScreen
 from otelcockpit.tui.fleet_view import FleetView
 from otelcockpit.tui.help import HelpScreen
@@ -54,10 +55,14 @@ from otelcockpit.tui.widgets import (
 VIEWS: dict[str, tuple[type[View], tuple[str, ...]]] = {
     "fleet": (FleetView, ("collectors", "co", "fleet")),
     "pipelines": (PipelinesView, ("pipelines", "pi", "pipeline")),
+    "services": (ServicesView, ("services", "svc", "se", "eligibility")),
+    "phases": (PhasesView, ("phases", "ph", "journeys")),
 }
 COMMANDS_HELP = [
     (":collectors", "the Fleet view (collectors)"),
     (":pipelines", "pipelines, matchers, revisions"),
+    (":services", "eligibility for zero-code instrumentation"),
+    (":phases", "the rollout checklist, sign-offs, journeys"),
     (":ctx NAME", "switch context"),
     (":theme NAME", "switch theme"),
     (":q", "quit"),
@@ -133,6 +138,11 @@ class CockpitApp(App[int]):
         self.error_message = ""
         self._ticks = 0
         self.filters: dict[str, str] = {}  # view name -> its filter text (kept for the session state)
+        self.adoption: Any = None  # AdoptionData, computed off the UI thread
+        self.adoption_error = ""
+        self._adoption_for: FleetSnapshot | None = None
+        self._adoption_at = 0.0
+        self._adoption_sources: Any = None
 
     # ---- time ----------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -269,6 +279,81 @@ class CockpitApp(App[int]):
             if self.exit_after_first_paint:
                 self.call_after_refresh(self.exit, 0)
 
+    # ---- adoption (eligibility, phases, journeys): analysed in a thread, at most every 10 s -----
+    def request_adoption(self, *, force: bool = False) -> None:
+        snap = self.snapshot
+        if snap is None or (self.adoption_error and not force):
+            return
+        loop_now = asyncio.get_running_loop().time()
+        fresh = self._adoption_for is snap or (self.adoption is not None and loop_now - self._adoption_at < 10)
+        if fresh and not force:
+            return
+        if any(w.group == "adoption" and w.is_running for w in self.workers):
+            return
+        self._adoption_for = snap
+        self._adoption_at = loop_now
+        self._analyse(snap)
+
+    @work(thread=True, exclusive=True, group="adoption", exit_on_error=False)
+    def _analyse(self, snap: FleetSnapshot) -> None:
+        from otelcockpit.adoption import signoff
+        from otelcockpit.adoption.cockpit import analyse, load_sources, resolve_sources
+
+        try:
+            if self._adoption_sources is None:
+                self._adoption_sources = load_sources(resolve_sources(self.settings))
+            inventory, journeys, conventions = self._adoption_sources
+            signoffs = signoff.latest(context=self.settings.context.name)
+            data = analyse(snap, inventory, journeys=journeys, conventions=conventions, signoffs=signoffs)
+        except CockpitError as exc:
+            self.call_from_thread(self._adoption_failed, exc.message)
+            return
+        self.call_from_thread(self._adoption_ready, data)
+
+    def _adoption_failed(self, message: str) -> None:
+        self.adoption_error = message
+        self._refresh_adoption_views()
+
+    def _adoption_ready(self, data: Any) -> None:
+        self.adoption = data
+        self.adoption_error = ""
+        self._refresh_adoption_views()
+
+    def _refresh_adoption_views(self) -> None:
+        view = self.current_view
+        if hasattr(view, "update_adoption"):
+            view.update_adoption(self.adoption)
+        screen = self.screen
+        if isinstance(screen, DetailScreen) and self.snapshot is not None:
+            screen.refresh_from(self.snapshot)
+
+    def sign_off(self, item: Any) -> None:
+        from otelcockpit.adoption import signoff
+
+        def got(note: str | None) -> None:
+            if note is None:
+                return
+            try:
+                signoff.sign_off(
+                    item.id,
+                    self._author(),
+                    note=note,
+                    at=self.now(),
+                    context=self.settings.context.name,
+                    read_only=self.read_only,
+                )
+            except CockpitError as exc:
+                self.notify(exc.message, title="Refused", severity="error")
+                return
+            self.notify(f"{item.id} signed off by {self._author()}", title="Signed off")
+            self.request_adoption(force=True)
+
+        state = "passes" if item.passed else "does NOT pass its automatic check"
+        self.push_screen(
+            PromptScreen(f"Sign off {item.id} ({state}) as {self._author()}: a note (enter to sign)", "why it is done", None),
+            got,
+        )
+
     async def load_revisions(self, pipeline: str) -> tuple[Revision, ...]:
         if self.backend is None:
             return ()
@@ -353,6 +438,7 @@ class CockpitApp(App[int]):
         self.read_only = new.read_only
         self.backend = None
         self.snapshot = None
+        self.adoption, self.adoption_error, self._adoption_sources, self._adoption_for = None, "", None, None
         if old_backend is not None:
             self.run_worker(old_backend.close(), exit_on_error=False)
         self.refresh_status()

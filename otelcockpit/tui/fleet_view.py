@@ -97,13 +97,14 @@ class GroupPicker(ModalScreen[str | None]):
     GroupPicker OptionList { height: auto; max-height: 16; border: none; }
     """
 
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], *, title: str = "Group collectors by") -> None:
         super().__init__()
         self.keys = keys
+        self.title_text = title
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(" Group collectors by", classes="title")
+            yield Static(f" {self.title_text}", classes="title")
             yield OptionList(*[Option(k, id=k) for k in self.keys])
 
     def on_mount(self) -> None:

@@ -368,6 +368,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         self.cursor_key = key
         self._restore_cursor()
         self.refresh()
+        self.post_message(self.Highlighted(self, self.cursor_key))
 
     # ---- navigation ----------------------------------------------------------------------------
     def _move(self, to: int) -> None:

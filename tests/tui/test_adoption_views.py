@@ -1,0 +1,111 @@
+"""The Services and Phases views on the demo organisation."""
+
+from __future__ import annotations
+
+from otelcockpit.adoption import signoff
+from otelcockpit.tui.adoption_views import PhasesView, ServiceDetailScreen, ServicesView
+from otelcockpit.tui.fleet_view import GroupPicker
+from otelcockpit.tui.widgets import PromptScreen
+
+
+async def wait_adoption(pilot) -> None:
+    app = pilot.app
+    for _ in range(400):
+        if app.adoption is not None:
+            break
+        await pilot.pause(0.02)
+    assert app.adoption is not None, app.adoption_error
+    await pilot.pause()
+
+
+async def test_services_view_filter_group_and_detail(make_app, wait_loaded, plain):
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("3")
+        await wait_adoption(pilot)
+        view = app.query_one(ServicesView)
+        assert view.table.shown == len(app.adoption.eligibility) >= 60
+        crumb = plain(view.query_one("#crumb"))
+        assert "zero-code" in crumb and "code change" in crumb
+        # Matcher filter over inventory fields and the path.
+        assert app.set_filter('team="identity"') is None
+        rows = view.table.visible_rows()
+        assert rows and all(e.service.team == "identity" for e in rows)
+        # Group by path, then drill into the first group.
+        app.set_filter("")
+        await pilot.press("g")
+        assert isinstance(app.screen, GroupPicker)
+        await pilot.press("down", "enter")  # path
+        groups = view.query_one("#svc-groups")
+        assert view.group_key == "path" and groups.row_count >= 4
+        await pilot.press("enter")
+        assert view.filter_text.startswith('path="')
+        chosen = view.filter_text.split('"')[1]
+        assert all(e.path == chosen for e in view.table.visible_rows())
+        # The detail: path, reasons, every path assessed, the deciding rules with sources.
+        await pilot.press("enter")
+        assert isinstance(app.screen, ServiceDetailScreen)
+        text = plain(app.screen.query_one("#content"))
+        e = app.adoption.service(app.screen.service_name)
+        assert e.path in text and "Every path" in text and "Rules that decided it" in text
+        for rule in e.rules:
+            assert rule in text
+
+
+async def test_unknown_fields_show_as_unknown_with_reason(make_app, wait_loaded, plain):
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("3")
+        await wait_adoption(pilot)
+        unknown = [e for e in app.adoption.eligibility if e.code_change is None]
+        assert unknown, "the demo inventory leaves some fields out on purpose"
+        app.query_one(ServicesView).table.move_to_key(unknown[0].name)
+        await pilot.press("enter")
+        text = plain(app.screen.query_one("#content"))
+        assert "path unknown" in text and "Unknown" in text
+
+
+async def test_phases_view_items_journeys_and_signoff(make_app, wait_loaded, plain):
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("4")
+        await wait_adoption(pilot)
+        view = app.query_one(PhasesView)
+        items = view.table.visible_rows()
+        assert {i.phase for i in items} == {1, 2, 3, 4}
+        journeys = plain(view.query_one("#journeys"))
+        for j in app.adoption.journeys:
+            assert j.journey.name[:22] in journeys
+        assert "gap:" in journeys
+        failing = next(i for i in items if not i.passed)
+        view.table.move_to_key(failing.id)
+        await pilot.pause()
+        assert failing.id in plain(view.query_one("#item-detail"))
+        await pilot.press("s")
+        assert isinstance(app.screen, PromptScreen)
+        for ch in "ok for now":
+            await pilot.press(ch if ch != " " else "space")
+        await pilot.press("enter")
+        stored = signoff.latest(context="demo")
+        assert stored[failing.id].note == "ok for now"
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if app.adoption.phases.item(failing.id).signoff is not None:
+                break
+        assert app.adoption.phases.item(failing.id).signoff.note == "ok for now"
+
+
+async def test_signoff_not_bound_in_read_only(make_app, wait_loaded):
+    app = make_app(read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("4")
+        await wait_adoption(pilot)
+        actions = {b.binding.action for b in app.screen.active_bindings.values()}
+        assert "signoff" not in actions
+        await pilot.press("s")
+        assert not isinstance(app.screen, PromptScreen)
+        assert signoff.latest() == {}
