@@ -132,7 +132,7 @@ class ServicesView(View):
             t.append(f" · /{self.filter_text}")
         if self.group_key:
             t.append(f" · by {self.group_key}")
-        self.query_one("#crumb", Static).update(t)
+        self.set_crumb(t)
 
     def apply_filter(self, text: str) -> str | None:
         text = text.strip()

@@ -183,7 +183,7 @@ class FleetView(View):
             t.append(f"{total}", style="bold")
         if self.group_key:
             t.append(f" · grouped by {self.group_key}")
-        self.query_one("#crumb", Static).update(t)
+        self.set_crumb(t)
 
     # ---- filtering -----------------------------------------------------------------------------
     def apply_filter(self, text: str) -> str | None:

@@ -85,7 +85,7 @@ class PipelinesView(View):
             t.append(f"{self.table.shown}/{total} · /{self.filter_text}")
         else:
             t.append(str(total), style="bold")
-        self.query_one("#crumb", Static).update(t)
+        self.set_crumb(t)
 
     def apply_filter(self, text: str) -> str | None:
         text = text.strip()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.widgets import Static
 
 from otelcockpit.actions import ACTIONS, dangerous_actions
 from otelcockpit.fleet.model import FleetSnapshot
@@ -46,6 +48,14 @@ class View(Vertical):
 
     def focus_main(self) -> None:
         self.focus()
+
+    def set_crumb(self, text: Text) -> None:
+        """Update the crumb line only when it changed: every repaint is bytes on an SSH link."""
+        crumb = self.query_one("#crumb", Static)
+        key = (text.plain, tuple(text.spans))
+        if getattr(crumb, "_crumb_key", None) != key:
+            crumb._crumb_key = key  # type: ignore[attr-defined]
+            crumb.update(text)
 
     def refresh_ages(self) -> None:
         """Repaint what shows relative times; views with a table override nothing else."""

@@ -136,7 +136,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
     }
 
     DEFAULT_CSS = """
-    VirtualTable { height: 1fr; scrollbar-size-vertical: 1; }
+    VirtualTable { height: 1fr; scrollbar-size-vertical: 1; overflow-x: hidden; }
     """
 
     class Highlighted(Message):
@@ -319,7 +319,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         self._order_changed()
 
     def _order_changed(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.order))
+        self.virtual_size = Size(0, len(self.order))
         self._restore_cursor()
         self.refresh()
         if self.header is not None:
@@ -411,7 +411,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
 
     # ---- rendering -----------------------------------------------------------------------------
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.order))
+        self.virtual_size = Size(0, len(self.order))
         self._scroll_cursor_into_view()
         if self.header is not None:
             self.header.refresh()
