@@ -31,6 +31,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("refresh", "ctrl+r", "refresh", "Refresh", "app", show=False),
     ActionSpec("pause", "p", "toggle_pause", "Pause", "app"),
     ActionSpec("quit", "q", "quit", "Quit", "app", show=False),
+    ActionSpec("view-cockpit", "0", "view('cockpit')", "Cockpit", "app", show=False),
     ActionSpec("view-fleet", "1", "view('fleet')", "Fleet", "app", show=False),
     ActionSpec("view-pipelines", "2", "view('pipelines')", "Pipelines", "app", show=False),
     ActionSpec("view-services", "3", "view('services')", "Services", "app", show=False),

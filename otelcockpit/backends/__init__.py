@@ -6,7 +6,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 from otelcockpit.backends.base import Change, FleetBackend, PushResult, ReadOnlyBackend
-from otelcockpit.errors import UsageError
+from otelcockpit.errors import CockpitError, UsageError
+from otelcockpit.fleet.model import FleetSnapshot, Revision
 
 if TYPE_CHECKING:
     from otelcockpit.settings import Settings
@@ -36,4 +37,21 @@ def make_backend(settings: Settings, *, wrap_read_only: bool = True, **kwargs: o
     return backend
 
 
-__all__ = ["Change", "FleetBackend", "PushResult", "ReadOnlyBackend", "make_backend"]
+async def all_revisions(backend: FleetBackend, snap: FleetSnapshot) -> dict[str, tuple[Revision, ...]]:
+    """Every pipeline's revisions: from the snapshot when the backend ships them (demo), from one
+    bulk call when it has one (Fleet Management's ListPipelinesRevisions), else pipeline by pipeline."""
+    if snap.revisions:
+        return dict(snap.revisions)
+    bulk = getattr(backend, "all_revisions", None)
+    if bulk is not None:
+        return dict(await bulk())
+    out: dict[str, tuple[Revision, ...]] = {}
+    for p in snap.pipelines:
+        try:
+            out[p.name] = tuple(await backend.revisions(p.name))
+        except CockpitError:
+            continue
+    return out
+
+
+__all__ = ["Change", "FleetBackend", "PushResult", "ReadOnlyBackend", "all_revisions", "make_backend"]

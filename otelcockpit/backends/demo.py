@@ -293,6 +293,10 @@ class DemoSimulator:
         self._rev_counter = 1000 + sum(len(v) for v in org.revisions.values())
         self._assembled: dict[tuple[CollectorType, tuple[str, ...]], tuple[str, str]] = {}
         self._pending: dict[int, tuple[int, bool]] = {}  # index -> (due tick, fails)
+        # Knobs for rollout demos and tests: the share of pushed configs that fail to apply, and
+        # whether health keeps changing on its own.
+        self.apply_fail_rate = 0.03
+        self.health_churn = True
         self.collectors: list[Collector] = []
         self._build(collectors)
 
@@ -445,7 +449,7 @@ class DemoSimulator:
         at = self._tick_time()
         rng = self.rng
         # ~0.25% of the fleet changes health per tick, at least one collector.
-        for _ in range(max(1, n // 400)):
+        for _ in range(max(1, n // 400) if self.health_churn else 0):
             i = rng.randrange(n)
             c = self.collectors[i]
             r = rng.random()
@@ -476,8 +480,10 @@ class DemoSimulator:
                     rc = RemoteConfig(ConfigStatus.APPLIED, c.remote_config.hash, "")
                 self.collectors[i] = replace(c, remote_config=rc, last_seen=at)
 
-    def _reassign(self, indices: Iterable[int] | None = None, *, fail_rate: float = 0.03) -> int:
+    def _reassign(self, indices: Iterable[int] | None = None, *, fail_rate: float | None = None) -> int:
         """Recompute matched pipelines; collectors whose config changed start applying it."""
+        if fail_rate is None:
+            fail_rate = self.apply_fail_rate
         matcher = PipelineMatcher(self.pipelines.values())
         # The assembled configs are cached by pipeline names; a push may have changed their contents.
         self._assembled.clear()

@@ -35,6 +35,7 @@ from otelcockpit.errors import CockpitError
 from otelcockpit.fleet.model import Collector, FleetSnapshot, Pipeline, Revision, stabilise, utcnow
 from otelcockpit.settings import Settings
 from otelcockpit.tui.adoption_views import PhasesView, ServicesView
+from otelcockpit.tui.cockpit_view import CockpitView
 from otelcockpit.tui.detail import CollectorDetailScreen, DetailScreen, PipelineDetailScreen
 from otelcockpit.tui.fleet_view import FleetView
 from otelcockpit.tui.help import HelpScreen
@@ -53,12 +54,14 @@ from otelcockpit.tui.widgets import (
 
 # `:` commands: name -> (aliases, description). Views register here as they are built.
 VIEWS: dict[str, tuple[type[View], tuple[str, ...]]] = {
+    "cockpit": (CockpitView, ("cockpit", "home", "0")),
     "fleet": (FleetView, ("collectors", "co", "fleet")),
     "pipelines": (PipelinesView, ("pipelines", "pi", "pipeline")),
     "services": (ServicesView, ("services", "svc", "se", "eligibility")),
     "phases": (PhasesView, ("phases", "ph", "journeys")),
 }
 COMMANDS_HELP = [
+    (":cockpit", "everything on one screen (the default)"),
     (":collectors", "the Fleet view (collectors)"),
     (":pipelines", "pipelines, matchers, revisions"),
     (":services", "eligibility for zero-code instrumentation"),
@@ -117,6 +120,7 @@ class CockpitApp(App[int]):
         cursor_blink: bool = True,
         resolve_kwargs: dict[str, Any] | None = None,
         exit_after_first_paint: bool = False,
+        initial_view: str = "cockpit",
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -128,7 +132,7 @@ class CockpitApp(App[int]):
         self.snapshot: FleetSnapshot | None = None
         self.paused = False
         self.theme_set: ThemeSet = load_themes(settings_mod.user_themes_dir())
-        self.view_name = "fleet"
+        self.view_name = initial_view if initial_view in VIEWS else "cockpit"
         self.history: list[str] = []
         self._resolve_kwargs = resolve_kwargs or {}
         self._poll_timer: Any = None
@@ -143,6 +147,9 @@ class CockpitApp(App[int]):
         self._adoption_for: FleetSnapshot | None = None
         self._adoption_at = 0.0
         self._adoption_sources: Any = None
+        self.rollouts: tuple[Any, ...] = ()  # RolloutView, newest first (from the rollout journal)
+        self.changes: list[Any] | None = None  # ChangeEntry timeline (journal + pipeline revisions)
+        self._changes_at = -1e9
 
     # ---- time ----------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -151,7 +158,7 @@ class CockpitApp(App[int]):
     # ---- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield StatusRow(id="status")
-        with ContentSwitcher(initial="fleet", id="views"):
+        with ContentSwitcher(initial=self.view_name, id="views"):
             for name, (cls, _aliases) in VIEWS.items():
                 yield cls(id=name)
         yield PromptBar(":", suggester=ListSuggester(self.command_words), id="command")
@@ -327,6 +334,57 @@ class CockpitApp(App[int]):
         if isinstance(screen, DetailScreen) and self.snapshot is not None:
             screen.refresh_from(self.snapshot)
 
+    # ---- rollouts and the change timeline: at most every 15 s, off the UI thread -----------------
+    def request_changes(self, *, force: bool = False) -> None:
+        if self.snapshot is None or self.backend is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if not force and now - self._changes_at < 15:
+            return
+        if any(w.group == "changes" and w.is_running for w in self.workers):
+            return
+        self._changes_at = now
+        self._load_changes(self.snapshot)
+
+    @work(exclusive=True, group="changes", exit_on_error=False)
+    async def _load_changes(self, snap: FleetSnapshot) -> None:
+        from otelcockpit.backends import all_revisions
+
+        backend = self.backend
+        if backend is None:
+            return
+        try:
+            revisions = await all_revisions(backend, snap)
+        except CockpitError as exc:
+            self.notify(exc.message, title="Could not load pipeline history", severity="warning")
+            revisions = dict(snap.revisions)
+        rollouts, changes = await asyncio.to_thread(self._read_journal, revisions)
+        self.rollouts = rollouts
+        self.changes = changes
+        view = self.current_view
+        if hasattr(view, "update_changes"):
+            view.update_changes()
+
+    def _read_journal(self, revisions: dict[str, tuple[Revision, ...]]) -> tuple[tuple[Any, ...], list[Any]]:
+        from datetime import timedelta
+
+        from otelcockpit.rollout.engine import build_view
+        from otelcockpit.rollout.history import timeline
+        from otelcockpit.rollout.journal import Journal, default_path
+
+        since = self.now() - timedelta(days=7)
+        path = default_path()
+        if not path.exists():
+            return (), timeline(None, revisions, since=since)
+        journal = Journal(path)
+        try:
+            context = self.settings.context.name
+            records = [r for r in journal.list(limit=50) if r.context in ("", context)]
+            views = tuple(build_view(journal, r, failures=20) for r in records)
+            return views, timeline(journal, revisions, since=since)
+        finally:
+            journal.close()
+
     def sign_off(self, item: Any) -> None:
         from otelcockpit.adoption import signoff
 
@@ -375,7 +433,9 @@ class CockpitApp(App[int]):
         self.query_one(ContentSwitcher).current = name
         if self.snapshot is not None:
             self.current_view.update_snapshot(self.snapshot)
-        self.current_view.focus_main()
+        view = self.current_view
+        view.focus_main()
+        self.call_after_refresh(lambda: view.focus_main() if self.current_view is view else None)
 
     def open_collector(self, collector_id: str) -> None:
         self.push_screen(CollectorDetailScreen(collector_id))

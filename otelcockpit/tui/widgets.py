@@ -122,7 +122,9 @@ class PromptBar(Horizontal):
         self.input.value = value
         self.input.cursor_position = len(value)
         self.set_error("")
+        # The bar was display:none until now; focus once styles apply, so keys typed at once land here.
         self.input.focus()
+        self.call_after_refresh(self.input.focus)
 
     def close(self) -> None:
         self.remove_class("-open")

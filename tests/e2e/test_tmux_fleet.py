@@ -7,8 +7,10 @@ import time
 
 def test_demo_fleet_filter_detail_and_quit(terminal):
     t = terminal()
-    screen = t.wait_for("alloy-prod-euw1-node-001")
-    assert "Collectors 420" in screen
+    screen = t.wait_for("[1] Fleet 420")  # the cockpit opens first
+    t.keys("1")
+    screen = t.wait_for("g Group")  # the Fleet view's keys are in the footer once it has focus
+    assert "Collectors 420" in screen and "alloy-prod-euw1-node-001" in screen
     assert "? Help" in screen and "/ Filter" in screen
     # The `/` filter, live: the gateways only.
     t.keys("/")
@@ -37,7 +39,9 @@ def test_demo_fleet_filter_detail_and_quit(terminal):
 
 def test_matcher_filter_in_a_real_terminal(terminal):
     t = terminal()
-    t.wait_for("alloy-prod-euw1-node-001")
+    t.wait_for("[1] Fleet")
+    t.keys("1")
+    t.wait_for("g Group")
     t.keys("/")
     t.type('env="staging",region=~"us-.*"')
     t.keys("Enter")
@@ -48,7 +52,9 @@ def test_matcher_filter_in_a_real_terminal(terminal):
 
 def test_read_only_hides_every_mutating_key(terminal):
     t = terminal("--read-only")
-    screen = t.wait_for("alloy-prod-euw1-node-001")
+    t.wait_for("[1] Fleet")
+    t.keys("1")
+    screen = t.wait_for("g Group")
     assert " RO " in screen
     assert "On/off" not in screen  # the footer offers nothing that writes
     t.keys("e")  # bound to nothing in read-only: no confirmation appears
@@ -62,8 +68,9 @@ def test_read_only_hides_every_mutating_key(terminal):
 
 def test_writable_footer_offers_mutating_key(terminal):
     t = terminal()
-    screen = t.wait_for("alloy-prod-euw1-node-001")
-    assert "e On/off" in screen
+    t.wait_for("[1] Fleet")
+    t.keys("1")
+    screen = t.wait_for("e On/off")
     t.keys("e")
     screen = t.wait_for("collector")
     assert "Cancel" in screen
@@ -73,3 +80,11 @@ def test_too_small_terminal_says_so(terminal):
     t = terminal(width=70, height=20)
     screen = t.wait_for("terminal too small")
     assert "70x20" in screen and "80x24" in screen
+
+
+def test_cockpit_is_the_first_screen(terminal):
+    t = terminal()
+    screen = t.wait_for("Changed in the last 24 h")
+    for panel in ("[1] Fleet 420", "[3] Services", "[4] Phases", "[5] Rollout"):
+        assert panel in screen
+    t.wait_for("zero-code")  # the eligibility analysis arrives from a worker

@@ -66,12 +66,12 @@ def test_web_serves_the_cockpit_over_a_websocket(tmp_path):
                         continue
                     seen.append(msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg)
                     text = "".join(seen)
-                    if "Collectors" in text and "RO" in text:
+                    if "[1] Fleet" in text and "RO" in text:
                         return text
             return "".join(seen)
 
         text = asyncio.run(screen_text())
-        assert "Collectors" in text, text[-2000:]
+        assert "[1] Fleet" in text, text[-2000:]
         assert " RO " in text  # every browser tab runs with --read-only
     finally:
         proc.terminate()

@@ -14,10 +14,11 @@ from otelcockpit.tui.app import CockpitApp
 
 @pytest.fixture
 def make_app(frozen_clock: Callable[[], Any]) -> Callable[..., CockpitApp]:
-    def make(*, live: bool = False, **resolve_kwargs: Any) -> CockpitApp:
+    def make(*, live: bool = False, view: str = "fleet", **resolve_kwargs: Any) -> CockpitApp:
+        """The app on the demo backend. Tests of one view open on it (the real default is the cockpit)."""
         s = settings_mod.resolve(**resolve_kwargs)
         return CockpitApp(
-            s, clock=frozen_clock, live=live, cursor_blink=False, resolve_kwargs=resolve_kwargs
+            s, clock=frozen_clock, live=live, cursor_blink=False, resolve_kwargs=resolve_kwargs, initial_view=view
         )
 
     return make

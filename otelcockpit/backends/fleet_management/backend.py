@@ -285,6 +285,17 @@ class FleetManagementBackend:
         self._fresh = self._current = snap
         return snap
 
+    async def all_revisions(self) -> dict[str, tuple[Revision, ...]]:
+        """Every pipeline's history in one call (ListPipelinesRevisions), oldest first."""
+        out: dict[str, list[Revision]] = {}
+        for raw in await self.client.list_pipelines_revisions():
+            r = revision_from_json(raw)
+            out.setdefault(r.pipeline, []).append(r)
+        return {
+            name: tuple(sorted(revs, key=lambda r: (r.created_at, int(r.id) if r.id.isdigit() else 0)))
+            for name, revs in out.items()
+        }
+
     async def revisions(self, pipeline: str) -> tuple[Revision, ...]:
         known = self._fresh.pipeline(pipeline) if self._fresh else None
         try:

@@ -1,0 +1,221 @@
+"""The cockpit: the whole rollout on one screen, each panel one key away from its full view.
+
+Panels: fleet health by env and region with the data age; eligibility (services per path, how many
+need a code change); the phase checklist with each phase's progress and the first failing item; the
+rollout staged or running; and every pipeline changed in the last 24 hours with its rollback target.
+At 80x24 every panel is one line and the changes list gets the rest; taller terminals get details.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from otelcockpit.fleet.model import HEALTH_ORDER, FleetSnapshot, Health, age_text
+from otelcockpit.tui.render import HEALTH_GLYPH
+from otelcockpit.tui.view import View
+
+HEALTH_COLOUR = {
+    Health.HEALTHY: "green",
+    Health.DEGRADED: "yellow",
+    Health.UNHEALTHY: "red",
+    Health.OFFLINE: "bright_black",
+    Health.UNKNOWN: "bright_black",
+}
+
+
+def health_summary(counts: Counter[str]) -> Text:
+    t = Text()
+    for h in (Health.HEALTHY, *[x for x in HEALTH_ORDER if x != Health.HEALTHY]):
+        n = counts.get(h.value, 0)
+        if n:
+            t.append(f" {HEALTH_GLYPH[h]}{n}", style=HEALTH_COLOUR[h])
+    return t
+
+
+def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool) -> Text | Table:
+    counts: Counter[str] = Counter(c.health.value for c in snap.collectors)
+    head = Text(no_wrap=True, overflow="ellipsis")
+    head.append("[1] Fleet ", style="bold")
+    head.append(f"{len(snap.collectors)}")
+    head.append_text(health_summary(counts))
+    head.append(f"  age {age_text(snap.fetched_at, now)}")
+    if snap.stale:
+        head.append(f" STALE: {snap.stale_reason}", style="bold yellow")
+    if not detailed:
+        return head
+    by: dict[tuple[str, str], Counter[str]] = {}
+    for c in snap.collectors:
+        by.setdefault((c.attr("env") or "-", c.attr("region") or "-"), Counter())[c.health.value] += 1
+    table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim", expand=False)
+    table.add_column("ENV")
+    table.add_column("REGION")
+    table.add_column("TOTAL", justify="right")
+    table.add_column("HEALTH")
+    for (env, region), hc in sorted(by.items()):
+        table.add_row(env, region, str(sum(hc.values())), health_summary(hc))
+    grid = Table.grid()
+    grid.add_row(head)
+    grid.add_row(table)
+    return grid
+
+
+def eligibility_panel(app: Any, *, detailed: bool) -> Text:
+    data = app.adoption
+    t = Text(no_wrap=not detailed, overflow="ellipsis")
+    t.append("[3] Services ", style="bold")
+    if data is None:
+        t.append(app.adoption_error or "analysing…", style="red" if app.adoption_error else "dim")
+        return t
+    total = len(data.eligibility)
+    code = sum(1 for e in data.eligibility if e.code_change)
+    unknown = sum(1 for e in data.eligibility if e.code_change is None)
+    paths = Counter(e.path for e in data.eligibility)
+    t.append(f"{total}  zero-code {total - code - unknown}", style="green")
+    t.append("  code change ")
+    t.append(str(code), style="red" if code else "")
+    if unknown:
+        t.append(f"  unknown {unknown}", style="yellow")
+    t.append("  · " + " ".join(f"{p} {n}" for p, n in paths.most_common()), style="dim")
+    return t
+
+
+def phases_panel(app: Any, *, detailed: bool) -> Text:
+    data = app.adoption
+    t = Text(no_wrap=not detailed, overflow="ellipsis")
+    t.append("[4] Phases ", style="bold")
+    if data is None:
+        t.append("analysing…", style="dim")
+        return t
+    first_fail = None
+    for p in data.phases.phases:
+        passed = sum(1 for i in p.items if i.passed)
+        mark = "✔" if p.at_threshold else "✖"
+        t.append(f" {p.number}{mark}{passed}/{len(p.items)}", style="green" if p.at_threshold else "yellow")
+        if first_fail is None:
+            first_fail = next((i for i in p.items if not i.passed), None)
+    if first_fail is not None:
+        t.append(f"  next: {first_fail.title} ({first_fail.value:.0%} of {first_fail.threshold:.0%})")
+    if data.phases.warnings:
+        t.append(f"  ⚠ {len(data.phases.warnings)} order warning(s)", style="yellow")
+    return t
+
+
+def rollout_panel(app: Any) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append("[5] Rollout ", style="bold")
+    views = getattr(app, "rollouts", None) or ()
+    active = [v for v in views if v.state.value in ("planned", "running", "paused")]
+    if not active:
+        last = views[0] if views else None
+        t.append("none running", style="dim")
+        if last is not None:
+            t.append(f"  last: {last.pipeline} {last.state.value}", style="dim")
+        return t
+    v = active[0]
+    total = sum(s.total for s in v.stages) or 1
+    applied = sum(s.applied for s in v.stages)
+    width = 10
+    filled = round(width * applied / total)
+    colour = "yellow" if v.state.value == "paused" else "green"
+    t.append(f"{v.pipeline} {v.state.value} stage {v.current_stage + 1}/{len(v.stages)} ")
+    t.append("█" * filled + "░" * (width - filled), style=colour)
+    t.append(f" {applied}/{total}")
+    if v.failed:
+        t.append(f" ✖{v.failed}", style="red")
+    if v.reason and v.state.value == "paused":
+        t.append(f"  {v.reason}", style="yellow")
+    if len(active) > 1:
+        t.append(f"  (+{len(active) - 1} more)", style="dim")
+    return t
+
+
+def changes_panel(app: Any, now: Any) -> Text:
+    t = Text()
+    t.append("[2] Changed in the last 24 h, with rollback targets", style="bold")
+    entries = getattr(app, "changes", None)
+    if entries is None:
+        t.append("\n  loading…", style="dim")
+        return t
+    since = now - timedelta(hours=24)
+    recent = [e for e in entries if e.at >= since]
+    if not recent:
+        t.append("\n  no pipeline changed", style="dim")
+        return t
+    latest: dict[str, Any] = {}
+    for e in recent:
+        latest[e.pipeline] = e  # entries are in time order: keep the newest per pipeline
+    for e in sorted(latest.values(), key=lambda e: e.at, reverse=True):
+        t.append("\n  ")
+        t.append(f"{e.pipeline:<24} ", style="bold")
+        t.append(f"{age_text(e.at, now):>4} ago  {(e.author or '?').split('@')[0]:<14} ")
+        if e.rollback_target:
+            t.append(f"↩ rev {e.rollback_target}", style="cyan")
+        else:
+            t.append("↩ none", style="dim")
+    return t
+
+
+class CockpitView(View):
+    SCOPE = "cockpit"
+    TITLE = "Cockpit"
+
+    DEFAULT_CSS = """
+    CockpitView #cockpit-body { height: 1fr; padding: 0 1; }
+    CockpitView .panel { height: auto; text-overflow: ellipsis; }
+    CockpitView.-compact .panel { text-wrap: nowrap; }
+    CockpitView.-compact .panel.-list { text-wrap: nowrap; }
+    CockpitView .panel.-spaced { margin-top: 1; }
+    CockpitView.-compact .panel.-spaced { margin-top: 0; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="crumb", id="crumb")
+        with VerticalScroll(id="cockpit-body"):
+            yield Static("", id="p-fleet", classes="panel")
+            yield Static("", id="p-services", classes="panel -spaced")
+            yield Static("", id="p-phases", classes="panel -spaced")
+            yield Static("", id="p-rollout", classes="panel -spaced")
+            yield Static("", id="p-changes", classes="panel -spaced -list")
+
+    def focus_main(self) -> None:
+        self.query_one("#cockpit-body").focus()
+
+    @property
+    def detailed(self) -> bool:
+        return self.app.size.height >= 34
+
+    def on_resize(self) -> None:
+        self.set_class(not self.detailed, "-compact")
+        if self.app.snapshot is not None:  # type: ignore[attr-defined]
+            self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
+
+    def update_snapshot(self, snap: FleetSnapshot) -> None:
+        app: Any = self.app
+        app.request_adoption()
+        app.request_changes()
+        now = app.now()
+        crumb = Text(" Cockpit ", style="bold")
+        crumb.append("· keys 1-5 open each panel's view", style="dim")
+        self.set_crumb(crumb)
+        detailed = self.detailed
+        self.set_class(not detailed, "-compact")
+        self.query_one("#p-fleet", Static).update(fleet_panel(snap, now, detailed=detailed))
+        self.update_adoption(app.adoption)
+        self.query_one("#p-rollout", Static).update(rollout_panel(app))
+        self.query_one("#p-changes", Static).update(changes_panel(app, now))
+
+    def update_adoption(self, data: Any) -> None:
+        self.query_one("#p-services", Static).update(eligibility_panel(self.app, detailed=self.detailed))
+        self.query_one("#p-phases", Static).update(phases_panel(self.app, detailed=self.detailed))
+
+    def update_changes(self) -> None:
+        self.query_one("#p-changes", Static).update(changes_panel(self.app, self.app.now()))  # type: ignore[attr-defined]
+        self.query_one("#p-rollout", Static).update(rollout_panel(self.app))

@@ -1,0 +1,44 @@
+"""The cockpit screen: every panel, and one key from each panel to its full view."""
+
+from __future__ import annotations
+
+from otelcockpit.tui.cockpit_view import CockpitView
+
+
+async def test_cockpit_panels_and_drill_down(make_app, wait_loaded, plain):
+    app = make_app(view="cockpit")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        for _ in range(400):
+            if app.adoption is not None and app.changes is not None:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+        view = app.query_one(CockpitView)
+        assert view.has_class("-compact")  # 80x24: one line per panel
+        fleet = plain(view.query_one("#p-fleet"))
+        assert f"[1] Fleet {len(app.snapshot.collectors)}" in fleet and "age" in fleet
+        services = plain(view.query_one("#p-services"))
+        assert "zero-code" in services and "code change" in services
+        phases = plain(view.query_one("#p-phases"))
+        assert "1✔" in phases and "next:" in phases
+        changes = plain(view.query_one("#p-changes"))
+        # The demo changed linux_host_metrics 2 hours ago: it is listed with its rollback target.
+        assert "linux_host_metrics" in changes and "↩ rev" in changes
+        assert "none running" in plain(view.query_one("#p-rollout"))
+        for key, name in (("1", "fleet"), ("2", "pipelines"), ("3", "services"), ("4", "phases"), ("0", "cockpit")):
+            await pilot.press(key)
+            assert app.view_name == name
+
+
+async def test_cockpit_details_on_a_tall_terminal(make_app, wait_loaded, plain):
+    app = make_app(view="cockpit")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.pause()
+        view = app.query_one(CockpitView)
+        assert not view.has_class("-compact")
+        fleet = plain(view.query_one("#p-fleet"))
+        for env in ("prod", "staging", "dev"):
+            assert env in fleet
+        assert "ap-southeast-2" in fleet
