@@ -27,6 +27,8 @@ COMMAND_MODULES = [
     "otelcockpit.commands.adoption",  # eligibility, phases, journeys, conventions, lint, signoff
     "otelcockpit.commands.rollout",  # rollout plan|start|status|pause|resume|abort, rollback, changes
     "otelcockpit.commands.web",  # otelcockpit web (textual-serve)
+    "otelcockpit.commands.incident",  # otelcockpit incident (always read-only)
+    "otelcockpit.commands.walkthrough",  # otelcockpit walkthrough [--journey NAME] [--export FILE]
 ]
 
 GLOBAL_DESTS = ("context", "source", "url", "read_only", "demo_collectors", "demo_seed", "theme", "inventory")

@@ -79,7 +79,7 @@ class CockpitCommands(Provider):
     def _entries(self) -> list[tuple[str, Callable[[], Any], str]]:
         app: CockpitApp = self.app  # type: ignore[assignment]
         out: list[tuple[str, Callable[[], Any], str]] = []
-        for name, (cls, _aliases) in VIEWS.items():
+        for name, (cls, _aliases) in app.views.items():
             out.append((f"View: {cls.TITLE}", partial(app.switch_view, name), f":{name}"))
         for ctx in sorted(app.settings.contexts):
             out.append((f"Context: {ctx}", partial(app.switch_context, ctx), f":ctx {ctx}"))
@@ -109,6 +109,10 @@ class CockpitApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = bindings_for("app")
     COMMANDS = {CockpitCommands}
     ENABLE_COMMAND_PALETTE = True
+    # The views this app offers (`:` commands, keys, palette); a subclass may offer others.
+    views: ClassVar[dict[str, tuple[type[View], tuple[str, ...]]]] = VIEWS
+    commands_help: ClassVar[list[tuple[str, str]]] = COMMANDS_HELP
+    state_name: ClassVar[str] = "tui-state.json"  # session state file in the data dir
 
     def __init__(
         self,
@@ -132,7 +136,7 @@ class CockpitApp(App[int]):
         self.snapshot: FleetSnapshot | None = None
         self.paused = False
         self.theme_set: ThemeSet = load_themes(settings_mod.user_themes_dir())
-        self.view_name = initial_view if initial_view in VIEWS else "cockpit"
+        self.view_name = initial_view if initial_view in self.views else next(iter(self.views))
         self.history: list[str] = []
         self._resolve_kwargs = resolve_kwargs or {}
         self._poll_timer: Any = None
@@ -159,7 +163,7 @@ class CockpitApp(App[int]):
     def compose(self) -> ComposeResult:
         yield StatusRow(id="status")
         with ContentSwitcher(initial=self.view_name, id="views"):
-            for name, (cls, _aliases) in VIEWS.items():
+            for name, (cls, _aliases) in self.views.items():
                 yield cls(id=name)
         yield PromptBar(":", suggester=ListSuggester(self.command_words), id="command")
         yield PromptBar("/", id="filter")
@@ -423,7 +427,7 @@ class CockpitApp(App[int]):
 
     # ---- views ---------------------------------------------------------------------------------
     def switch_view(self, name: str, *, remember: bool = True) -> None:
-        if name not in VIEWS:
+        if name not in self.views:
             return
         while isinstance(self.screen, DetailScreen):
             self.pop_screen()
@@ -444,7 +448,7 @@ class CockpitApp(App[int]):
         self.push_screen(PipelineDetailScreen(name))
 
     def command_words(self, value: str) -> list[str]:
-        words = [alias for _cls, aliases in VIEWS.values() for alias in aliases]
+        words = [alias for _cls, aliases in self.views.values() for alias in aliases]
         words += [f"ctx {c}" for c in sorted(self.settings.contexts)]
         words += [f"theme {t}" for t in sorted(self.theme_set.themes)]
         words += ["quit", "help"]
@@ -456,7 +460,7 @@ class CockpitApp(App[int]):
         if not parts:
             return None
         head, args = parts[0].lower(), parts[1:]
-        for name, (_cls, aliases) in VIEWS.items():
+        for name, (_cls, aliases) in self.views.items():
             if head in aliases:
                 self.switch_view(name)
                 return None
@@ -512,7 +516,7 @@ class CockpitApp(App[int]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(self.screen.active_bindings, COMMANDS_HELP, self.read_only))
+        self.push_screen(HelpScreen(self.screen.active_bindings, self.commands_help, self.read_only))
 
     def _to_main_screen(self) -> None:
         while isinstance(self.screen, DetailScreen):
@@ -691,7 +695,7 @@ class CockpitApp(App[int]):
 
     # ---- session state (saved on exit and on SIGHUP, restored on the next start) ---------------
     def state_file(self) -> Path:
-        return settings_mod.data_dir() / "tui-state.json"
+        return settings_mod.data_dir() / self.state_name
 
     def save_state(self) -> None:
         state = {
@@ -718,11 +722,11 @@ class CockpitApp(App[int]):
         if not isinstance(state, dict) or state.get("context") != self.settings.context.name:
             return
         view = state.get("view")
-        if view in VIEWS and view != self.view_name:
+        if view in self.views and view != self.view_name:
             self.view_name = view
             self.query_one(ContentSwitcher).current = view
         for name, text in (state.get("filters") or {}).items():
-            if name in VIEWS and isinstance(text, str) and text:
+            if name in self.views and isinstance(text, str) and text:
                 if self.query_one(f"#{name}", View).apply_filter(text) is None:
                     self.filters[name] = text
 
