@@ -36,6 +36,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("view-pipelines", "2", "view('pipelines')", "Pipelines", "app", show=False),
     ActionSpec("view-services", "3", "view('services')", "Services", "app", show=False),
     ActionSpec("view-phases", "4", "view('phases')", "Phases", "app", show=False),
+    ActionSpec("view-rollouts", "5", "view('rollouts')", "Rollouts", "app", show=False),
     # --- fleet view -----------------------------------------------------------------------------
     ActionSpec("open-collector", "enter", "open", "Detail", "fleet"),
     ActionSpec("group", "g", "group", "Group", "fleet"),
@@ -44,6 +45,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # --- pipelines view -------------------------------------------------------------------------
     ActionSpec("open-pipeline", "enter", "open", "Detail", "pipelines"),
     ActionSpec("toggle-pipeline", "e", "toggle_enabled", "On/off", "pipelines", dangerous=True),
+    ActionSpec("push-pipeline", "u", "push", "Staged push", "pipelines", dangerous=True),
     # --- services view --------------------------------------------------------------------------
     ActionSpec("open-service", "enter", "open", "Detail", "services"),
     ActionSpec("group-services", "g", "group", "Group", "services"),
@@ -52,6 +54,28 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # --- pipeline detail ------------------------------------------------------------------------
     ActionSpec("diff-revisions", "d", "diff", "Diff", "pipeline-detail"),
     ActionSpec("rollback-pipeline", "R", "rollback", "Roll back", "pipeline-detail", dangerous=True),
+    # --- incident view (always read-only; copying a command to the clipboard is not a mutation) ---
+    ActionSpec("incident-copy", "y", "copy_rollback", "Copy rollback cmd", "incident"),
+    ActionSpec("incident-copy-c", "c", "copy_rollback", "Copy rollback cmd", "incident", show=False),
+    # --- walkthrough (presenter keys) -------------------------------------------------------------
+    ActionSpec("walkthrough-next", "n", "next", "Next", "walkthrough"),
+    ActionSpec("walkthrough-prev", "p", "prev", "Previous", "walkthrough"),
+    ActionSpec("walkthrough-next-right", "right", "next", "Next", "walkthrough", show=False),
+    ActionSpec("walkthrough-prev-left", "left", "prev", "Previous", "walkthrough", show=False),
+    ActionSpec("walkthrough-next-space", "space", "next", "Next", "walkthrough", show=False),
+    ActionSpec("walkthrough-phase-1", "1", "phase(1)", "Phase 1", "walkthrough", show=False),
+    ActionSpec("walkthrough-phase-2", "2", "phase(2)", "Phase 2", "walkthrough", show=False),
+    ActionSpec("walkthrough-phase-3", "3", "phase(3)", "Phase 3", "walkthrough", show=False),
+    ActionSpec("walkthrough-phase-4", "4", "phase(4)", "Phase 4", "walkthrough", show=False, key_display="1-4"),
+    ActionSpec("walkthrough-first", "home", "first", "First", "walkthrough", show=False),
+    ActionSpec("walkthrough-pause", "P", "app.toggle_pause", "Pause", "walkthrough", show=False),
+    ActionSpec("push-pipeline-detail", "u", "push", "Staged push", "pipeline-detail", dangerous=True),
+    # --- rollouts view and one rollout ---------------------------------------------------------
+    ActionSpec("open-rollout", "enter", "open", "Detail", "rollouts"),
+    ActionSpec("pause-rollout", "P", "pause_rollout", "Pause", "rollout", dangerous=True),
+    ActionSpec("resume-rollout", "r", "resume_rollout", "Resume", "rollout", dangerous=True),
+    ActionSpec("abort-rollout", "A", "abort_rollout", "Abort", "rollout", dangerous=True),
+    ActionSpec("rollback-rollout", "B", "rollback_rollout", "Roll back", "rollout", dangerous=True),
 )
 
 BY_ID = {a.id: a for a in ACTIONS}

@@ -40,6 +40,14 @@ from otelcockpit.tui.detail import CollectorDetailScreen, DetailScreen, Pipeline
 from otelcockpit.tui.fleet_view import FleetView
 from otelcockpit.tui.help import HelpScreen
 from otelcockpit.tui.pipelines_view import PipelinesView
+from otelcockpit.tui.rollout_views import (
+    ChangesView,
+    EditScreen,
+    ReviewScreen,
+    RolloutScreen,
+    RolloutsView,
+    edit_with_external_editor,
+)
 from otelcockpit.tui.themes import ThemeSet, check_theme, load_themes
 from otelcockpit.tui.view import View, bindings_for
 from otelcockpit.tui.widgets import (
@@ -59,6 +67,8 @@ VIEWS: dict[str, tuple[type[View], tuple[str, ...]]] = {
     "pipelines": (PipelinesView, ("pipelines", "pi", "pipeline")),
     "services": (ServicesView, ("services", "svc", "se", "eligibility")),
     "phases": (PhasesView, ("phases", "ph", "journeys")),
+    "rollouts": (RolloutsView, ("rollouts", "ro", "rollout")),
+    "changes": (ChangesView, ("changes", "ch", "history")),
 }
 COMMANDS_HELP = [
     (":cockpit", "everything on one screen (the default)"),
@@ -66,6 +76,8 @@ COMMANDS_HELP = [
     (":pipelines", "pipelines, matchers, revisions"),
     (":services", "eligibility for zero-code instrumentation"),
     (":phases", "the rollout checklist, sign-offs, journeys"),
+    (":rollouts", "staged pushes: progress, pause, resume, abort, roll back"),
+    (":changes", "every change with its rollback target"),
     (":ctx NAME", "switch context"),
     (":theme NAME", "switch theme"),
     (":q", "quit"),
@@ -388,6 +400,164 @@ class CockpitApp(App[int]):
             return views, timeline(journal, revisions, since=since)
         finally:
             journal.close()
+
+    # ---- staged pushes (the engine runs in this process for the demo and Fleet Management) -----
+    def rollout_view(self, rollout_id: str) -> Any:
+        from otelcockpit.rollout.engine import build_view
+        from otelcockpit.rollout.journal import Journal, default_path
+
+        if not default_path().exists():
+            return None
+        journal = Journal(default_path())
+        try:
+            rec = journal.get(rollout_id)
+            return build_view(journal, rec, failures=50) if rec else None
+        finally:
+            journal.close()
+
+    def start_push(self, name: str) -> None:
+        """Edit -> review (diff, findings, blast radius, plan) -> confirm -> run, for one pipeline."""
+        snap = self.snapshot
+        pipeline = snap.pipeline(name) if snap else None
+        if snap is None or pipeline is None:
+            self.notify(f"no pipeline {name!r} in the current data", severity="error")
+            return
+        if snap.stale:
+            self.notify(f"refused: the data is stale ({snap.stale_reason})", title="Refused", severity="error")
+            return
+        suffix = ".yaml" if pipeline.config_type.value == "otel" else ".alloy"
+        if os.environ.get("VISUAL") or os.environ.get("EDITOR"):
+            text = edit_with_external_editor(self, pipeline.contents, suffix)
+            if text is None:
+                self.notify("the editor failed; nothing changed", severity="warning")
+                return
+            self._review(pipeline, text)
+            return
+        self.push_screen(EditScreen(pipeline), lambda text: self._review(pipeline, text) if text is not None else None)
+
+    def _review(self, pipeline: Pipeline, text: str) -> None:
+        from otelcockpit.rollout.model import Gates
+        from otelcockpit.rollout.planner import make_plan
+
+        if text == pipeline.contents:
+            self.notify("no change to push", severity="warning")
+            return
+        snap = self.snapshot
+        assert snap is not None
+        new = replace(pipeline, contents=text)
+        production = self.settings.context.production
+
+        def plan(canary: Any, waves: Any, max_failures: int, soak: float) -> Any:
+            return make_plan(snap, new, canary=canary, waves=waves, production=production,
+                             gates=Gates(max_failures=max_failures, soak_seconds=soak))
+
+        name = self.settings.context.name if production else None
+        self.push_screen(ReviewScreen(new, plan, production_name=name), lambda p: self._launch(p) if p else None)
+
+    @work(group="rollout-launch", exit_on_error=False)
+    async def _launch(self, plan: Any) -> None:
+        from otelcockpit.rollout.engine import RolloutEngine
+        from otelcockpit.rollout.history import pipeline_target
+        from otelcockpit.rollout.journal import Journal, default_path
+        from otelcockpit.rollout_targets import make_target
+
+        try:
+            target = make_target(self.backend)
+            revisions = (self.snapshot.revisions.get(plan.pipeline) if self.snapshot else None) or (
+                await self.backend.revisions(plan.pipeline) if self.backend else ()
+            )
+            journal = Journal(default_path())
+        except CockpitError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+            return
+        try:
+            # The rollback target is fixed when the rollout starts: the last known good revision.
+            rollback = pipeline_target(journal, plan.pipeline, tuple(revisions)).revision
+            rid = RolloutEngine(journal, target).create(
+                plan,
+                backend=self.settings.backend,
+                context=self.settings.context.name,
+                author=self._author(),
+                rollback_revision=rollback.id if rollback else "",
+            )
+        except CockpitError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+            return
+        finally:
+            journal.close()
+        self._run_rollout(rid)
+        self.push_screen(RolloutScreen(rid))
+
+    @work(group="rollout-run", exit_on_error=False)
+    async def _run_rollout(self, rollout_id: str) -> None:
+        from otelcockpit.rollout.engine import RolloutEngine
+        from otelcockpit.rollout.journal import Journal, default_path
+        from otelcockpit.rollout_targets import make_target
+
+        journal = Journal(default_path())
+        try:
+            engine = RolloutEngine(journal, make_target(self.backend), poll_interval=0.5)
+            view = await engine.run(rollout_id)
+            self.notify(f"rollout {rollout_id} {view.state.value}" + (f": {view.reason}" if view.reason else ""),
+                        title="Rollout", severity="information" if view.state.value == "completed" else "warning")
+        except CockpitError as exc:
+            self.notify(exc.message, title="Rollout", severity="error")
+        finally:
+            journal.close()
+            self.request_changes(force=True)
+            self.poll()
+
+    def rollout_command(self, rollout_id: str, what: str) -> None:
+        if self.read_only:  # not bound in read-only; a second guard all the same
+            self.notify("read-only: refused", severity="error")
+            return
+        if what == "resume":
+            self._run_rollout(rollout_id)
+            return
+        if what == "pause":
+            self._rollout_op(rollout_id, "pause")
+            return
+        label = {"abort": "Abort", "rollback": "Roll back"}[what]
+        body = (
+            f"Abort rollout {rollout_id}? Every staged collector goes back to the live version."
+            if what == "abort"
+            else f"Roll back the pipeline of rollout {rollout_id} to its rollback target?"
+        )
+        self._confirm(f"{label} rollout", body, label, lambda: self._rollout_op(rollout_id, what))
+
+    @work(group="rollout-op", exit_on_error=False)
+    async def _rollout_op(self, rollout_id: str, what: str) -> None:
+        from otelcockpit.rollout.engine import RolloutEngine
+        from otelcockpit.rollout.history import pipeline_target
+        from otelcockpit.rollout.journal import Journal, default_path
+        from otelcockpit.rollout_targets import make_target
+
+        journal = Journal(default_path())
+        try:
+            engine = RolloutEngine(journal, make_target(self.backend))
+            if what == "pause":
+                message = engine.pause(rollout_id)
+            elif what == "abort":
+                message = await engine.abort(rollout_id)
+            else:
+                rec = journal.require(rollout_id)
+                revisions = await self.backend.revisions(rec.pipeline) if self.backend else ()
+                # Rolling back a rollout returns its collectors to what they ran before it: the
+                # revision that was live when it was planned (else the pipeline's last known good).
+                wanted = rec.plan.base_revision or rec.rollback_revision
+                rev = next((r for r in revisions if r.id == wanted), None)
+                if rev is None:
+                    rev = pipeline_target(journal, rec.pipeline, revisions).revision
+                if rev is None:
+                    raise CockpitError(f"no rollback target for {rec.pipeline}")
+                message = await engine.rollback(rec.pipeline, revision=rev.id, snapshot=rev.snapshot, author=self._author())
+            self.notify(message, title="Rollout")
+        except CockpitError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+        finally:
+            journal.close()
+            self.request_changes(force=True)
+            self.poll()
 
     def sign_off(self, item: Any) -> None:
         from otelcockpit.adoption import signoff
@@ -741,10 +911,10 @@ class CockpitApp(App[int]):
             await self.backend.close()
 
 
-def run_app(settings: Settings, **kwargs: Any) -> int:
+def run_app(settings: Settings, *, app_cls: type[CockpitApp] | None = None, **kwargs: Any) -> int:
     themes = load_themes(settings_mod.user_themes_dir())
     check_theme(settings.theme, themes)
-    app = CockpitApp(settings, **kwargs)
+    app = (app_cls or CockpitApp)(settings, **kwargs)
 
     def hangup(_signum: int, _frame: object) -> None:
         app.call_from_thread(app.on_hangup) if app._thread_id != threading.get_ident() else app.on_hangup()

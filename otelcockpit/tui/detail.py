@@ -306,3 +306,6 @@ class PipelineDetailScreen(DetailScreen):
         rev = self.current()
         if rev is not None:
             self.app.rollback_pipeline(self.pipeline_name, rev)  # type: ignore[attr-defined]
+
+    def action_push(self) -> None:
+        self.app.start_push(self.pipeline_name)  # type: ignore[attr-defined]

@@ -116,6 +116,11 @@ class PipelinesView(View):
         if r is not None:
             self.app.toggle_pipeline(r.pipeline)  # type: ignore[attr-defined]
 
+    def action_push(self) -> None:
+        r = self.table.current
+        if r is not None:
+            self.app.start_push(r.pipeline.name)  # type: ignore[attr-defined]
+
 
 def collectors_matching(snap: FleetSnapshot, pipeline: Pipeline) -> list[Any]:
     """Collectors that get this pipeline now (uses the matched names the backend computed)."""

@@ -47,12 +47,17 @@ def health_counts_text(counts: Mapping[str, int], styles: Mapping[Health, str]) 
 
 
 def diff_text(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> Text:
-    """A unified diff as styled text (+ green, - red, @@ dim)."""
+    """A unified diff of two texts, styled (+ green, - red, @@ cyan)."""
     lines = list(
         difflib.unified_diff(
             old.splitlines(), new.splitlines(), fromfile=old_name, tofile=new_name, lineterm="", n=context
         )
     )
+    return unified_text(lines)
+
+
+def unified_text(lines: list[str]) -> Text:
+    """Lines of a unified diff, styled."""
     out = Text()
     if not lines:
         out.append("no differences", style="dim")

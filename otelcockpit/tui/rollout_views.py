@@ -1,0 +1,463 @@
+"""Staged pushes in the TUI: edit a pipeline, review the plan (diff, policy findings, blast radius,
+stages and gates), confirm, watch the rollout per stage, pause, resume, abort, roll back; plus the
+Rollouts and Changes views.
+
+The engine (otelcockpit.rollout) does the work; these screens only render its plan and progress.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from typing import Any, ClassVar
+
+from rich.console import Group as RichGroup
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Static, TextArea
+
+from otelcockpit.errors import CockpitError
+from otelcockpit.fleet.model import Pipeline, age_text
+from otelcockpit.rollout.model import RolloutPlan, RolloutView, parse_canary, parse_duration, parse_waves
+from otelcockpit.tui.detail import DetailScreen, who
+from otelcockpit.tui.render import unified_text
+from otelcockpit.tui.view import View, bindings_for
+from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
+from otelcockpit.tui.widgets import StatusRow
+
+STATE_STYLE = {
+    "planned": "cyan",
+    "running": "green",
+    "paused": "yellow",
+    "aborted": "red",
+    "completed": "green",
+    "rolled_back": "magenta",
+}
+
+
+def bar(done: int, failed: int, total: int, width: int = 20) -> Text:
+    t = Text()
+    if total <= 0:
+        return t.append("·" * width, style="dim")
+    ok = round(width * done / total)
+    bad = min(width - ok, round(width * failed / total))
+    if failed and bad == 0:
+        bad = 1
+        ok = max(0, min(ok, width - 1))
+    t.append("█" * ok, style="green")
+    t.append("█" * bad, style="red")
+    t.append("░" * (width - ok - bad), style="dim")
+    return t
+
+
+# ---- edit -------------------------------------------------------------------------------------
+class EditScreen(Screen[str | None]):
+    """The built-in editor (YAML highlighting); ctrl+s continues to the review, esc cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "done", "Review the push", priority=True),
+        Binding("escape", "cancel", "Cancel", priority=True),
+    ]
+    DEFAULT_CSS = """
+    EditScreen TextArea { height: 1fr; }
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+
+    def compose(self) -> ComposeResult:
+        yield StatusRow()
+        yield Static(
+            Text.assemble((" Edit ", "bold"), (self.pipeline.name, "bold"), ("  ctrl+s: review the push · esc: cancel", "dim")),
+            classes="crumb",
+        )
+        language = "yaml" if self.pipeline.config_type.value == "otel" else None
+        area = TextArea.code_editor(self.pipeline.contents, language=language, id="editor")
+        area.cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
+        yield area
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+
+    def action_done(self) -> None:
+        self.dismiss(self.query_one(TextArea).text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def edit_with_external_editor(app: Any, contents: str, suffix: str) -> str | None:
+    """$EDITOR on a temporary file while the app is suspended; None when the editor failed."""
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False) as f:
+        f.write(contents)
+        path = f.name
+    try:
+        with app.suspend():
+            result = subprocess.run([*shlex.split(editor), path], check=False)
+        if result.returncode != 0:
+            return None
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    finally:
+        os.unlink(path)
+
+
+# ---- review -----------------------------------------------------------------------------------
+def plan_summary(plan: RolloutPlan) -> RichGroup:
+    parts: list[Any] = []
+    radius = plan.blast_radius
+    head = Text()
+    head.append("Blast radius ", style="bold")
+    head.append(f"{radius.total} collector(s)")
+    if radius.dropped:
+        head.append(f", {radius.dropped} stop receiving it", style="yellow")
+    parts.append(head)
+    parts.append(Text("  env: " + ", ".join(f"{k} {v}" for k, v in sorted(radius.by_env.items()))))
+    parts.append(Text("  region: " + ", ".join(f"{k} {v}" for k, v in sorted(radius.by_region.items()))))
+    stages = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    stages.add_column("STAGE")
+    stages.add_column("COLLECTORS", justify="right")
+    for s in plan.stages:
+        stages.add_row(s.name, str(len(s.collector_ids)))
+    parts.append(Text("\nStages", style="bold"))
+    parts.append(stages)
+    g = plan.gates
+    parts.append(Text(f"Gates: max {g.max_failures} failure(s) · soak {g.soak_seconds:.0f}s · apply timeout {g.apply_timeout:.0f}s"
+                      f"{' · health required' if g.health_required else ''}{' · manual continue' if g.manual else ''}"))
+    if plan.findings:
+        parts.append(Text("\nPolicy findings", style="bold"))
+        for f in plan.findings:
+            style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "dim")
+            parts.append(Text(f"  {f.severity.upper():<7} line {f.line or '-'}: {f.message} [{f.rule}]", style=style))
+    else:
+        parts.append(Text("\nPolicy findings: none", style="green"))
+    parts.append(Text("\nDiff against the live version", style="bold"))
+    parts.append(unified_text(plan.diff.splitlines()))
+    return RichGroup(*parts)
+
+
+class ReviewScreen(Screen[RolloutPlan | None]):
+    """Diff, findings, blast radius, plan and gates; the plan follows the fields as you edit them.
+    Cancel is focused; a production context asks for its name; policy errors disable Start."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    ReviewScreen #form { height: auto; padding: 0 1; }
+    ReviewScreen #form Horizontal { height: auto; }
+    ReviewScreen #form Label { width: 10; padding: 1 0 0 0; }
+    ReviewScreen #form Input { width: 1fr; }
+    ReviewScreen #plan { height: 1fr; padding: 0 1; }
+    ReviewScreen #buttons { height: auto; align: right middle; padding: 0 1; }
+    ReviewScreen #buttons Button { margin-left: 2; }
+    ReviewScreen #error { color: $error; height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, new: Pipeline, make_plan: Any, *, production_name: str | None) -> None:
+        super().__init__()
+        self.new = new
+        self.make_plan = make_plan  # (canary, waves, max_failures, soak) -> RolloutPlan
+        self.production_name = production_name
+        self.plan: RolloutPlan | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusRow()
+        yield Static(Text.assemble((" Review push of ", "bold"), (self.new.name, "bold")), classes="crumb")
+        with Vertical(id="form"):
+            with Horizontal():
+                yield Label("canary")
+                yield Input("1", id="canary", placeholder='N, P% or matchers like env="dev"')
+                yield Label("waves")
+                yield Input("25%,100%", id="waves")
+            with Horizontal():
+                yield Label("failures")
+                yield Input("0", id="max-failures")
+                yield Label("soak")
+                yield Input("10s", id="soak")
+        yield Static("", id="error")
+        with VerticalScroll(id="plan"):
+            yield Static("", id="plan-text")
+        with Horizontal(id="buttons"):
+            if self.production_name:
+                yield Input(placeholder=f"type {self.production_name} to enable Start", id="typed")
+            yield Button("Cancel", id="cancel", variant="primary")
+            yield Button("Start rollout", id="start", variant="error", disabled=True)
+
+    def on_mount(self) -> None:
+        for inp in self.query(Input):
+            inp.cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
+        self.replan()
+        self.query_one("#cancel", Button).focus()
+
+    @on(Input.Changed)
+    def changed(self, event: Input.Changed) -> None:
+        if event.input.id == "typed":
+            self.update_start()
+        else:
+            self.replan()
+
+    def replan(self) -> None:
+        error = self.query_one("#error", Static)
+        try:
+            canary = parse_canary(self.query_one("#canary", Input).value or None)
+            waves = parse_waves(self.query_one("#waves", Input).value or None)
+            text = self.query_one("#max-failures", Input).value.strip() or "0"
+            if not text.isdigit():
+                raise CockpitError("max failures must be a whole number")
+            soak = parse_duration(self.query_one("#soak", Input).value or "0s", "soak")
+            self.plan = self.make_plan(canary, waves, int(text), soak)
+        except CockpitError as exc:
+            error.update(exc.message)
+            self.plan = None
+            self.update_start()
+            return
+        error.update("")
+        self.query_one("#plan-text", Static).update(plan_summary(self.plan))
+        self.update_start()
+
+    def update_start(self) -> None:
+        ok = self.plan is not None and not self.plan.blocking and bool(self.plan.stages)
+        if self.production_name:
+            ok = ok and self.query_one("#typed", Input).value == self.production_name
+        self.query_one("#start", Button).disabled = not ok
+
+    @on(Button.Pressed, "#start")
+    def start(self) -> None:
+        self.dismiss(self.plan)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+# ---- progress ---------------------------------------------------------------------------------
+def rollout_text(v: RolloutView, now: Any) -> RichGroup:
+    parts: list[Any] = []
+    head = Text()
+    head.append(f"{v.id} ", style="bold")
+    head.append(f"{v.pipeline} ", style="bold")
+    head.append(v.state.value, style=STATE_STYLE.get(v.state.value, ""))
+    if v.reason:
+        head.append(f"  {v.reason}", style="yellow" if v.state.value == "paused" else "dim")
+    parts.append(head)
+    before = v.plan.base_revision or v.rollback_revision
+    parts.append(Text(f"by {who(v.author)} · started {age_text(v.created_at, now)} ago · stage "
+                      f"{min(v.current_stage + 1, len(v.stages))}/{len(v.stages)} · rollback target "
+                      f"{('rev ' + before) if before else 'none'}", style="dim"))
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold", expand=False)
+    table.add_column("STAGE", no_wrap=True)
+    table.add_column("PROGRESS", no_wrap=True)
+    table.add_column("DONE", justify="right")
+    table.add_column("PEND", justify="right")
+    table.add_column("APPLY", justify="right")
+    table.add_column("OK", justify="right")
+    table.add_column("FAIL", justify="right")
+    for s in v.stages:
+        table.add_row(
+            s.name,
+            bar(s.applied, s.failed, s.total, 16),
+            f"{s.finished}/{s.total}",
+            str(s.pending),
+            str(s.applying + s.soaking),
+            Text(str(s.applied), style="green" if s.applied else ""),
+            Text(str(s.failed), style="red" if s.failed else ""),
+        )
+    parts.append(table)
+    if v.failures:
+        parts.append(Text(f"\nFailures ({len(v.failures)})", style="bold red"))
+        for f in v.failures[:20]:
+            parts.append(Text(f"  {f.collector_id}  {f.error or f.status.value}", style="red"))
+    return RichGroup(*parts)
+
+
+class RolloutScreen(DetailScreen):
+    """One rollout, live: stages with bars, failures with their errors; pause, resume, abort, roll back."""
+
+    SCOPE = "rollout"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "back", "Back"), *bindings_for("rollout")]
+    DEFAULT_CSS = """
+    RolloutScreen #body { height: 1fr; padding: 0 1; }
+    """
+
+    def __init__(self, rollout_id: str) -> None:
+        super().__init__()
+        self.rollout_id = rollout_id
+
+    def compose(self) -> ComposeResult:
+        yield StatusRow()
+        yield Static(Text.assemble((" Rollouts › ", "dim"), (self.rollout_id, "bold")), classes="crumb")
+        with VerticalScroll(id="body"):
+            yield Static("", id="content")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_from(None)
+        self.set_interval(1.0, lambda: self.refresh_from(None))
+
+    def refresh_from(self, snap: Any) -> None:
+        view = self.app.rollout_view(self.rollout_id)  # type: ignore[attr-defined]
+        content = self.query_one("#content", Static)
+        if view is None:
+            content.update(Text("no such rollout in the journal", style="red"))
+            return
+        content.update(rollout_text(view, self.app.now()))  # type: ignore[attr-defined]
+
+    def action_pause_rollout(self) -> None:
+        self.app.rollout_command(self.rollout_id, "pause")  # type: ignore[attr-defined]
+
+    def action_resume_rollout(self) -> None:
+        self.app.rollout_command(self.rollout_id, "resume")  # type: ignore[attr-defined]
+
+    def action_abort_rollout(self) -> None:
+        self.app.rollout_command(self.rollout_id, "abort")  # type: ignore[attr-defined]
+
+    def action_rollback_rollout(self) -> None:
+        self.app.rollout_command(self.rollout_id, "rollback")  # type: ignore[attr-defined]
+
+
+# ---- views ------------------------------------------------------------------------------------
+class RolloutTable(VirtualTable[RolloutView]):
+    def __init__(self, app_now: Any, **kwargs: Any) -> None:
+        self.now = app_now
+        cols: list[Column[RolloutView]] = [
+            Column("id", "ID", 9, lambda v: (v.id, None)),
+            Column("pipeline", "PIPELINE", 16, lambda v: (v.pipeline, None), flex=2),
+            Column("state", "STATE", 11, lambda v: (v.state.value, {"paused": "vtable--degraded", "aborted": "vtable--error",
+                                                                     "running": "vtable--healthy"}.get(v.state.value))),
+            Column("stage", "STAGE", 5, lambda v: (f"{min(v.current_stage + 1, len(v.stages))}/{len(v.stages)}", None)),
+            Column("done", "APPLIED", 11, lambda v: (f"{sum(s.applied for s in v.stages)}/{sum(s.total for s in v.stages)}", None),
+                   align_right=True),
+            Column("failed", "FAIL", 4, lambda v: (str(v.failed), "vtable--error" if v.failed else None), align_right=True),
+            Column("age", "AGE", 4, lambda v: (age_text(v.created_at, self.now()), None), align_right=True),
+            Column("by", "BY", 10, lambda v: (who(v.author), None), min_table_width=100),
+        ]
+        super().__init__(cols, key=lambda v: v.id, search=lambda v: f"{v.id} {v.pipeline} {v.state.value}".lower(), **kwargs)
+        self.empty_text = "no rollouts yet: open a pipeline and press u to stage a push"
+
+
+class RolloutsView(View):
+    SCOPE = "rollouts"
+    TITLE = "Rollouts"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.filter_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="crumb", id="crumb")
+        table = RolloutTable(self.app.now, id="rollout-table")  # type: ignore[attr-defined]
+        yield TableHeader(table, classes="table-header")
+        yield table
+
+    @property
+    def table(self) -> RolloutTable:
+        return self.query_one(RolloutTable)
+
+    def focus_main(self) -> None:
+        self.table.focus()
+
+    def update_snapshot(self, snap: Any) -> None:
+        self.app.request_changes()  # type: ignore[attr-defined]
+        self.update_changes()
+
+    def update_changes(self) -> None:
+        views = list(self.app.rollouts)  # type: ignore[attr-defined]
+        self.table.set_rows(views)
+        active = sum(1 for v in views if v.state.value in ("planned", "running", "paused"))
+        self.set_crumb(Text.assemble((" Rollouts ", "bold"), (f"{len(views)}", "bold"), f" · active {active}"))
+
+    def apply_filter(self, text: str) -> str | None:
+        self.filter_text = text.strip()
+        self.table.set_text_filter(self.filter_text) if self.filter_text else self.table.set_filter(None)
+        return None
+
+    def action_open(self) -> None:
+        v = self.table.current
+        if v is not None:
+            self.app.push_screen(RolloutScreen(v.id))
+
+    @on(VirtualTable.Selected)
+    def selected(self, event: VirtualTable.Selected) -> None:
+        self.app.push_screen(RolloutScreen(event.key))
+
+
+class ChangeTable(VirtualTable[Any]):
+    def __init__(self, app_now: Any, **kwargs: Any) -> None:
+        self.now = app_now
+        cols: list[Column[Any]] = [
+            Column("age", "AGE", 4, lambda e: (age_text(e.at, self.now()), None), align_right=True),
+            Column("kind", "KIND", 16, lambda e: (e.kind, None)),
+            Column("pipeline", "PIPELINE", 16, lambda e: (e.pipeline, None), flex=1),
+            Column("by", "BY", 10, lambda e: (who(e.author), None)),
+            Column("target", "ROLLBACK", 8, lambda e: (f"↩ {e.rollback_target}" if e.rollback_target else "-", None)),
+            Column("message", "WHAT", 12, lambda e: (e.message, None), flex=2, min_table_width=100),
+        ]
+        super().__init__(
+            cols,
+            key=lambda e: f"{e.at.timestamp()}:{e.source}:{e.kind}:{e.pipeline}:{e.rollout_id}:{e.message}",
+            search=lambda e: f"{e.kind} {e.pipeline} {e.author} {e.scope} {e.message}".lower(),
+            **kwargs,
+        )
+        self.empty_text = "no changes in the last 7 days"
+
+
+class ChangesView(View):
+    SCOPE = "changes"
+    TITLE = "Changes"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.filter_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="crumb", id="crumb")
+        table = ChangeTable(self.app.now, id="change-table")  # type: ignore[attr-defined]
+        yield TableHeader(table, classes="table-header")
+        yield table
+        yield Static("", id="change-detail", classes="crumb")
+
+    @property
+    def table(self) -> ChangeTable:
+        return self.query_one(ChangeTable)
+
+    def focus_main(self) -> None:
+        self.table.focus()
+
+    def update_snapshot(self, snap: Any) -> None:
+        self.app.request_changes()  # type: ignore[attr-defined]
+        self.update_changes()
+
+    def update_changes(self) -> None:
+        entries = self.app.changes  # type: ignore[attr-defined]
+        if entries is None:
+            self.set_crumb(Text(" Changes: loading…", style="dim"))
+            return
+        self.table.set_rows(list(reversed(entries)))
+        self.set_crumb(Text.assemble((" Changes ", "bold"), (str(len(entries)), "bold"), " in the last 7 days, newest first"))
+        self.show_change()
+
+    @on(VirtualTable.Highlighted)
+    def show_change(self) -> None:
+        e = self.table.current
+        self.query_one("#change-detail", Static).update(
+            Text(f" {e.scope} · {e.message}" + (f" · rollback: otelcockpit rollback {e.pipeline} --to {e.rollback_target}"
+                                                if e.rollback_target else ""), no_wrap=True, overflow="ellipsis")
+            if e is not None else ""
+        )
+
+    def apply_filter(self, text: str) -> str | None:
+        self.filter_text = text.strip()
+        self.table.set_text_filter(self.filter_text) if self.filter_text else self.table.set_filter(None)
+        return None
+
