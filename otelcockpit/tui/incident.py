@@ -55,7 +55,9 @@ class IncidentView(View):
         yield Static("", classes="i-line", id="i-backend")
         yield Static("", classes="i-line", id="i-where")
         yield Static("", classes="i-line", id="i-rollouts")
-        yield Static("Unhealthy and offline · what changed before it broke", classes="i-title", id="i-broken-title")
+        yield Static(
+            "Unhealthy and offline · what changed before it broke", classes="i-title", id="i-broken-title"
+        )
         broken: DataTable[Any] = DataTable(id="i-broken", cursor_type="row", zebra_stripes=False)
         yield broken
         yield Static("", classes="i-title", id="i-changes-title")
@@ -63,7 +65,9 @@ class IncidentView(View):
         yield changes
 
     def on_mount(self) -> None:
-        self.query_one("#i-changes", DataTable).add_columns("AGE", "PIPELINE", "CHANGE", "BY", "ROLLBACK TO", "BROKEN")
+        self.query_one("#i-changes", DataTable).add_columns(
+            "AGE", "PIPELINE", "CHANGE", "BY", "ROLLBACK TO", "BROKEN"
+        )
 
     @property
     def narrow(self) -> bool:
@@ -95,7 +99,9 @@ class IncidentView(View):
         hours = app.hours
         self.set_class(self.compact, "-compact")
         crumb = Text(" Incident ", style="bold")
-        crumb.append(f"· read-only · changes of the last {hours:g} h · y copies the rollback command", style="dim")
+        crumb.append(
+            f"· read-only · changes of the last {hours:g} h · y copies the rollback command", style="dim"
+        )
         self.set_crumb(crumb)
         title = Text(f"Changes in the last {hours:g} h · rollback targets", style="bold")
         self.query_one("#i-changes-title", Static).update(title)
@@ -213,7 +219,12 @@ class IncidentView(View):
             change = ch.revision and f"rev {ch.revision}" or ch.kind
             target = Text(ch.rollback_target or "-", style="cyan" if ch.rollback_target else "dim")
             broken = Text(str(ch.broken) if ch.broken else "-", style="bold red" if ch.broken else "dim")
-            rows.append((ch.key, (age_text(ch.at, now), ch.pipeline or "-", change, _short(ch.author), target, broken)))
+            rows.append(
+                (
+                    ch.key,
+                    (age_text(ch.at, now), ch.pipeline or "-", change, _short(ch.author), target, broken),
+                )
+            )
         sig = (tuple((k, r[0], r[1], r[2]) for k, r in rows),)
         if sig == self._changes_sig and not force:
             return
@@ -267,7 +278,9 @@ class IncidentView(View):
             self.notify("select a change or a broken collector first", severity="warning")
             return
         if not ch.command:
-            self.notify(f"{ch.pipeline or 'this change'} has no earlier revision to roll back to", severity="warning")
+            self.notify(
+                f"{ch.pipeline or 'this change'} has no earlier revision to roll back to", severity="warning"
+            )
             return
         self.app.copy_to_clipboard(ch.command)
         self.notify(ch.command, title="Copied the rollback command (OSC 52)")
@@ -281,7 +294,9 @@ class IncidentApp(CockpitApp):
     """The cockpit app with one view, always read-only."""
 
     TITLE = "otelcockpit incident"
-    views: ClassVar[dict[str, tuple[type[View], tuple[str, ...]]]] = {"incident": (IncidentView, ("incident", "i"))}
+    views: ClassVar[dict[str, tuple[type[View], tuple[str, ...]]]] = {
+        "incident": (IncidentView, ("incident", "i"))
+    }
     commands_help: ClassVar[list[tuple[str, str]]] = [
         (":incident", "the incident view (the only view of this app)"),
         (":ctx NAME", "switch context (stays read-only)"),
@@ -357,7 +372,9 @@ class IncidentApp(CockpitApp):
 
                 journal = Journal(path)
             try:
-                return build_report(snap, revisions, now=now, hours=self.hours, journal=journal, context=context)
+                return build_report(
+                    snap, revisions, now=now, hours=self.hours, journal=journal, context=context
+                )
             finally:
                 if journal is not None:
                     journal.close()
@@ -374,4 +391,6 @@ class IncidentApp(CockpitApp):
 
 
 def run_incident(settings: Settings, *, hours: float = 24.0, journal_path: Path | None = None) -> int:
-    return run_app(replace(settings, read_only=True), app_cls=IncidentApp, hours=hours, journal_path=journal_path)
+    return run_app(
+        replace(settings, read_only=True), app_cls=IncidentApp, hours=hours, journal_path=journal_path
+    )

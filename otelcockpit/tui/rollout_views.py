@@ -155,9 +155,11 @@ class ReviewScreen(Screen[RolloutPlan | None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
     DEFAULT_CSS = """
     ReviewScreen #form { height: auto; padding: 0 1; }
-    ReviewScreen #form Horizontal { height: auto; }
-    ReviewScreen #form Label { width: 10; padding: 1 0 0 0; }
-    ReviewScreen #form Input { width: 1fr; }
+    ReviewScreen #form Horizontal { height: 1; }
+    ReviewScreen #form Label { width: 10; color: $text-muted; }
+    ReviewScreen #form Input { width: 1fr; height: 1; border: none; padding: 0 1; background: $surface; margin-right: 1; }
+    ReviewScreen #form Input:focus { background: $primary 30%; }
+    ReviewScreen #buttons Input { width: 30; }
     ReviewScreen #plan { height: 1fr; padding: 0 1; }
     ReviewScreen #buttons { height: auto; align: right middle; padding: 0 1; }
     ReviewScreen #buttons Button { margin-left: 2; }
@@ -193,6 +195,7 @@ class ReviewScreen(Screen[RolloutPlan | None]):
                 yield Input(placeholder=f"type {self.production_name} to enable Start", id="typed")
             yield Button("Cancel", id="cancel", variant="primary")
             yield Button("Start rollout", id="start", variant="error", disabled=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         for inp in self.query(Input):

@@ -11,8 +11,8 @@ import pytest
 SIZES = [(80, 24), (120, 40)]
 
 
-def scenario(make_app, wait_loaded, *keys, read_only=False, text=None, adoption=False):
-    app = make_app(read_only=read_only)
+def scenario(make_app, wait_loaded, *keys, read_only=False, text=None, adoption=False, after=(), view="fleet", setup=None):
+    app = make_app(read_only=read_only, view=view)
 
     async def run_before(pilot):
         await wait_loaded(pilot)
@@ -25,6 +25,17 @@ def scenario(make_app, wait_loaded, *keys, read_only=False, text=None, adoption=
                     break
                 await pilot.pause(0.02)
             assert pilot.app.adoption is not None
+            await pilot.pause()
+        if view in ("cockpit", "changes", "rollouts"):
+            for _ in range(500):
+                if pilot.app.changes is not None and (view != "cockpit" or pilot.app.adoption is not None):
+                    break
+                await pilot.pause(0.02)
+            await pilot.pause()
+        if setup is not None:
+            await setup(pilot)
+        for key in after:
+            await pilot.press(key)
             await pilot.pause()
         if text is not None:
             for ch in text:
@@ -92,11 +103,71 @@ def test_services(snap_compare, make_app, wait_loaded, size):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_service_detail(snap_compare, make_app, wait_loaded, size):
-    app, run_before = scenario(make_app, wait_loaded, "3", "down", "enter", adoption=True)
+    app, run_before = scenario(make_app, wait_loaded, "3", adoption=True, after=("down", "enter"))
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_phases(snap_compare, make_app, wait_loaded, size):
     app, run_before = scenario(make_app, wait_loaded, "4", adoption=True)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_cockpit(snap_compare, make_app, wait_loaded, size):
+    app, run_before = scenario(make_app, wait_loaded, view="cockpit", adoption=True)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_changes(snap_compare, make_app, wait_loaded, size):
+    app, run_before = scenario(make_app, wait_loaded, view="changes")
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_push_editor(snap_compare, make_app, wait_loaded, size):
+    app, run_before = scenario(make_app, wait_loaded, view="pipelines", after=("u",))
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+async def _edit_and_review(pilot):
+    await pilot.press("u")
+    await pilot.pause()
+    pilot.app.screen.query_one("TextArea").insert("// scrape every 15s\n", (0, 0))
+    await pilot.press("ctrl+s")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_push_review(snap_compare, make_app, wait_loaded, size):
+    app, run_before = scenario(make_app, wait_loaded, view="pipelines", setup=_edit_and_review)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+async def _planned_rollout(pilot):
+    """A rollout created in the journal with a fixed id (not run: a frozen clock applies nothing)."""
+    from otelcockpit.rollout.engine import RolloutEngine
+    from otelcockpit.rollout.journal import Journal, default_path
+    from otelcockpit.rollout.model import CanarySpec
+    from otelcockpit.rollout.planner import make_plan
+    from otelcockpit.rollout_targets import make_target
+    from otelcockpit.tui.rollout_views import RolloutScreen
+
+    app = pilot.app
+    live = app.snapshot.pipeline("linux_host_metrics")
+    new = type(live)(**{**{f: getattr(live, f) for f in live.__dataclass_fields__}, "contents": live.contents + "\n// v2\n"})
+    plan = make_plan(app.snapshot, new, canary=CanarySpec("count", 2), waves=(25.0, 100.0))
+    journal = Journal(default_path())
+    try:
+        RolloutEngine(journal, make_target(app.backend)).create(plan, backend="demo", context="demo", author="ana", rollout_id="r0snap01")
+    finally:
+        journal.close()
+    app.push_screen(RolloutScreen("r0snap01"))
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_rollout_progress(snap_compare, make_app, wait_loaded, size):
+    app, run_before = scenario(make_app, wait_loaded, view="rollouts", setup=_planned_rollout)
     assert snap_compare(app, terminal_size=size, run_before=run_before)
