@@ -72,10 +72,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("push-pipeline-detail", "u", "push", "Staged push", "pipeline-detail", dangerous=True),
     # --- rollouts view and one rollout ---------------------------------------------------------
     ActionSpec("open-rollout", "enter", "open", "Detail", "rollouts"),
-    ActionSpec("pause-rollout", "P", "pause_rollout", "Pause", "rollout", dangerous=True),
-    ActionSpec("resume-rollout", "r", "resume_rollout", "Resume", "rollout", dangerous=True),
-    ActionSpec("abort-rollout", "A", "abort_rollout", "Abort", "rollout", dangerous=True),
-    ActionSpec("rollback-rollout", "B", "rollback_rollout", "Roll back", "rollout", dangerous=True),
+    ActionSpec("pause-rollout", "P", "pause_rollout", "Pause rollout", "rollout", dangerous=True),
+    ActionSpec("resume-rollout", "r", "resume_rollout", "Resume rollout", "rollout", dangerous=True),
+    ActionSpec("abort-rollout", "A", "abort_rollout", "Abort rollout", "rollout", dangerous=True),
+    ActionSpec("rollback-rollout", "B", "rollback_rollout", "Roll back rollout", "rollout", dangerous=True),
 )
 
 BY_ID = {a.id: a for a in ACTIONS}
