@@ -30,8 +30,9 @@ class MatcherError(ValueError):
     def __init__(self, text: str, position: int, reason: str) -> None:
         self.text = text
         self.position = position
-        self.reason = reason
-        super().__init__(f"bad matcher {text!r} at column {position + 1}: {reason}")
+        # One line, always: the CLI prints it as the whole error.
+        self.reason = reason.replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(f"bad matcher {text!r} at column {position + 1}: {self.reason}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,447 @@
+"""The OpAMP protocol core: a pure function of (stored agent state, AgentToServer, now).
+
+``process()`` takes the agent's stored state (or ``None`` for an agent never seen), one decoded
+``AgentToServer`` and the current time, and returns the new state, the ``ServerToAgent`` to answer
+with, the names of the stored parts that changed (empty for a plain heartbeat), and an optional
+remote-config history entry. It does no I/O: no sockets, no SQLite, no clock, no randomness (a new
+instance UID for a duplicate is handed in by the caller). ``pending()`` computes what the server has
+to push to an agent without an incoming message (WebSocket push after a config or restart request).
+
+Rules (OpAMP specification, research notes sections 3-5):
+- ``capabilities`` and ``instance_uid`` are set on every reply.
+- ``instance_uid`` must be 16 bytes, else the reply is ``error_response`` BAD_REQUEST (nothing else set).
+- An unknown agent whose first message is not a full report, or a ``sequence_num`` that is not the
+  previous plus one, asks for ``ReportFullState``; never in reply to ``agent_disconnect``, and at most
+  once per ``full_state_min_interval`` per agent (the Python client retries with the same number and
+  skips numbers after a retry).
+- Remote config goes only to agents with AcceptsRemoteConfig, only when the reported
+  ``last_remote_config_hash`` differs from the desired hash, never with a hash that FAILED on that
+  agent, and is not re-sent while an offer of the same hash is outstanding (an identical re-send makes
+  the collector supervisor report APPLYING forever).
+- A restart command is sent alone (with ``instance_uid`` and ``capabilities``), only to agents with
+  AcceptsRestartCommand.
+- ``agent_disconnect`` marks the agent offline at once; ``expired()`` tells when an agent silent for 3
+  heartbeat or poll intervals goes offline.
+- The same instance_uid on a second live connection gets ``agent_identification.new_instance_uid``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from otelcockpit.opamp_server.proto import opamp_pb2 as pb
+
+# Agent capability bits.
+REPORTS_STATUS = pb.AgentCapabilities_ReportsStatus
+ACCEPTS_REMOTE_CONFIG = pb.AgentCapabilities_AcceptsRemoteConfig
+REPORTS_EFFECTIVE_CONFIG = pb.AgentCapabilities_ReportsEffectiveConfig
+REPORTS_PACKAGE_STATUSES = pb.AgentCapabilities_ReportsPackageStatuses
+ACCEPTS_RESTART_COMMAND = pb.AgentCapabilities_AcceptsRestartCommand
+REPORTS_HEALTH = pb.AgentCapabilities_ReportsHealth
+REPORTS_REMOTE_CONFIG = pb.AgentCapabilities_ReportsRemoteConfig
+REPORTS_HEARTBEAT = pb.AgentCapabilities_ReportsHeartbeat
+REPORTS_AVAILABLE_COMPONENTS = pb.AgentCapabilities_ReportsAvailableComponents
+
+AGENT_CAPABILITY_NAMES: tuple[tuple[int, str], ...] = tuple(
+    (value, name.removeprefix("AgentCapabilities_"))
+    for name, value in pb.AgentCapabilities.items()
+    if value != 0
+)
+
+SERVER_CAPABILITIES = (
+    pb.ServerCapabilities_AcceptsStatus
+    | pb.ServerCapabilities_OffersRemoteConfig
+    | pb.ServerCapabilities_AcceptsEffectiveConfig
+)
+
+REPORT_FULL_STATE = pb.ServerToAgentFlags_ReportFullState
+REPORT_AVAILABLE_COMPONENTS = pb.ServerToAgentFlags_ReportAvailableComponents
+
+STATUS_NAMES = {
+    pb.RemoteConfigStatuses_UNSET: "UNSET",
+    pb.RemoteConfigStatuses_APPLIED: "APPLIED",
+    pb.RemoteConfigStatuses_APPLYING: "APPLYING",
+    pb.RemoteConfigStatuses_FAILED: "FAILED",
+}
+
+UID_LENGTH = 16
+MAX_ATTRIBUTES = 10_000
+DEFAULT_HEARTBEAT_SECONDS = 30
+OFFLINE_AFTER_INTERVALS = 3
+
+# Names of the stored parts, used as the "changed" set (the store writes only those columns).
+PARTS = (
+    "description",
+    "health",
+    "effective_config",
+    "remote_config_status",
+    "package_statuses",
+    "custom_capabilities",
+    "available_components",
+    "connection_settings_status",
+)
+
+
+def decode_capabilities(caps: int) -> list[str]:
+    return [name for bit, name in AGENT_CAPABILITY_NAMES if caps & bit]
+
+
+def config_hash(files: Mapping[str, tuple[bytes, str]]) -> bytes:
+    """sha256 over a canonical serialisation: sorted names; length-prefixed name, body, content type."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        body, content_type = files[name]
+        for part in (name.encode("utf-8"), body, content_type.encode("utf-8")):
+            h.update(struct.pack(">Q", len(part)))
+            h.update(part)
+    return h.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """The config version an agent should run (resolved from the assignments)."""
+
+    name: str
+    version: int
+    hash: bytes
+    config: pb.AgentConfigMap
+
+
+@dataclass
+class AgentState:
+    uid: bytes
+    first_seen: float
+    last_seen: float
+    transport: str = "http"
+    seq: int = 0
+    capabilities: int = 0
+    online: bool = True
+    description: pb.AgentDescription | None = None
+    health: pb.ComponentHealth | None = None
+    effective_config: pb.EffectiveConfig | None = None
+    remote_config_status: pb.RemoteConfigStatus | None = None
+    package_statuses: pb.PackageStatuses | None = None
+    custom_capabilities: pb.CustomCapabilities | None = None
+    available_components: pb.AvailableComponents | None = None
+    connection_settings_status: pb.ConnectionSettingsStatus | None = None
+    full_state_requested_at: float = 0.0
+    desired: Desired | None = None
+    offered_hash: bytes | None = None
+    offered_at: float = 0.0
+    failed_hashes: dict[bytes, str] = field(default_factory=dict)
+    pending_restart: bool = False
+    attributes: dict[str, str] = field(default_factory=dict)
+    # JSON fragments of sub-messages for the admin API, keyed by part name -> (the proto object, text).
+    # Shared between clones; an entry is valid only while ``entry[0] is`` the state's current object.
+    view_cache: dict[str, tuple[object, str]] = field(default_factory=dict, compare=False, repr=False)
+
+    def clone(self) -> AgentState:
+        """A shallow copy (sub-messages are replaced wholesale, never mutated, so sharing is safe)."""
+        new = object.__new__(AgentState)
+        new.__dict__.update(self.__dict__)
+        return new
+
+    @property
+    def reported_hash(self) -> bytes:
+        rcs = self.remote_config_status
+        return rcs.last_remote_config_hash if rcs is not None else b""
+
+
+@dataclass(slots=True)
+class Outcome:
+    state: AgentState | None
+    reply: pb.ServerToAgent
+    changed: set[str]
+    history: tuple[bytes, str, str] | None = None  # (hash, status, error) of a remote-config report
+    went_offline: bool = False
+    is_new: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    full_state_min_interval: float = 10.0
+    heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
+    reoffer_after: float = 60.0
+    max_attributes: int = MAX_ATTRIBUTES
+
+
+DEFAULT_SETTINGS = Settings()
+
+
+def any_value_text(value: object) -> str:
+    """An AnyValue as one string (arrays and maps in a compact JSON-ish form)."""
+    kind = value.WhichOneof("value")  # type: ignore[attr-defined]
+    if kind is None:
+        return ""
+    if kind == "string_value":
+        return value.string_value  # type: ignore[attr-defined]
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"  # type: ignore[attr-defined]
+    if kind == "int_value":
+        return str(value.int_value)  # type: ignore[attr-defined]
+    if kind == "double_value":
+        return repr(value.double_value)  # type: ignore[attr-defined]
+    if kind == "bytes_value":
+        return value.bytes_value.hex()  # type: ignore[attr-defined]
+    if kind == "array_value":
+        return "[" + ",".join(any_value_text(v) for v in value.array_value.values) + "]"  # type: ignore[attr-defined]
+    items = value.kvlist_value.values  # type: ignore[attr-defined]
+    return "{" + ",".join(f"{kv.key}={any_value_text(kv.value)}" for kv in items) + "}"
+
+
+def attributes_of(desc: pb.AgentDescription | None) -> dict[str, str]:
+    """Non-identifying then identifying attributes (identifying win on a clash), as strings."""
+    if desc is None:
+        return {}
+    out = {kv.key: any_value_text(kv.value) for kv in desc.non_identifying_attributes}
+    for kv in desc.identifying_attributes:
+        out[kv.key] = any_value_text(kv.value)
+    return out
+
+
+def _base_reply(uid: bytes) -> pb.ServerToAgent:
+    return pb.ServerToAgent(instance_uid=uid, capabilities=SERVER_CAPABILITIES)
+
+
+def bad_request(uid: bytes, message: str) -> pb.ServerToAgent:
+    """An ``error_response`` BAD_REQUEST; all other fields unset, as the spec requires."""
+    reply = pb.ServerToAgent(instance_uid=uid)
+    reply.error_response.type = pb.ServerErrorResponseType_BadRequest
+    reply.error_response.error_message = message
+    return reply
+
+
+def validate(msg: pb.AgentToServer, settings: Settings = DEFAULT_SETTINGS) -> str | None:
+    """One line saying why the message is malformed, or None."""
+    n = len(msg.instance_uid)
+    if n == 0:
+        return "instance_uid is missing"
+    if n != UID_LENGTH:
+        return f"instance_uid must be {UID_LENGTH} bytes, got {n}"
+    if msg.HasField("agent_description"):
+        d = msg.agent_description
+        count = len(d.identifying_attributes) + len(d.non_identifying_attributes)
+        if count > settings.max_attributes:
+            return f"agent_description has {count} attributes; the limit is {settings.max_attributes}"
+    return None
+
+
+def _has_full_report(state: AgentState) -> bool:
+    caps = state.capabilities
+    if state.description is None:
+        return False
+    if caps & REPORTS_EFFECTIVE_CONFIG and state.effective_config is None:
+        return False
+    if caps & REPORTS_REMOTE_CONFIG and state.remote_config_status is None:
+        return False
+    if caps & REPORTS_HEALTH and state.health is None:
+        return False
+    return True
+
+
+def wants_offer(state: AgentState, now: float, settings: Settings = DEFAULT_SETTINGS) -> bool:
+    desired = state.desired
+    if desired is None or not state.online:
+        return False
+    if not state.capabilities & ACCEPTS_REMOTE_CONFIG:
+        return False
+    if desired.hash in state.failed_hashes:
+        return False
+    if state.reported_hash == desired.hash:
+        return False
+    if state.offered_hash == desired.hash:
+        # Outstanding offer of the same hash: re-send only to an agent that reports its status and
+        # still reports another hash long after the offer (the offer was lost).
+        if not state.capabilities & REPORTS_REMOTE_CONFIG:
+            return False
+        if now - state.offered_at < settings.reoffer_after:
+            return False
+    return True
+
+
+def _fill_offer_or_command(
+    state: AgentState, reply: pb.ServerToAgent, now: float, changed: set[str], settings: Settings
+) -> bool:
+    """Put a pending restart (alone) or a remote-config offer in ``reply``; True if anything was added."""
+    if state.pending_restart:
+        state.pending_restart = False
+        changed.add("pending_restart")
+        if state.capabilities & ACCEPTS_RESTART_COMMAND:
+            reply.Clear()
+            reply.instance_uid = state.uid
+            reply.capabilities = SERVER_CAPABILITIES
+            reply.command.type = pb.CommandType_Restart
+            return True
+    if wants_offer(state, now, settings):
+        desired = state.desired
+        assert desired is not None
+        reply.remote_config.config.CopyFrom(desired.config)
+        reply.remote_config.config_hash = desired.hash
+        state.offered_hash = desired.hash
+        state.offered_at = now
+        changed.add("offered")
+        return True
+    return False
+
+
+def process(
+    state: AgentState | None,
+    msg: pb.AgentToServer,
+    now: float,
+    *,
+    transport: str = "http",
+    resolve: Callable[[dict[str, str]], Desired | None] | None = None,
+    new_uid: bytes | None = None,
+    settings: Settings = DEFAULT_SETTINGS,
+) -> Outcome:
+    """Handle one AgentToServer. ``state`` is not modified; the new state is a copy.
+
+    ``resolve`` maps the agent's attributes to its desired config (called when the attributes change
+    or the agent is new). ``new_uid`` is set by the caller when the same instance_uid is already live
+    on another connection: the reply then only tells the agent its new identity.
+    """
+    problem = validate(msg, settings)
+    if problem is not None:
+        return Outcome(state, bad_request(msg.instance_uid, problem), set(), error=problem)
+    uid = msg.instance_uid
+    reply = _base_reply(uid)
+
+    if new_uid is not None:
+        reply.agent_identification.new_instance_uid = new_uid
+        return Outcome(state, reply, set())
+
+    changed: set[str] = set()
+    is_new = state is None
+    if state is None:
+        s = AgentState(uid=uid, first_seen=now, last_seen=now, transport=transport)
+        changed.add("new")
+    else:
+        s = state.clone()
+    prev_seq = s.seq
+    s.last_seen = now
+    s.seq = msg.sequence_num
+    if s.transport != transport:
+        s.transport = transport
+        changed.add("transport")
+    if msg.capabilities != s.capabilities:
+        s.capabilities = msg.capabilities
+        changed.add("capabilities")
+
+    disconnect = msg.HasField("agent_disconnect")
+    went_offline = False
+    if disconnect:
+        if s.online:
+            s.online = False
+            went_offline = True
+            changed.add("online")
+    elif not s.online:
+        s.online = True
+        changed.add("online")
+
+    history: tuple[bytes, str, str] | None = None
+    if msg.HasField("agent_description"):
+        s.description = msg.agent_description
+        attrs = attributes_of(s.description)
+        if attrs != s.attributes:
+            s.attributes = attrs
+            if resolve is not None:
+                s.desired = resolve(attrs)
+        changed.add("description")
+    elif is_new and resolve is not None:
+        s.desired = resolve(s.attributes)
+    if msg.HasField("health"):
+        s.health = msg.health
+        changed.add("health")
+    if msg.HasField("effective_config"):
+        s.effective_config = msg.effective_config
+        changed.add("effective_config")
+    if msg.HasField("remote_config_status"):
+        rcs = msg.remote_config_status
+        old = s.remote_config_status
+        if (
+            old is None
+            or old.status != rcs.status
+            or old.last_remote_config_hash != rcs.last_remote_config_hash
+            or old.error_message != rcs.error_message
+        ):
+            history = (
+                rcs.last_remote_config_hash,
+                STATUS_NAMES.get(rcs.status, str(rcs.status)),
+                rcs.error_message,
+            )
+        s.remote_config_status = rcs
+        changed.add("remote_config_status")
+        if rcs.status == pb.RemoteConfigStatuses_FAILED and rcs.last_remote_config_hash:
+            if rcs.last_remote_config_hash not in s.failed_hashes:
+                s.failed_hashes = dict(s.failed_hashes)
+                s.failed_hashes[rcs.last_remote_config_hash] = rcs.error_message
+                changed.add("failed_hashes")
+    if msg.HasField("package_statuses"):
+        s.package_statuses = msg.package_statuses
+        changed.add("package_statuses")
+    if msg.HasField("custom_capabilities"):
+        s.custom_capabilities = msg.custom_capabilities
+        changed.add("custom_capabilities")
+    if msg.HasField("connection_settings_status"):
+        s.connection_settings_status = msg.connection_settings_status
+        changed.add("connection_settings_status")
+    if msg.HasField("available_components"):
+        ac = msg.available_components
+        held = s.available_components
+        if ac.components or held is None or held.hash != ac.hash:
+            s.available_components = ac
+            changed.add("available_components")
+        if (
+            not ac.components
+            and s.capabilities & REPORTS_AVAILABLE_COMPONENTS
+            and not disconnect
+            and (held is None or held.hash != ac.hash or not held.components)
+        ):
+            reply.flags |= REPORT_AVAILABLE_COMPONENTS
+
+    if not disconnect:
+        if is_new:
+            ask = not _has_full_report(s)
+        else:
+            ask = msg.sequence_num != prev_seq + 1
+        last_ask = s.full_state_requested_at
+        if ask and (last_ask == 0.0 or now - last_ask >= settings.full_state_min_interval):
+            reply.flags |= REPORT_FULL_STATE
+            s.full_state_requested_at = now
+            changed.add("full_state_requested")
+        _fill_offer_or_command(s, reply, now, changed, settings)
+
+    return Outcome(s, reply, changed, history=history, went_offline=went_offline, is_new=is_new)
+
+
+def pending(state: AgentState, now: float, settings: Settings = DEFAULT_SETTINGS) -> Outcome:
+    """What to push to a connected agent now, without an incoming message (reply None if nothing)."""
+    s = state.clone()
+    reply = _base_reply(s.uid)
+    changed: set[str] = set()
+    if not s.online or not _fill_offer_or_command(s, reply, now, changed, settings):
+        return Outcome(state, None, set())  # type: ignore[arg-type]
+    return Outcome(s, reply, changed)
+
+
+def expired(state: AgentState, now: float, interval_seconds: float, *, live_connection: bool) -> bool:
+    """True when an online agent has been silent for 3 heartbeat/poll intervals.
+
+    A WebSocket agent without ReportsHeartbeat may stay silent while its connection is open, so it
+    stays online as long as the connection lives.
+    """
+    if not state.online:
+        return False
+    if live_connection and not state.capabilities & REPORTS_HEARTBEAT:
+        return False
+    return now - state.last_seen > OFFLINE_AFTER_INTERVALS * interval_seconds
+
+
+def mark_offline(state: AgentState) -> AgentState:
+    s = state.clone()
+    s.online = False
+    return s

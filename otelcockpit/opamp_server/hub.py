@@ -1,0 +1,648 @@
+"""The server's live state: agents in memory (persisted through the store), connections, configs,
+assignments, and the event bus the admin API streams from.
+
+Every incoming AgentToServer goes through ``Hub.handle()``: the pure protocol core computes the new
+state and the reply, the hub commits the changed parts (awaiting COMMIT before the reply is released),
+and tells the event bus. Admin mutations (config versions, assignments, restart) are committed with
+their audit entry in the same transaction, then pushed at once to WebSocket agents; HTTP agents get
+theirs on their next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from otelcockpit.fleet.matchers import Matcher, MatcherError, matches, parse_matchers
+from otelcockpit.opamp_server import core
+from otelcockpit.opamp_server.core import AgentState, Desired
+from otelcockpit.opamp_server.proto import opamp_pb2 as pb
+from otelcockpit.opamp_server.store import Op, Store, agent_ops
+from otelcockpit.opamp_server.views import agent_json, agent_text, now_text, ts, uid_text
+
+LAZY = {"full_state_requested"}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SUBSCRIBER_QUEUE = 10_000
+
+
+class HubError(Exception):
+    """A refused admin request: status code and one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Connection(Protocol):
+    uids: set[bytes]
+    closed: bool
+
+    async def send(self, reply: pb.ServerToAgent) -> None: ...
+
+
+def uuid7() -> bytes:
+    b = bytearray(int(time.time() * 1000).to_bytes(6, "big") + os.urandom(10))
+    b[6] = 0x70 | (b[6] & 0x0F)
+    b[8] = 0x80 | (b[8] & 0x3F)
+    return bytes(b)
+
+
+@dataclass(frozen=True)
+class ConfigVersion:
+    name: str
+    version: int
+    hash: bytes
+    files: dict[str, tuple[str, str]]  # file name -> (body, content type)
+    author: str
+    note: str
+    created_at: str
+    desired: Desired = field(repr=False, compare=False)
+
+    @classmethod
+    def make(
+        cls,
+        name: str,
+        version: int,
+        files: dict[str, tuple[str, str]],
+        author: str,
+        note: str,
+        created_at: str,
+    ) -> ConfigVersion:
+        raw = {n: (body.encode("utf-8"), ct) for n, (body, ct) in files.items()}
+        digest = core.config_hash(raw)
+        cmap = pb.AgentConfigMap()
+        for n, (body, ct) in raw.items():
+            cmap.config_map[n].body = body
+            cmap.config_map[n].content_type = ct
+        return cls(
+            name, version, digest, files, author, note, created_at, Desired(name, version, digest, cmap)
+        )
+
+    def json(self, *, files: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "hash": self.hash.hex(),
+            "author": self.author,
+            "note": self.note,
+            "created_at": self.created_at,
+        }
+        if files:
+            out["files"] = {n: {"body": b, "content_type": ct} for n, (b, ct) in sorted(self.files.items())}
+        return out
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: int
+    config: str
+    version: int
+    selector: str
+    priority: int
+    author: str
+    created_at: str
+    matchers: tuple[Matcher, ...]
+
+    def json(self, agents: int) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "config": self.config,
+            "version": self.version,
+            "selector": self.selector,
+            "priority": self.priority,
+            "created_at": self.created_at,
+            "author": self.author,
+            "agents": agents,
+        }
+
+
+def parse_selector(text: str) -> tuple[Matcher, ...]:
+    """Matchers over agent attributes; an empty selector (or ``{}``) matches every agent."""
+    stripped = text.strip()
+    if stripped in ("", "{}"):
+        return ()
+    return parse_matchers(stripped)
+
+
+class Subscriber:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
+        self.dropped = False
+
+
+class EventBus:
+    """Server-sent events to admin subscribers. Agent events are coalesced per agent (4 per second)."""
+
+    def __init__(self, agent_data: Callable[[bytes], str | None]) -> None:
+        self._subs: set[Subscriber] = set()
+        self._dirty: set[bytes] = set()
+        self._agent_data = agent_data
+
+    @property
+    def active(self) -> bool:
+        return bool(self._subs)
+
+    def subscribe(self) -> Subscriber:
+        sub = Subscriber()
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subs.discard(sub)
+
+    def publish(self, event: str, data: dict[str, Any]) -> None:
+        if self._subs:
+            self.publish_text(event, json.dumps(data, separators=(",", ":")))
+
+    def publish_text(self, event: str, data: str) -> None:
+        if not self._subs:
+            return
+        text = f"event: {event}\ndata: {data}\n\n"
+        for sub in list(self._subs):
+            try:
+                sub.queue.put_nowait(text)
+            except asyncio.QueueFull:  # a subscriber that cannot keep up is dropped (it reconnects)
+                sub.dropped = True
+                self._subs.discard(sub)
+
+    def agent_changed(self, uid: bytes) -> None:
+        if self._subs:
+            self._dirty.add(uid)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for uid in dirty:
+            data = self._agent_data(uid)
+            if data is not None:
+                self.publish_text("agent", data)
+
+
+class Hub:
+    def __init__(self, store: Store, settings: core.Settings = core.DEFAULT_SETTINGS) -> None:
+        self.store = store
+        self.settings = settings
+        self.agents: dict[bytes, AgentState] = {}
+        self.conns: dict[bytes, Connection] = {}
+        self.configs: dict[str, list[ConfigVersion]] = {}
+        self.assignments: list[Assignment] = []  # sorted: highest priority first, ties newest first
+        self.events = EventBus(self._agent_event_data)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._admin_lock = asyncio.Lock()
+        self.started = time.time()
+        self._load()
+
+    # ---- start-up ----
+
+    def _load(self) -> None:
+        for r in self.store.query("SELECT * FROM config_versions ORDER BY name, version"):
+            files = {n: (f["body"], f["content_type"]) for n, f in json.loads(r["files"]).items()}
+            cv = ConfigVersion.make(r["name"], r["version"], files, r["author"], r["note"], r["created_at"])
+            self.configs.setdefault(cv.name, []).append(cv)
+        for r in self.store.query("SELECT * FROM assignments WHERE deleted_at IS NULL"):
+            self.assignments.append(
+                Assignment(
+                    r["id"],
+                    r["config"],
+                    r["version"],
+                    r["selector"],
+                    r["priority"],
+                    r["author"],
+                    r["created_at"],
+                    parse_selector(r["selector"]),
+                )
+            )
+        self._sort_assignments()
+        fix: list[Op] = []
+        for state, _stored in self.store.load_agents():
+            state.attributes = core.attributes_of(state.description)
+            state.desired = self.resolve(state.attributes)
+            if state.transport == "ws":
+                state.online = False  # no connection survives a restart
+            self.agents[state.uid] = state
+            fix.extend(agent_ops(state, {"desired", "online"}))
+        if fix:
+            self.store.write_sync(fix)
+
+    def _sort_assignments(self) -> None:
+        self.assignments.sort(key=lambda a: (-a.priority, -a.id))
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._sweep_loop()))
+        self._tasks.append(asyncio.create_task(self._event_loop()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+
+    # ---- resolution ----
+
+    def resolve_assignment(self, attrs: dict[str, str]) -> Assignment | None:
+        for a in self.assignments:
+            if matches(a.matchers, attrs):
+                return a
+        return None
+
+    def resolve(self, attrs: dict[str, str]) -> Desired | None:
+        a = self.resolve_assignment(attrs)
+        if a is None:
+            return None
+        cv = self.config_version(a.config, a.version)
+        return cv.desired if cv is not None else None
+
+    def config_version(self, name: str, version: int) -> ConfigVersion | None:
+        versions = self.configs.get(name)
+        if not versions or version < 1 or version > len(versions):
+            return None
+        return versions[version - 1]
+
+    # ---- agent traffic ----
+
+    def is_connected(self, state: AgentState) -> bool:
+        if state.transport == "ws":
+            return state.uid in self.conns and state.online
+        return state.online
+
+    def agent_view(self, state: AgentState) -> dict[str, Any]:
+        return agent_json(
+            state, connected=self.is_connected(state), heartbeat_seconds=self.settings.heartbeat_seconds
+        )
+
+    def agent_view_text(self, state: AgentState) -> str:
+        return agent_text(
+            state, connected=self.is_connected(state), heartbeat_seconds=self.settings.heartbeat_seconds
+        )
+
+    def _agent_event_data(self, uid: bytes) -> str | None:
+        s = self.agents.get(uid)
+        return self.agent_view_text(s) if s is not None else None
+
+    async def handle(
+        self, msg: pb.AgentToServer, transport: str, conn: Connection | None = None
+    ) -> pb.ServerToAgent:
+        uid = msg.instance_uid
+        prev = self.agents.get(uid)
+        new_uid = None
+        if msg.flags & pb.AgentToServerFlags_RequestInstanceUid:
+            new_uid = uuid7()  # the agent asks the server for its identity
+        elif conn is not None and prev is not None:
+            owner = self.conns.get(uid)
+            # A second live connection with this uid is a duplicate (a cloned VM, a bad generator),
+            # unless its message continues the agent's sequence: then it is the same agent reconnecting
+            # before the server noticed its old connection die.
+            if (
+                owner is not None
+                and owner is not conn
+                and not owner.closed
+                and msg.sequence_num != prev.seq + 1
+            ):
+                new_uid = uuid7()
+        now = time.time()
+        base = prev
+        new_conn = conn is not None and self.conns.get(uid) is not conn
+        if new_conn and new_uid is None and prev is not None and prev.offered_hash is not None:
+            # a new connection: an offer made on an earlier one may have been lost, so it may go again
+            base = prev.clone()
+            base.offered_hash = None
+        out = core.process(
+            base, msg, now, transport=transport, resolve=self.resolve, new_uid=new_uid, settings=self.settings
+        )
+        if out.error is not None:
+            return out.reply
+        if new_uid is not None:
+            why = "requested" if msg.flags & pb.AgentToServerFlags_RequestInstanceUid else "duplicate"
+            detail = {"new": uid_text(new_uid), "reason": why}
+            await self.store.write(
+                [self._audit_op("server", "agent.new_instance_uid", uid_text(uid), detail)]
+            )
+            return out.reply
+        if out.state is None:
+            return out.reply
+        s = out.state
+        changed = out.changed
+        if prev is not None and s.desired is not prev.desired:
+            changed.add("desired")
+        if base is not prev:
+            changed.add("offered")
+        if conn is not None and new_conn:
+            self.conns[uid] = conn
+            conn.uids.add(uid)
+        self.agents[uid] = s
+        if changed - LAZY:
+            ops = agent_ops(s, changed)
+            if out.history is not None:
+                h, status, err = out.history
+                ops.append(
+                    (
+                        "INSERT INTO config_history (uid, hash, status, error, at) VALUES (?, ?, ?, ?, ?)",
+                        (uid, h.hex(), status, err, ts(now)),
+                    )
+                )
+            await self.store.write(ops)
+            self.events.agent_changed(uid)
+            if out.went_offline:
+                self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
+        else:
+            self.store.touch(s)
+        return out.reply
+
+    async def connection_closed(self, conn: Connection) -> None:
+        ops: list[Op] = []
+        gone: list[bytes] = []
+        for uid in conn.uids:
+            if self.conns.get(uid) is conn:
+                del self.conns[uid]
+                s = self.agents.get(uid)
+                if s is not None and s.online:
+                    s = core.mark_offline(s)
+                    self.agents[uid] = s
+                    ops.extend(agent_ops(s, {"online"}))
+                    gone.append(uid)
+        if ops:
+            await self.store.write(ops)
+        for uid in gone:
+            self.events.agent_changed(uid)
+            self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
+
+    async def push(self, uids: list[bytes]) -> int:
+        """Send what is pending (offers, restart) to the connected WebSocket agents among ``uids``."""
+        now = time.time()
+        ops: list[Op] = []
+        sends: list[tuple[Connection, pb.ServerToAgent]] = []
+        for uid in uids:
+            conn = self.conns.get(uid)
+            s = self.agents.get(uid)
+            if conn is None or conn.closed or s is None:
+                continue
+            out = core.pending(s, now, self.settings)
+            if out.reply is None:
+                continue
+            self.agents[uid] = out.state  # type: ignore[assignment]
+            ops.extend(agent_ops(out.state, out.changed))  # type: ignore[arg-type]
+            sends.append((conn, out.reply))
+        if ops:
+            await self.store.write(ops)
+        if sends:
+            await asyncio.gather(*(self._safe_send(c, r) for c, r in sends))
+        return len(sends)
+
+    @staticmethod
+    async def _safe_send(conn: Connection, reply: pb.ServerToAgent) -> None:
+        try:
+            await conn.send(reply)
+        except Exception:  # a connection that died meanwhile; its close handler cleans up
+            pass
+
+    async def reresolve(self) -> None:
+        """Recompute every agent's desired config (after an assignment change) and push at once.
+
+        One row update per agent carries both the new desired config and, for a connected WebSocket
+        agent, the offer made to it; all of them in one transaction, then the offers go out.
+        """
+        now = time.time()
+        ops: list[Op] = []
+        moved: list[bytes] = []
+        sends: list[tuple[Connection, pb.ServerToAgent]] = []
+        for uid, s in list(self.agents.items()):
+            d = self.resolve(s.attributes)
+            if d is s.desired:
+                continue
+            s2 = s.clone()
+            s2.desired = d
+            changed = {"desired"}
+            conn = self.conns.get(uid)
+            if conn is not None and not conn.closed:
+                out = core.pending(s2, now, self.settings)
+                if out.reply is not None and out.state is not None:
+                    s2 = out.state
+                    changed |= out.changed
+                    sends.append((conn, out.reply))
+            self.agents[uid] = s2
+            ops.extend(agent_ops(s2, changed))
+            moved.append(uid)
+        if ops:
+            await self.store.write(ops)
+        for uid in moved:
+            self.events.agent_changed(uid)
+        if sends:
+            await asyncio.gather(*(self._safe_send(c, r) for c, r in sends))
+
+    async def _sweep_loop(self) -> None:
+        interval = self.settings.heartbeat_seconds
+        period = max(0.2, min(5.0, interval / 4))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.sweep(time.time())
+            except Exception:  # never let the sweeper die
+                pass
+
+    async def sweep(self, now: float) -> list[bytes]:
+        ops: list[Op] = []
+        gone: list[bytes] = []
+        hb = self.settings.heartbeat_seconds
+        conns = self.conns
+        expired = core.expired
+        # no per-agent allocation here: this runs over every agent several times a minute
+        stale = [
+            s
+            for s in self.agents.values()
+            if s.online and expired(s, now, hb, live_connection=s.uid in conns)
+        ]
+        for s in stale:
+            s2 = core.mark_offline(s)
+            self.agents[s.uid] = s2
+            ops.extend(agent_ops(s2, {"online"}))
+            gone.append(s.uid)
+        if ops:
+            await self.store.write(ops)
+        for uid in gone:
+            self.events.agent_changed(uid)
+            self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
+        return gone
+
+    async def _event_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                self.events.flush()
+            except Exception:
+                pass
+
+    # ---- admin mutations ----
+
+    def _audit_op(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> Op:
+        return (
+            "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (now_text(), actor, action, target, json.dumps(detail, sort_keys=True)),
+        )
+
+    async def create_config(
+        self, name: str, files: dict[str, tuple[str, str]], author: str, note: str, actor: str
+    ) -> ConfigVersion:
+        if not NAME_RE.match(name):
+            raise HubError(400, f"bad config name {name!r}: letters, digits, '.', '_', '-' (max 128)")
+        async with self._admin_lock:
+            return await self._create_config(name, files, author, note, actor)
+
+    async def _create_config(
+        self, name: str, files: dict[str, tuple[str, str]], author: str, note: str, actor: str
+    ) -> ConfigVersion:
+        versions = self.configs.setdefault(name, [])
+        cv = ConfigVersion.make(name, len(versions) + 1, files, author, note, now_text())
+        body = json.dumps(
+            {n: {"body": b, "content_type": ct} for n, (b, ct) in files.items()}, sort_keys=True
+        )
+        await self.store.write(
+            [
+                (
+                    "INSERT INTO config_versions (name, version, hash, files, author, note, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (cv.name, cv.version, cv.hash.hex(), body, author, note, cv.created_at),
+                ),
+                self._audit_op(
+                    actor, "config.create", f"{name}@{cv.version}", {"hash": cv.hash.hex(), "note": note}
+                ),
+            ]
+        )
+        versions.append(cv)
+        self.events.publish("config", cv.json(files=False))
+        return cv
+
+    def assignment_counts(self) -> dict[int, int]:
+        counts: dict[int, int] = {a.id: 0 for a in self.assignments}
+        for s in self.agents.values():
+            a = self.resolve_assignment(s.attributes)
+            if a is not None:
+                counts[a.id] += 1
+        return counts
+
+    async def create_assignment(
+        self, config: str, version: int | None, selector: str, priority: int, author: str, actor: str
+    ) -> dict[str, Any]:
+        async with self._admin_lock:
+            return await self._create_assignment(config, version, selector, priority, author, actor)
+
+    async def _create_assignment(
+        self, config: str, version: int | None, selector: str, priority: int, author: str, actor: str
+    ) -> dict[str, Any]:
+        versions = self.configs.get(config)
+        if not versions:
+            raise HubError(404, f"no config named {config!r}")
+        if version is None:
+            version = len(versions)
+        if self.config_version(config, version) is None:
+            raise HubError(404, f"config {config!r} has no version {version} (latest is {len(versions)})")
+        try:
+            matchers = parse_selector(selector)
+        except MatcherError as exc:
+            raise HubError(400, str(exc)) from None
+        created = now_text()
+        ids = await self.store.write(
+            [
+                (
+                    "INSERT INTO assignments (config, version, selector, priority, author, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (config, version, selector, priority, author, created),
+                ),
+                (
+                    "INSERT INTO audit (at, actor, action, target, detail) "
+                    "VALUES (?, ?, ?, CAST(last_insert_rowid() AS TEXT), ?)",
+                    (
+                        created,
+                        actor,
+                        "assignment.create",
+                        json.dumps(
+                            {
+                                "config": config,
+                                "version": version,
+                                "selector": selector,
+                                "priority": priority,
+                            },
+                            sort_keys=True,
+                        ),
+                    ),
+                ),
+            ]
+        )
+        a = Assignment(ids[0], config, version, selector, priority, author, created, matchers)
+        self.assignments.append(a)
+        self._sort_assignments()
+        await self.reresolve()
+        data = a.json(self.assignment_counts().get(a.id, 0))
+        self.events.publish("assignment", data)
+        return data
+
+    async def delete_assignment(self, assignment_id: int, actor: str) -> None:
+        async with self._admin_lock:
+            await self._delete_assignment(assignment_id, actor)
+
+    async def _delete_assignment(self, assignment_id: int, actor: str) -> None:
+        found = next((a for a in self.assignments if a.id == assignment_id), None)
+        if found is None:
+            raise HubError(404, f"no assignment {assignment_id}")
+        await self.store.write(
+            [
+                ("UPDATE assignments SET deleted_at = ? WHERE id = ?", (now_text(), assignment_id)),
+                self._audit_op(actor, "assignment.delete", str(assignment_id), {}),
+            ]
+        )
+        self.assignments = [a for a in self.assignments if a.id != assignment_id]
+        await self.reresolve()
+        data = found.json(0)
+        data["deleted"] = True
+        self.events.publish("assignment", data)
+
+    async def request_restart(self, uid: bytes, actor: str) -> None:
+        s = self.agents.get(uid)
+        if s is None:
+            raise HubError(404, f"no agent {uid_text(uid)}")
+        if not s.capabilities & core.ACCEPTS_RESTART_COMMAND:
+            raise HubError(409, f"agent {uid_text(uid)} does not accept restart commands")
+        s2 = s.clone()
+        s2.pending_restart = True
+        self.agents[uid] = s2
+        await self.store.write(
+            [*agent_ops(s2, {"pending_restart"}), self._audit_op(actor, "agent.restart", uid_text(uid), {})]
+        )
+        await self.push([uid])
+
+    async def history(self, uid: bytes, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self.store.aquery(
+            "SELECT hash, status, error, at FROM config_history WHERE uid = ? ORDER BY id DESC LIMIT ?",
+            (uid, limit),
+        )
+        return [{"hash": r["hash"], "status": r["status"], "error": r["error"], "at": r["at"]} for r in rows]
+
+    async def audit(self, since: str | None, limit: int) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM audit"
+        params: list[Any] = []
+        if since:
+            sql += " WHERE at >= ?"
+            params.append(since)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        rows = await self.store.aquery(sql, params)
+        return [
+            {
+                "id": r["id"],
+                "at": r["at"],
+                "actor": r["actor"],
+                "action": r["action"],
+                "target": r["target"],
+                "detail": json.loads(r["detail"]),
+            }
+            for r in rows
+        ]

@@ -1,0 +1,1 @@
+"""Generated OpAMP protobuf modules (scripts/gen_proto.py)."""

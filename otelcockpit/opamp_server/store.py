@@ -1,0 +1,387 @@
+"""SQLite state of the OpAMP server: agents, config versions, assignments, history, audit log.
+
+Durability: WAL mode with ``synchronous=NORMAL``. In WAL mode a transaction is durable against a crash
+of the *process* (kill -9) as soon as COMMIT returns, because the commit has been written to the WAL
+file (it sits in the OS page cache, which survives the process); only a power loss or OS crash can
+roll back the last transactions, and even then the database stays consistent. The guarantee we make is
+"kill -9 at any moment and restart: no acknowledged write is lost", so every state change of an agent
+(description, health, effective config, remote-config status, failed hashes, offers, restart requests)
+and every admin mutation is committed *before* its reply goes out: the caller awaits ``write()``.
+
+Throughput: group commit on the event loop's own thread. ``write()`` queues its statements and
+awaits a future; a flush scheduled for the end of the current event-loop step runs everything queued
+so far in ONE transaction and resolves the futures after COMMIT. So 10,000 agents reporting at once
+cost a handful of commits, not 10,000, and no thread hand-off or GIL convoy slows the hot path (an
+earlier writer thread spent most of its time waiting for the GIL). If a statement fails, the batch is
+rolled back and every submission is retried in its own transaction, so only the bad one fails. WAL
+auto-checkpointing is off on the writing connection; a background thread runs PASSIVE checkpoints on
+its own connection, so the fsyncs of checkpointing never block the event loop.
+
+Heartbeat-only messages (nothing changed but ``sequence_num`` and ``last_seen``) are not acknowledged
+writes: they are coalesced in memory per agent (``touch()``) and written with the next transaction, at
+least once a second. Losing the last second of them in a crash only means the agent's next message
+looks like a sequence gap, and the server asks it for its full state, which is the protocol's own
+recovery path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from otelcockpit.opamp_server.core import AgentState
+from otelcockpit.opamp_server.proto import opamp_pb2 as pb
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS agents (
+    uid BLOB PRIMARY KEY,
+    transport TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    capabilities INTEGER NOT NULL,
+    online INTEGER NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    description BLOB,
+    health BLOB,
+    effective_config BLOB,
+    remote_config_status BLOB,
+    package_statuses BLOB,
+    custom_capabilities BLOB,
+    available_components BLOB,
+    connection_settings_status BLOB,
+    full_state_requested_at REAL NOT NULL DEFAULT 0,
+    desired_name TEXT,
+    desired_version INTEGER,
+    desired_hash BLOB,
+    offered_hash BLOB,
+    offered_at REAL NOT NULL DEFAULT 0,
+    failed_hashes TEXT NOT NULL DEFAULT '{}',
+    pending_restart INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS config_versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    files TEXT NOT NULL,
+    author TEXT NOT NULL,
+    note TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TRIGGER IF NOT EXISTS config_versions_no_update BEFORE UPDATE ON config_versions
+BEGIN SELECT RAISE(ABORT, 'config versions are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS config_versions_no_delete BEFORE DELETE ON config_versions
+BEGIN SELECT RAISE(ABORT, 'config versions are append-only'); END;
+CREATE TABLE IF NOT EXISTS assignments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    config TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    selector TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    deleted_at TEXT
+);
+CREATE TABLE IF NOT EXISTS config_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid BLOB NOT NULL,
+    hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS config_history_uid ON config_history (uid, id);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+PROTO_COLUMNS: dict[str, type] = {
+    "description": pb.AgentDescription,
+    "health": pb.ComponentHealth,
+    "effective_config": pb.EffectiveConfig,
+    "remote_config_status": pb.RemoteConfigStatus,
+    "package_statuses": pb.PackageStatuses,
+    "custom_capabilities": pb.CustomCapabilities,
+    "available_components": pb.AvailableComponents,
+    "connection_settings_status": pb.ConnectionSettingsStatus,
+}
+
+# changed-name -> columns written
+_COLUMNS_OF: dict[str, tuple[str, ...]] = {
+    **{name: (name,) for name in PROTO_COLUMNS},
+    "transport": ("transport",),
+    "capabilities": ("capabilities",),
+    "online": ("online",),
+    "full_state_requested": ("full_state_requested_at",),
+    "offered": ("offered_hash", "offered_at"),
+    "failed_hashes": ("failed_hashes",),
+    "pending_restart": ("pending_restart",),
+    "desired": ("desired_name", "desired_version", "desired_hash"),
+}
+
+ALL_COLUMNS = (
+    "uid",
+    "transport",
+    "seq",
+    "capabilities",
+    "online",
+    "first_seen",
+    "last_seen",
+    *PROTO_COLUMNS,
+    "full_state_requested_at",
+    "desired_name",
+    "desired_version",
+    "desired_hash",
+    "offered_hash",
+    "offered_at",
+    "failed_hashes",
+    "pending_restart",
+)
+
+Op = tuple[str, Sequence[Any]]
+TOUCH_FLUSH_SECONDS = 1.0
+
+
+def _column_value(state: AgentState, column: str) -> Any:
+    if column in PROTO_COLUMNS:
+        value = getattr(state, column)
+        return None if value is None else value.SerializeToString()
+    if column == "online":
+        return int(state.online)
+    if column == "pending_restart":
+        return int(state.pending_restart)
+    if column == "failed_hashes":
+        return json.dumps({h.hex(): e for h, e in state.failed_hashes.items()})
+    if column == "full_state_requested_at":
+        return state.full_state_requested_at
+    if column.startswith("desired_"):
+        d = state.desired
+        if d is None:
+            return None
+        return {"desired_name": d.name, "desired_version": d.version, "desired_hash": d.hash}[column]
+    return getattr(state, column)
+
+
+def agent_ops(state: AgentState, changed: Iterable[str]) -> list[Op]:
+    """SQL that stores ``state``: the whole row for a new agent, else only the changed columns."""
+    changed = set(changed)
+    if "new" in changed:
+        cols = ALL_COLUMNS
+        sql = f"INSERT OR REPLACE INTO agents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        return [(sql, [_column_value(state, c) for c in cols])]
+    cols_list = ["seq", "last_seen"]
+    for name in changed:
+        cols_list.extend(_COLUMNS_OF.get(name, ()))
+    cols_t = tuple(dict.fromkeys(cols_list))
+    sql = f"UPDATE agents SET {', '.join(c + ' = ?' for c in cols_t)} WHERE uid = ?"
+    return [(sql, [*(_column_value(state, c) for c in cols_t), state.uid])]
+
+
+def row_to_state(row: sqlite3.Row) -> tuple[AgentState, tuple[str, int, bytes] | None]:
+    """An AgentState from its row, plus the stored desired (name, version, hash) if any."""
+    s = AgentState(uid=bytes(row["uid"]), first_seen=row["first_seen"], last_seen=row["last_seen"])
+    s.transport = row["transport"]
+    s.seq = row["seq"]
+    s.capabilities = row["capabilities"]
+    s.online = bool(row["online"])
+    for col, cls in PROTO_COLUMNS.items():
+        blob = row[col]
+        if blob is not None:
+            setattr(s, col, cls.FromString(blob))
+    s.full_state_requested_at = row["full_state_requested_at"]
+    s.offered_hash = bytes(row["offered_hash"]) if row["offered_hash"] is not None else None
+    s.offered_at = row["offered_at"]
+    s.failed_hashes = {bytes.fromhex(h): e for h, e in json.loads(row["failed_hashes"]).items()}
+    s.pending_restart = bool(row["pending_restart"])
+    desired = None
+    if row["desired_name"] is not None:
+        desired = (row["desired_name"], row["desired_version"], bytes(row["desired_hash"]))
+    return s, desired
+
+
+class StoreClosed(RuntimeError):
+    pass
+
+
+Pending = tuple[list[Op], "asyncio.Future[list[Any]] | None"]
+CHECKPOINT_SECONDS = 2.0
+
+
+class Store:
+    """One SQLite file. Writes are group-committed on the event loop's thread (see the module doc)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = self._connect()
+        self._con.executescript(SCHEMA)
+        self._con.execute("PRAGMA wal_autocheckpoint=0")
+        self._pending: list[tuple[list[Op], asyncio.Future[list[Any]]]] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._touch: dict[bytes, tuple[int, float, float]] = {}
+        self._closed = False
+        self._stop = threading.Event()
+        self._touch_task: asyncio.Task[None] | None = None
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="opamp-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    # ---- reads ----
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self._con.execute(sql, params).fetchall()
+
+    async def aquery(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read on its own short-lived connection in a thread (never blocks the event loop)."""
+
+        def run() -> list[sqlite3.Row]:
+            con = sqlite3.connect(self.path, timeout=30)
+            con.row_factory = sqlite3.Row
+            try:
+                return con.execute(sql, params).fetchall()
+            finally:
+                con.close()
+
+        return await asyncio.to_thread(run)
+
+    def load_agents(self) -> list[tuple[AgentState, tuple[str, int, bytes] | None]]:
+        return [row_to_state(r) for r in self.query("SELECT * FROM agents")]
+
+    # ---- writes ----
+
+    async def write(self, ops: list[Op]) -> list[Any]:
+        """Commit ops durably; returns (each op's lastrowid) after COMMIT, so the caller may acknowledge."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending.append((ops, fut))
+        if self._flush_handle is None:
+            self._flush_handle = loop.call_soon(self.flush)
+        return await fut
+
+    def write_sync(self, ops: list[Op]) -> list[Any]:
+        """Commit ops now (start-up and tests; not from inside a running flush)."""
+        self.flush()
+        result = self._run_batch([ops], {})[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def touch(self, state: AgentState) -> None:
+        """Remember seq/last_seen of a heartbeat-only message; written with the next transaction."""
+        self._touch[state.uid] = (state.seq, state.last_seen, state.full_state_requested_at)
+        if self._touch_task is None and not self._closed:
+            self._touch_task = asyncio.get_running_loop().create_task(self._touch_loop())
+
+    async def _touch_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(TOUCH_FLUSH_SECONDS)
+            if self._touch and not self._pending:
+                self.flush()
+
+    def flush(self) -> None:
+        """Commit everything queued (and the coalesced heartbeats) in one transaction."""
+        self._flush_handle = None
+        pending, self._pending = self._pending, []
+        touches, self._touch = self._touch, {}
+        if not pending and not touches:
+            return
+        results = self._run_batch([ops for ops, _ in pending], touches)
+        for (_, fut), res in zip(pending, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(res, BaseException):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)
+
+    def _run_batch(
+        self, batch: list[list[Op]], touches: dict[bytes, tuple[int, float, float]]
+    ) -> list[list[Any] | BaseException]:
+        con = self._con
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            self._write_touches(con, touches)
+            results: list[list[Any] | BaseException] = [
+                [con.execute(sql, params).lastrowid for sql, params in ops] for ops in batch
+            ]
+            con.execute("COMMIT")
+            return results
+        except Exception:  # any failure: retry one by one below, so no caller waits forever
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+        # Something failed: one transaction per submission, so only the bad one fails.
+        out: list[list[Any] | BaseException] = []
+        if touches:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                self._write_touches(con, touches)
+                con.execute("COMMIT")
+            except Exception:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+        for ops in batch:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                ids = [con.execute(sql, params).lastrowid for sql, params in ops]
+                con.execute("COMMIT")
+                out.append(ids)
+            except Exception as exc:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                out.append(exc)
+        return out
+
+    @staticmethod
+    def _write_touches(con: sqlite3.Connection, touches: dict[bytes, tuple[int, float, float]]) -> None:
+        if touches:
+            con.executemany(
+                "UPDATE agents SET seq = ?, last_seen = ?, full_state_requested_at = ? WHERE uid = ?",
+                [(seq, seen, fsr, uid) for uid, (seq, seen, fsr) in touches.items()],
+            )
+
+    def _checkpoint_loop(self) -> None:
+        con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            while not self._stop.wait(CHECKPOINT_SECONDS):
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        if self._touch_task is not None:
+            self._touch_task.cancel()
+        self._stop.set()
+        self._checkpointer.join(timeout=30)
+        try:
+            self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+        self._con.close()

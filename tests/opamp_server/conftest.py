@@ -1,0 +1,31 @@
+"""Fixtures for the OpAMP server tests (helpers live in opamp_server_support.py beside this file)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from opamp_server_support import ServeProcess, start_serve  # noqa: E402
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    sp = start_serve(tmp_path / "srv")
+    try:
+        yield sp
+    finally:
+        sp.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    sp = start_serve(tmp_path_factory.mktemp("shared"))
+    try:
+        yield sp
+    finally:
+        sp.stop()

@@ -1,0 +1,81 @@
+"""The SQLite store: WAL, append-only config versions, group commit that isolates a failing submission."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from otelcockpit.opamp_server.core import AgentState
+from otelcockpit.opamp_server.proto import opamp_pb2 as pb
+from otelcockpit.opamp_server.store import Store, agent_ops
+
+INSERT_CV = (
+    "INSERT INTO config_versions (name, version, hash, files, author, note, created_at) "
+    "VALUES (?, ?, 'h', '{}', 'a', '', 't')"
+)
+
+
+def test_wal_and_append_only_config_versions(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    try:
+        assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+        store.write_sync([(INSERT_CV, ("base", 1))])
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            store.write_sync([("UPDATE config_versions SET note = 'edited'", ())])
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            store.write_sync([("DELETE FROM config_versions", ())])
+        assert [tuple(r) for r in store.query("SELECT name, version, note FROM config_versions")] == [
+            ("base", 1, "")
+        ]
+    finally:
+        store.close()
+
+
+def test_group_commit_isolates_a_failing_submission(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+
+    async def run() -> list[object]:
+        return await asyncio.gather(
+            store.write([(INSERT_CV, ("a", 1))]),
+            store.write([(INSERT_CV, ("a", 1))]),  # duplicate primary key: fails alone
+            store.write([(INSERT_CV, ("b", 1))]),
+            return_exceptions=True,
+        )
+
+    try:
+        results = asyncio.run(run())
+        assert isinstance(results[1], sqlite3.IntegrityError)
+        assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
+        assert sorted(r[0] for r in store.query("SELECT name FROM config_versions")) == ["a", "b"]
+    finally:
+        store.close()
+
+
+def test_agent_rows_roundtrip_and_partial_updates(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path)
+    s = AgentState(uid=b"u" * 16, first_seen=1.0, last_seen=2.0, transport="ws", seq=3, capabilities=7)
+    s.description = pb.AgentDescription()
+    s.description.identifying_attributes.add(key="service.name").value.string_value = "svc"
+    s.failed_hashes = {b"\x01" * 32: "bad"}
+    store.write_sync(agent_ops(s, {"new"}))
+    s2 = s.clone()
+    s2.seq = 4
+    s2.health = pb.ComponentHealth(healthy=True, status="StatusOK")
+    ((sql, _),) = agent_ops(s2, {"health"})
+    assert sql.startswith("UPDATE agents SET seq = ?, last_seen = ?, health = ?")  # only what changed
+    store.write_sync(agent_ops(s2, {"health"}))
+    store.close()
+    again = Store(path)
+    try:
+        ((loaded, desired),) = again.load_agents()
+        assert loaded.uid == s.uid and loaded.seq == 4 and loaded.transport == "ws"
+        assert loaded.health is not None and loaded.health.status == "StatusOK"
+        assert loaded.description == s.description
+        assert loaded.failed_hashes == {b"\x01" * 32: "bad"}
+        assert desired is None
+    finally:
+        again.close()
