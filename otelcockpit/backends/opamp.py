@@ -150,10 +150,16 @@ class OpAmpApi:
     async def request(
         self, method: str, path: str, *, json_body: Any = None, params: Mapping[str, Any] | None = None
     ) -> Any:
-        try:
-            resp = await self.client.request(method, API + path, json=json_body, params=params)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
+        attempts = 2 if method == "GET" else 1  # a GET on a keep-alive connection the server just closed
+        for attempt in range(attempts):
+            try:
+                resp = await self.client.request(method, API + path, json=json_body, params=params)
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                if attempt + 1 >= attempts:
+                    raise self._transport_error(exc) from None
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from None
         return self._decode(resp, method, path)
 
     def _decode(self, resp: httpx.Response, method: str, path: str) -> Any:

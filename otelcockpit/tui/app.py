@@ -163,6 +163,8 @@ class CockpitApp(App[int]):
         self._adoption_for: FleetSnapshot | None = None
         self._adoption_at = 0.0
         self._adoption_sources: Any = None
+        self._event_snapshot: FleetSnapshot | None = None
+        self._event_timer: Any = None
         self.rollouts: tuple[Any, ...] = ()  # RolloutView, newest first (from the rollout journal)
         self.changes: list[Any] | None = None  # ChangeEntry timeline (journal + pipeline revisions)
         self._changes_at = -1e9
@@ -259,6 +261,37 @@ class CockpitApp(App[int]):
     def _backend_ready(self, backend: FleetBackend) -> None:
         self.backend = backend
         self.poll()
+        if "events" in backend.capabilities and hasattr(backend, "events"):
+            self._follow_events(backend)
+
+    @work(group="events", exit_on_error=False)
+    async def _follow_events(self, backend: Any) -> None:
+        """Live updates from the backend's event stream (OpAMP): agent events are folded into the
+        snapshot and shown at most every 0.25 s; config and assignment events trigger a fresh read."""
+        try:
+            async for event in backend.events():
+                if self.backend is not backend:
+                    return
+                if self.paused or self.snapshot is None:
+                    continue
+                if backend.needs_snapshot(event):
+                    self.poll()
+                    continue
+                snap = backend.apply_event(event)
+                if snap is not None:
+                    self._event_snapshot = snap
+                    if self._event_timer is None:
+                        self._event_timer = self.set_timer(0.25, self._flush_events)
+        except CockpitError as exc:
+            self.notify(exc.message, title="Live updates stopped", severity="warning")
+
+    def _flush_events(self) -> None:
+        self._event_timer = None
+        snap, self._event_snapshot = self._event_snapshot, None
+        if snap is None or self.paused:
+            return
+        self.snapshot = stabilise(self.snapshot, snap)
+        self._show(self.snapshot)
 
     @work(exclusive=True, group="poll", exit_on_error=False)
     async def poll(self) -> None:

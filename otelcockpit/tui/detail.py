@@ -105,7 +105,7 @@ class CollectorDetailScreen(DetailScreen):
         health.append(f"{HEALTH_GLYPH[c.health]} {c.health.value}", style="bold")
         if c.last_error:
             health.append(f"  {c.last_error}", style="red")
-        if c.health_reason:
+        if c.health_reason and c.health_reason != c.last_error:
             health.append(f"  ({c.health_reason})", style="dim")
         parts.append(health)
         parts.append(

@@ -104,17 +104,29 @@ class IncidentView(View):
         )
         self.set_crumb(crumb)
         title = Text(f"Changes in the last {hours:g} h · rollback targets", style="bold")
-        self.query_one("#i-changes-title", Static).update(title)
+        self._put("#i-changes-title", title)
         if report is None:
             msg = app.report_error or "reading the fleet, the pipeline history and the rollout journal…"
-            self.query_one("#i-backend", Static).update(Text(msg, style="red" if app.report_error else "dim"))
+            self._put("#i-backend", Text(msg, style="red" if app.report_error else "dim"))
             return
         now = app.now()
-        self.query_one("#i-backend", Static).update(self._backend_line(report, now))
-        self.query_one("#i-where", Static).update(self._where_line(report))
-        self.query_one("#i-rollouts", Static).update(self._rollouts_line(report))
+        self._put("#i-backend", self._backend_line(report, now))
+        self._put("#i-where", self._where_line(report))
+        self._put("#i-rollouts", self._rollouts_line(report))
         self._fill_broken(report, now, force=force)
         self._fill_changes(report, now, force=force)
+
+    def _hs(self, h: Health) -> str:
+        """A health's colour from the theme (so monochrome and NO_COLOR stay readable)."""
+        return self.app.theme_variables.get(f"health-{h.value}", HEALTH_COLOUR[h])
+
+    def _put(self, selector: str, text: Text) -> None:
+        """Repaint a line only when it changed: every repaint is bytes on an SSH link."""
+        widget = self.query_one(selector, Static)
+        key = (text.plain, tuple(text.spans))
+        if getattr(widget, "_line_key", None) != key:
+            widget._line_key = key  # type: ignore[attr-defined]
+            widget.update(text)
 
     def _backend_line(self, report: Any, now: Any) -> Text:
         t = Text()
@@ -123,12 +135,13 @@ class IncidentView(View):
         t.append(report.backend_status if not report.stale else "STALE", style="green" if ok else "bold red")
         if report.backend_message and not self.compact:
             t.append(f" ({report.backend_message})", style="dim")
-        t.append(f" · data age {age_text(report.fetched_at, now)}")
+        snap = getattr(self.app, "snapshot", None)  # the newest data, as in the status row
+        t.append(f" · data age {age_text(snap.fetched_at if snap is not None else report.fetched_at, now)}")
         t.append(f" · {report.total} collectors")
         for h in (Health.UNHEALTHY, Health.OFFLINE, Health.DEGRADED):
             n = report.health_counts.get(h.value, 0)
             if n:
-                t.append(f" {HEALTH_GLYPH[h]}{n} {h.value}", style=HEALTH_COLOUR[h])
+                t.append(f" {HEALTH_GLYPH[h]}{n} {h.value}", style=self._hs(h))
         if report.stale and report.stale_reason:
             t.append(f"\n{report.stale_reason}", style="bold yellow")
         return t
@@ -189,10 +202,10 @@ class IncidentView(View):
                 if ch.rollback_target:
                     what.append(f" ↩{ch.rollback_target}", style="cyan")
             if self.narrow:
-                health = Text(HEALTH_GLYPH[b.health], style=HEALTH_COLOUR[b.health])
+                health = Text(HEALTH_GLYPH[b.health], style=self._hs(b.health))
                 rows.append((b.id, (b.name, health, what)))
             else:
-                health = Text(f"{HEALTH_GLYPH[b.health]} {b.health.value}", style=HEALTH_COLOUR[b.health])
+                health = Text(f"{HEALTH_GLYPH[b.health]} {b.health.value}", style=self._hs(b.health))
                 rows.append((b.id, (b.name, health, f"{b.env}/{b.region}", what)))
         sig = (tuple((k, r[0], r[-1].plain) for k, r in rows), self.narrow)
         if sig == self._broken_sig and not force:

@@ -14,6 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -82,6 +83,18 @@ def render_slide(slide: Any, *, compact: bool) -> RenderableType:
     return Group(*parts)
 
 
+class SlideBody(VerticalScroll, can_focus=True, inherit_bindings=False):
+    """The slide's scroll area: up/down and page keys scroll a long slide; left, right and home
+    are left to the presenter keys."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "scroll_up", "Up", show=False),
+        Binding("down", "scroll_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+    ]
+
+
 class WalkthroughView(View):
     SCOPE = "walkthrough"
     TITLE = "Walkthrough"
@@ -102,7 +115,7 @@ class WalkthroughView(View):
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="crumb", id="crumb")
-        with VerticalScroll(id="w-body"):
+        with SlideBody(id="w-body"):
             yield Static("", id="w-slide")
 
     def focus_main(self) -> None:
@@ -176,7 +189,7 @@ class WalkthroughView(View):
             return
         self._shown = key
         body.update(render_slide(slide, compact=compact))
-        self.query_one("#w-body", VerticalScroll).scroll_home(animate=False)
+        self.query_one("#w-body", SlideBody).scroll_home(animate=False)
 
     def _dots(self) -> list[str]:
         out = []

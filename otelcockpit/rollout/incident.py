@@ -1,0 +1,486 @@
+"""The incident report as data: what is broken, what changed, and what to roll back to.
+
+``build_report(snapshot, revisions, journal=..., now=..., hours=24)`` returns an immutable
+:class:`IncidentReport`:
+
+* the backend's health and the age of the data;
+* unhealthy and offline collectors, grouped by env, region and pipeline;
+* rollouts running or paused (from the rollout journal);
+* every change in the last N hours, each with its rollback target and the command that rolls it back;
+* for every unhealthy or offline collector, the most recent change that reached it before now: a
+  revision of a pipeline it matches, or a rollout stage that offered it a configuration
+  ("what changed before it broke").
+
+Read-only by construction: nothing here writes to a backend or to the journal.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from otelcockpit.fleet.model import Collector, FleetSnapshot, Health, Revision, age_text, rfc3339
+from otelcockpit.rollout.history import ChangeEntry, previous_real, timeline
+from otelcockpit.rollout.journal import Journal
+from otelcockpit.rollout.model import ACTIVE_STATES, CollectorStatus, RolloutView
+
+BROKEN = (Health.UNHEALTHY, Health.OFFLINE)
+
+
+def rollback_command(pipeline: str, revision: str, *, context: str = "") -> str:
+    """``otelcockpit rollback PIPELINE --to REV`` (with ``--context`` when one is set)."""
+    parts = ["otelcockpit"]
+    if context:
+        parts += ["--context", context]
+    parts += ["rollback", pipeline, "--to", revision]
+    return shlex.join(parts)
+
+
+@dataclass(frozen=True)
+class IncidentChange:
+    """One change: a pipeline revision, a journal event or a rollout stage."""
+
+    at: datetime
+    pipeline: str
+    kind: str  # pipeline.update | pipeline.insert | rollout.* | rollout.stage ...
+    author: str
+    message: str
+    revision: str  # the revision this change made ('' when not known)
+    rollback_target: str  # the revision to return to ('' when there is none)
+    source: str  # revisions | journal | rollout
+    rollout_id: str = ""
+    command: str = ""  # the rollback command ('' without a target)
+    broken: int = 0  # unhealthy or offline collectors this change reached
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{self.source}:{self.pipeline}:{self.revision or self.rollout_id}:{rfc3339(self.at)}:{self.kind}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "at": rfc3339(self.at),
+            "pipeline": self.pipeline,
+            "kind": self.kind,
+            "author": self.author,
+            "message": self.message,
+            "revision": self.revision,
+            "rollback_target": self.rollback_target,
+            "source": self.source,
+            "rollout_id": self.rollout_id,
+            "rollback_command": self.command,
+            "broken_collectors": self.broken,
+        }
+
+
+@dataclass(frozen=True)
+class BrokenCollector:
+    id: str
+    name: str
+    health: Health
+    env: str
+    region: str
+    pipelines: tuple[str, ...]
+    reason: str
+    last_seen: datetime | None
+    changed: IncidentChange | None  # the most recent change that reached it ("changed before it broke")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "health": self.health.value,
+            "env": self.env,
+            "region": self.region,
+            "pipelines": list(self.pipelines),
+            "reason": self.reason,
+            "last_seen": rfc3339(self.last_seen),
+            "changed_before": self.changed.as_json() if self.changed else None,
+        }
+
+
+@dataclass(frozen=True)
+class Group:
+    env: str
+    region: str
+    pipeline: str
+    unhealthy: int
+    offline: int
+    collectors: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "region": self.region,
+            "pipeline": self.pipeline,
+            "unhealthy": self.unhealthy,
+            "offline": self.offline,
+            "collectors": list(self.collectors),
+        }
+
+
+@dataclass(frozen=True)
+class RolloutLine:
+    id: str
+    pipeline: str
+    state: str
+    stage: int  # 1-based
+    stages: int
+    applied: int
+    total: int
+    failed: int
+    reason: str
+    rollback_target: str
+    command: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pipeline": self.pipeline,
+            "state": self.state,
+            "stage": self.stage,
+            "stages": self.stages,
+            "applied": self.applied,
+            "total": self.total,
+            "failed": self.failed,
+            "reason": self.reason,
+            "rollback_target": self.rollback_target,
+            "rollback_command": self.command,
+        }
+
+
+@dataclass(frozen=True)
+class IncidentReport:
+    now: datetime
+    hours: float
+    context: str
+    backend: str
+    backend_ok: bool
+    backend_status: str
+    backend_message: str
+    fetched_at: datetime
+    stale: bool
+    stale_reason: str
+    total: int
+    health_counts: Mapping[str, int]
+    broken: tuple[BrokenCollector, ...]
+    groups: tuple[Group, ...]
+    rollouts: tuple[RolloutLine, ...]
+    changes: tuple[IncidentChange, ...]  # newest first
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def data_age(self) -> str:
+        return age_text(self.fetched_at, self.now)
+
+    @property
+    def unhealthy(self) -> int:
+        return sum(1 for b in self.broken if b.health == Health.UNHEALTHY)
+
+    @property
+    def offline(self) -> int:
+        return sum(1 for b in self.broken if b.health == Health.OFFLINE)
+
+    def by_location(self) -> list[tuple[str, str, int, int]]:
+        """(env, region, unhealthy, offline), worst first."""
+        acc: dict[tuple[str, str], list[int]] = {}
+        for b in self.broken:
+            slot = acc.setdefault((b.env, b.region), [0, 0])
+            slot[0 if b.health == Health.UNHEALTHY else 1] += 1
+        rows = [(env, region, u, o) for (env, region), (u, o) in acc.items()]
+        return sorted(rows, key=lambda r: (-(r[2] + r[3]), r[0], r[1]))
+
+    def by_pipeline(self) -> list[tuple[str, int, int]]:
+        """(pipeline, unhealthy, offline), worst first."""
+        acc: dict[str, list[int]] = {}
+        for b in self.broken:
+            for p in b.pipelines or ("-",):
+                slot = acc.setdefault(p, [0, 0])
+                slot[0 if b.health == Health.UNHEALTHY else 1] += 1
+        rows = [(p, u, o) for p, (u, o) in acc.items()]
+        return sorted(rows, key=lambda r: (-(r[1] + r[2]), r[0]))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "now": rfc3339(self.now),
+            "hours": self.hours,
+            "context": self.context,
+            "read_only": True,
+            "backend": {
+                "name": self.backend,
+                "ok": self.backend_ok,
+                "status": self.backend_status,
+                "message": self.backend_message,
+                "fetched_at": rfc3339(self.fetched_at),
+                "data_age": self.data_age,
+                "data_age_seconds": max(0.0, (self.now - self.fetched_at).total_seconds()),
+                "stale": self.stale,
+                "stale_reason": self.stale_reason,
+            },
+            "collectors": {
+                "total": self.total,
+                "health": dict(self.health_counts),
+                "unhealthy": self.unhealthy,
+                "offline": self.offline,
+            },
+            "groups": [g.as_json() for g in self.groups],
+            "broken": [b.as_json() for b in self.broken],
+            "rollouts": [r.as_json() for r in self.rollouts],
+            "changes": [c.as_json() for c in self.changes],
+            "notes": list(self.notes),
+        }
+
+
+def _revision_changes(
+    revisions: Mapping[str, Sequence[Revision]], context: str
+) -> dict[str, list[IncidentChange]]:
+    """Every pipeline revision as a change, per pipeline, oldest first."""
+    out: dict[str, list[IncidentChange]] = {}
+    for name, revs in revisions.items():
+        rows: list[IncidentChange] = []
+        for i, r in enumerate(revs):
+            target = previous_real(revs[: i + 1])
+            pipeline = r.pipeline or name
+            rows.append(
+                IncidentChange(
+                    at=r.created_at,
+                    pipeline=pipeline,
+                    kind=f"pipeline.{r.operation.value}",
+                    author=r.author,
+                    message=f"revision {r.id}: {r.operation.value}",
+                    revision=r.id,
+                    rollback_target=target.id if target else "",
+                    source="revisions",
+                    command=rollback_command(pipeline, target.id, context=context) if target else "",
+                )
+            )
+        out[name] = rows
+    return out
+
+
+def _journal_changes(entries: Sequence[ChangeEntry], context: str) -> list[IncidentChange]:
+    return [
+        IncidentChange(
+            at=e.at,
+            pipeline=e.pipeline,
+            kind=e.kind,
+            author=e.author,
+            message=e.message,
+            revision="",
+            rollback_target=e.rollback_target,
+            source="journal",
+            rollout_id=e.rollout_id,
+            command=rollback_command(e.pipeline, e.rollback_target, context=context)
+            if e.pipeline and e.rollback_target
+            else "",
+        )
+        for e in entries
+        if e.source == "journal"
+    ]
+
+
+def _rollout_reach(journal: Journal, views: Sequence[RolloutView], context: str) -> dict[str, IncidentChange]:
+    """collector id -> the newest rollout stage that offered it a configuration."""
+    out: dict[str, IncidentChange] = {}
+    for v in views:
+        progress = journal.load_progress(v.id)
+        names = {s.index: s.name for s in v.stages}
+        for cid, p in progress.items():
+            if p.status == CollectorStatus.PENDING:
+                continue
+            when = (
+                datetime.fromtimestamp(p.offered_at, tz=UTC)
+                if p.offered_at
+                else (v.updated_at or v.created_at or datetime.fromtimestamp(0, tz=UTC))
+            )
+            change = IncidentChange(
+                at=when,
+                pipeline=v.pipeline,
+                kind="rollout.stage",
+                author=v.author,
+                message=f"rollout {v.id} stage {p.stage + 1} ({names.get(p.stage, '?')}): {p.status.value}"
+                + (f": {p.error}" if p.error else ""),
+                revision=v.result_revision,
+                rollback_target=v.rollback_revision,
+                source="rollout",
+                rollout_id=v.id,
+                command=rollback_command(v.pipeline, v.rollback_revision, context=context)
+                if v.rollback_revision
+                else "",
+            )
+            old = out.get(cid)
+            if old is None or change.at > old.at:
+                out[cid] = change
+    return out
+
+
+def _broken(
+    c: Collector,
+    pipeline_changes: Mapping[str, list[IncidentChange]],
+    rollout_reach: Mapping[str, IncidentChange],
+    now: datetime,
+) -> BrokenCollector:
+    best: IncidentChange | None = rollout_reach.get(c.id)
+    for name in c.pipelines:
+        for ch in reversed(pipeline_changes.get(name, ())):
+            if ch.at <= now:
+                if best is None or ch.at > best.at:
+                    best = ch
+                break
+    return BrokenCollector(
+        id=c.id,
+        name=c.name,
+        health=c.health,
+        env=c.attr("env") or "-",
+        region=c.attr("region") or "-",
+        pipelines=tuple(c.pipelines),
+        reason=c.health_reason or c.last_error or c.remote_config.error,
+        last_seen=c.last_seen,
+        changed=best,
+    )
+
+
+def build_report(
+    snapshot: FleetSnapshot,
+    revisions: Mapping[str, Sequence[Revision]],
+    *,
+    now: datetime,
+    hours: float = 24.0,
+    journal: Journal | None = None,
+    context: str = "",
+    rollouts: Sequence[RolloutView] | None = None,
+) -> IncidentReport:
+    """The whole report. ``context`` goes into every rollback command (``--context``) when set.
+
+    ``rollouts``: the journal's rollouts already built (the TUI has them); else read from ``journal``."""
+    from otelcockpit.rollout.engine import build_view
+
+    if hours <= 0:
+        raise ValueError("hours must be more than zero")
+    since = now - timedelta(hours=hours)
+    views: list[RolloutView] = list(rollouts or ())
+    if journal is not None and rollouts is None:
+        records = [r for r in journal.list(limit=50) if r.context in ("", context) or not context]
+        views = [build_view(journal, r, failures=20) for r in records]
+
+    per_pipeline = _revision_changes(revisions, context)
+    reach = _rollout_reach(journal, views, context) if journal is not None else {}
+
+    health_counts: dict[str, int] = {}
+    broken: list[BrokenCollector] = []
+    for c in snapshot.collectors:
+        health_counts[c.health.value] = health_counts.get(c.health.value, 0) + 1
+        if c.health in BROKEN:
+            broken.append(_broken(c, per_pipeline, reach, now))
+    broken.sort(key=lambda b: (b.health != Health.UNHEALTHY, b.env, b.region, b.name))
+
+    groups: dict[tuple[str, str, str], list[BrokenCollector]] = {}
+    for b in broken:
+        for p in b.pipelines or ("-",):
+            groups.setdefault((b.env, b.region, p), []).append(b)
+    group_rows = tuple(
+        Group(
+            env,
+            region,
+            p,
+            sum(1 for b in bs if b.health == Health.UNHEALTHY),
+            sum(1 for b in bs if b.health == Health.OFFLINE),
+            tuple(b.name for b in bs),
+        )
+        for (env, region, p), bs in sorted(groups.items())
+    )
+
+    # Changes in the window: pipeline revisions, journal events, rollout stages that reached a broken collector.
+    recent: list[IncidentChange] = [
+        ch for rows in per_pipeline.values() for ch in rows if since <= ch.at <= now
+    ]
+    if journal is not None:
+        recent += [ch for ch in _journal_changes(timeline(journal, {}, since=since), context) if ch.at <= now]
+    reached: dict[str, int] = {}
+    for b in broken:
+        if b.changed is not None:
+            reached[b.changed.key] = reached.get(b.changed.key, 0) + 1
+    seen = {ch.key for ch in recent}
+    for b in broken:  # a rollout stage that reached a broken collector is a change too, when it is recent
+        ch = b.changed
+        if ch is not None and ch.source == "rollout" and ch.key not in seen and since <= ch.at <= now:
+            recent.append(ch)
+            seen.add(ch.key)
+    changes = tuple(
+        sorted(
+            (replace_broken(ch, reached.get(ch.key, 0)) for ch in recent),
+            key=lambda ch: (ch.at, ch.pipeline, ch.kind),
+            reverse=True,
+        )
+    )
+    broken_out = tuple(
+        replace(b, changed=replace_broken(b.changed, reached.get(b.changed.key, 0)))
+        if b.changed is not None
+        else b
+        for b in broken
+    )
+
+    active = [v for v in views if v.state in ACTIVE_STATES and v.state.value in ("running", "paused")]
+    rollout_rows = tuple(
+        RolloutLine(
+            id=v.id,
+            pipeline=v.pipeline,
+            state=v.state.value,
+            stage=v.current_stage + 1,
+            stages=len(v.stages),
+            applied=sum(s.applied for s in v.stages),
+            total=sum(s.total for s in v.stages),
+            failed=v.failed,
+            reason=v.reason,
+            rollback_target=v.rollback_revision,
+            command=rollback_command(v.pipeline, v.rollback_revision, context=context)
+            if v.rollback_revision
+            else "",
+        )
+        for v in active
+    )
+
+    notes: list[str] = []
+    if snapshot.stale:
+        notes.append(
+            f"the data is stale ({snapshot.stale_reason}); what you see is {age_text(snapshot.fetched_at, now)} old"
+        )
+    if journal is None:
+        notes.append("no rollout journal: rollouts and rollback events are not shown")
+
+    h = snapshot.health
+    return IncidentReport(
+        now=now,
+        hours=hours,
+        context=context,
+        backend=snapshot.backend,
+        backend_ok=h.ok and not snapshot.stale,
+        backend_status=h.status,
+        backend_message=h.message,
+        fetched_at=snapshot.fetched_at,
+        stale=snapshot.stale,
+        stale_reason=snapshot.stale_reason,
+        total=len(snapshot.collectors),
+        health_counts=health_counts,
+        broken=broken_out,
+        groups=group_rows,
+        rollouts=rollout_rows,
+        changes=changes,
+        notes=tuple(notes),
+    )
+
+
+def replace_broken(ch: IncidentChange, n: int) -> IncidentChange:
+    return ch if ch.broken == n else replace(ch, broken=n)
+
+
+def context_for_commands(settings: Any) -> str:
+    """The ``--context`` to put in rollback commands: the context's name, except the implicit demo."""
+    ctx = settings.context
+    if ctx.name == "demo" and ctx.backend == "demo" and not getattr(settings, "config_exists", False):
+        return ""
+    return str(ctx.name)

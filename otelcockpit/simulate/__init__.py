@@ -1,0 +1,1 @@
+"""Simulated OpAMP agents (``otelcockpit simulate-agents``), importable by tests and benchmarks."""

@@ -1,0 +1,216 @@
+"""The incident report on the demo fleet: what is broken, what changed before it broke, rollback commands."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from otelcockpit import settings as settings_mod
+from otelcockpit.backends import all_revisions, make_backend
+from otelcockpit.backends.demo import DemoBackend
+from otelcockpit.fleet.model import Health
+from otelcockpit.rollout.engine import RolloutEngine
+from otelcockpit.rollout.incident import build_report, context_for_commands, rollback_command
+from otelcockpit.rollout.journal import Journal
+from otelcockpit.rollout.model import Gates, parse_canary, parse_waves
+from otelcockpit.rollout.planner import make_plan
+from otelcockpit.rollout_targets import make_target
+
+START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def demo_report(frozen_clock, **kwargs):  # noqa: ANN001, ANN201
+    async def go():  # noqa: ANN202
+        backend = make_backend(settings_mod.resolve(), clock=frozen_clock)
+        try:
+            snap = await backend.snapshot()
+            revisions = await all_revisions(backend, snap)
+        finally:
+            await backend.close()
+        return snap, revisions
+
+    snap, revisions = asyncio.run(go())
+    return snap, revisions, build_report(snap, revisions, now=frozen_clock(), **kwargs)
+
+
+def test_broken_collectors_and_what_changed_before_they_broke(frozen_clock) -> None:
+    snap, _revisions, report = demo_report(frozen_clock)
+    unhealthy = [c for c in snap.collectors if c.health == Health.UNHEALTHY]
+    offline = [c for c in snap.collectors if c.health == Health.OFFLINE]
+    assert unhealthy and offline, "the demo fleet has unhealthy and offline collectors"
+    assert report.unhealthy == len(unhealthy) and report.offline == len(offline)
+    assert {b.id for b in report.broken} == {c.id for c in unhealthy + offline}
+    # Unhealthy first, then offline.
+    kinds = [b.health for b in report.broken]
+    assert kinds == sorted(kinds, key=lambda h: h != Health.UNHEALTHY)
+
+    node = next(b for b in report.broken if b.name == "alloy-prod-euw1-node-033")
+    assert node.health == Health.UNHEALTHY
+    ch = node.changed
+    assert ch is not None
+    # linux_host_metrics changed 2 h before now (revision 1003); its rollback target is 1002.
+    assert (ch.pipeline, ch.revision, ch.rollback_target) == ("linux_host_metrics", "1003", "1002")
+    assert frozen_clock() - ch.at == timedelta(hours=2)
+    assert ch.command == "otelcockpit rollback linux_host_metrics --to 1002"
+    # The change is the newest revision among the pipelines the collector matches.
+    for b in report.broken:
+        assert b.changed is not None
+        assert b.changed.pipeline in b.pipelines
+        assert b.changed.at <= frozen_clock()
+
+
+def test_most_recent_change_is_the_newest_of_its_pipelines(frozen_clock) -> None:
+    snap, revisions, report = demo_report(frozen_clock)
+    for b in report.broken:
+        newest = max(
+            (r for p in b.pipelines for r in revisions.get(p, ()) if r.created_at <= frozen_clock()),
+            key=lambda r: r.created_at,
+        )
+        assert b.changed is not None and b.changed.at == newest.created_at
+
+
+def test_changes_in_the_window_newest_first_with_rollback_targets(frozen_clock) -> None:
+    _snap, _revisions, report = demo_report(frozen_clock)
+    now = frozen_clock()
+    assert report.changes
+    assert all(now - timedelta(hours=24) <= c.at <= now for c in report.changes)
+    assert [c.at for c in report.changes] == sorted((c.at for c in report.changes), reverse=True)
+    first = report.changes[0]
+    assert (first.pipeline, first.revision, first.rollback_target) == ("linux_host_metrics", "1003", "1002")
+    # Every broken collector it reached is counted on the change.
+    assert first.broken == sum(1 for b in report.broken if b.changed and b.changed.key == first.key)
+    assert first.broken > 0
+    for c in report.changes:
+        assert (c.command != "") == (c.rollback_target != "")
+        if c.rollback_target:
+            assert c.command == f"otelcockpit rollback {c.pipeline} --to {c.rollback_target}"
+    pipelines = {c.pipeline for c in report.changes}
+    assert {"linux_host_metrics", "otel_gateway_traces", "custom_business_metrics"} <= pipelines
+
+
+def test_hours_narrows_the_window(frozen_clock) -> None:
+    _snap, _revisions, short = demo_report(frozen_clock, hours=1)
+    assert short.changes == ()  # the newest change is 2 h old
+    # ... but what changed before a collector broke does not depend on the window.
+    assert all(b.changed is not None for b in short.broken)
+    _snap, _revisions, three = demo_report(frozen_clock, hours=2.5)
+    assert [c.pipeline for c in three.changes] == ["linux_host_metrics"]
+    with pytest.raises(ValueError):
+        demo_report(frozen_clock, hours=0)
+
+
+def test_groups_by_env_region_and_pipeline(frozen_clock) -> None:
+    _snap, _revisions, report = demo_report(frozen_clock)
+    for g in report.groups:
+        members = [b for b in report.broken if b.name in g.collectors]
+        assert all((b.env, b.region) == (g.env, g.region) and g.pipeline in b.pipelines for b in members)
+        assert g.unhealthy + g.offline == len(g.collectors) == len(members)
+    assert sum(u + o for _e, _r, u, o in report.by_location()) == len(report.broken)
+    by_pipe = dict((p, u + o) for p, u, o in report.by_pipeline())
+    assert by_pipe["linux_host_metrics"] == sum(
+        1 for b in report.broken if "linux_host_metrics" in b.pipelines
+    )
+
+
+def test_json_shape(frozen_clock) -> None:
+    _snap, _revisions, report = demo_report(frozen_clock, context="prod-eu")
+    d = report.as_json()
+    assert d["read_only"] is True
+    assert d["backend"]["ok"] is True and d["backend"]["data_age"] == "0s"
+    assert d["collectors"]["unhealthy"] == report.unhealthy
+    assert (
+        d["changes"][0]["rollback_command"]
+        == "otelcockpit --context prod-eu rollback linux_host_metrics --to 1002"
+    )
+    broken = {b["name"]: b for b in d["broken"]}
+    assert broken["alloy-prod-euw1-node-033"]["changed_before"]["revision"] == "1003"
+    assert "no rollout journal" in " ".join(d["notes"])
+
+
+def test_rollback_command_and_context() -> None:
+    assert rollback_command("a b", "7") == "otelcockpit rollback 'a b' --to 7"
+    assert rollback_command("p", "7", context="prod") == "otelcockpit --context prod rollback p --to 7"
+    s = settings_mod.resolve()
+    assert context_for_commands(s) == ""  # the implicit demo needs no --context
+
+
+def test_context_from_the_config_file_goes_into_commands(config_file: Path) -> None:
+    config_file.write_text("current_context: lab\ncontexts:\n  lab:\n    backend: demo\n")
+    assert context_for_commands(settings_mod.resolve()) == "lab"
+
+
+def test_stale_data_is_said(frozen_clock) -> None:
+    snap, revisions, _ = demo_report(frozen_clock)
+    stale = snap.as_stale("fleet API unreachable", replace(snap.health, ok=False, status="down"))
+    report = build_report(stale, revisions, now=frozen_clock() + timedelta(minutes=5))
+    assert report.backend_ok is False and report.stale
+    assert report.data_age == "5m"
+    assert any("stale" in n for n in report.notes)
+
+
+def test_a_paused_rollout_and_the_stage_that_reached_a_collector(tmp_path: Path) -> None:
+    """A rollout journal with a rollout paused after its canary: the rollout is listed, and a canary
+    collector that broke shows the rollout as the change that reached it."""
+
+    class Clock:
+        def __init__(self) -> None:
+            self.now = START
+
+        def __call__(self) -> datetime:
+            return self.now
+
+        def ts(self) -> float:
+            return self.now.timestamp()
+
+        async def sleep(self, seconds: float) -> None:
+            self.now += timedelta(seconds=seconds)
+            await asyncio.sleep(0)
+
+    async def go():  # noqa: ANN202
+        clock = Clock()
+        backend = DemoBackend(clock=clock, collectors=120)
+        sim = backend.sim
+        sim.apply_fail_rate = 0.0
+        sim.health_churn = False
+        sim.collectors = [replace(c, health=Health.HEALTHY, last_error="") for c in sim.collectors]
+        journal = Journal(tmp_path / "rollouts.sqlite3", clock=clock.ts)
+        engine = RolloutEngine(
+            journal, make_target(backend), clock=clock.ts, sleep=clock.sleep, poll_interval=2.0
+        )
+        snap = await backend.snapshot()
+        live = snap.pipeline("linux_host_metrics")
+        plan = make_plan(
+            snap,
+            replace(live, contents=live.contents + "// incident test\n"),
+            canary=parse_canary("3"),
+            waves=parse_waves("100%"),
+            gates=Gates(manual=True),
+        )
+        before = snap.revisions["linux_host_metrics"][-2].id
+        rid = engine.create(plan, backend="demo", rollback_revision=before)
+        await engine.run(rid)
+        snap = await backend.snapshot()
+        revisions = await all_revisions(backend, snap)
+        return clock, journal, rid, plan, snap, revisions
+
+    clock, journal, rid, plan, snap, revisions = asyncio.run(go())
+    try:
+        canary = plan.stages[0].collector_ids[0]
+        broken = tuple(replace(c, health=Health.UNHEALTHY) if c.id == canary else c for c in snap.collectors)
+        report = build_report(replace(snap, collectors=broken), revisions, now=clock(), journal=journal)
+    finally:
+        journal.close()
+    assert [(r.id, r.state) for r in report.rollouts] == [(rid, "paused")]
+    line = report.rollouts[0]
+    assert line.stage == 1 and line.stages == 2 and line.rollback_target
+    assert line.command == f"otelcockpit rollback linux_host_metrics --to {line.rollback_target}"
+    b = next(b for b in report.broken if b.id == canary)
+    assert b.changed is not None
+    assert b.changed.at >= START  # the rollout ran after the demo's own revisions
+    # The change that reached it is the rollout: its stage, or the temporary pipeline it created.
+    assert b.changed.rollout_id == rid or rid in b.changed.pipeline
+    assert not any("no rollout journal" in n for n in report.notes)

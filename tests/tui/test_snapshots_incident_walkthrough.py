@@ -1,0 +1,83 @@
+"""Snapshot tests of the incident view and the walkthrough at 80x24 and 120x40 (demo backend,
+frozen clock, no cursor blink, no animation).
+
+Regenerate after an intended change with
+`pytest tests/tui/test_snapshots_incident_walkthrough.py --snapshot-update -p no:xdist` and review the SVGs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from otelcockpit import settings as settings_mod
+from otelcockpit.tui.incident import IncidentApp
+from otelcockpit.tui.walkthrough import WalkthroughApp, WalkthroughView
+
+SIZES = [(80, 24), (120, 40)]
+
+
+def incident(frozen_clock, *keys):  # noqa: ANN001, ANN201
+    app = IncidentApp(settings_mod.resolve(), clock=frozen_clock, live=False, cursor_blink=False)
+
+    async def run_before(pilot):  # noqa: ANN001, ANN202
+        for _ in range(300):
+            if pilot.app.report is not None:
+                break
+            await pilot.pause(0.02)
+        assert pilot.app.report is not None
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+
+    return app, run_before
+
+
+def walkthrough(frozen_clock, *keys):  # noqa: ANN001, ANN201
+    app = WalkthroughApp(settings_mod.resolve(), clock=frozen_clock, live=False, cursor_blink=False)
+
+    async def run_before(pilot):  # noqa: ANN001, ANN202
+        view = pilot.app.query_one(WalkthroughView)
+        for _ in range(500):
+            if view.slides:
+                break
+            await pilot.pause(0.02)
+        assert view.slides
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+
+    return app, run_before
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_incident(snap_compare, frozen_clock, size):
+    app, run_before = incident(frozen_clock)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_incident_changes_selected(snap_compare, frozen_clock, size):
+    app, run_before = incident(frozen_clock, "tab", "down")
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_walkthrough_intro(snap_compare, frozen_clock, size):
+    app, run_before = walkthrough(frozen_clock)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_walkthrough_phase_3(snap_compare, frozen_clock, size):
+    app, run_before = walkthrough(frozen_clock, "3")
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_walkthrough_teams(snap_compare, frozen_clock, size):
+    app, run_before = walkthrough(frozen_clock, "4", "n", "n")
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
