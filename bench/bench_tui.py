@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.skipif(not have_tmux(), reason="tmux is not installed: cannot measure a real terminal")
 def test_first_paint_vs_stock_datatable(record, tmp_path):
     env = {"OTELCOCKPIT_CONFIG": str(tmp_path / "none.yaml"), "TEXTUAL_ANIMATIONS": "none"}
-    ours_cmd = [sys.executable, "-m", "otelcockpit", "--demo-collectors", str(N)]
+    ours_cmd = [sys.executable, "-m", "otelcockpit", "--view", "fleet", "--demo-collectors", str(N)]
     base_cmd = [sys.executable, str(ROOT / "bench" / "baseline_datatable.py"), str(N)]
     needle = "alloy-prod-euw1-node-001"
     ours, base = [], []

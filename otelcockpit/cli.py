@@ -62,6 +62,12 @@ def global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     g.add_argument("--demo-seed", type=int, metavar="SEED", help="seed of the demo simulator (default 7)", **d)
     g.add_argument("--theme", help="theme name (built-in or from the config dir)", **d)
     g.add_argument("--inventory", metavar="FILE", help="service inventory (services.yaml)", **d)
+    g.add_argument(
+        "--view",
+        metavar="NAME",
+        help="open the TUI on a view: cockpit (default), fleet, pipelines, services, phases, rollouts, changes",
+        **d,
+    )
 
 
 def build_parser() -> Parser:

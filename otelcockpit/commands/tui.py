@@ -17,4 +17,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     from otelcockpit.tui.app import run_app
 
-    return run_app(settings)
+    view = getattr(args, "view", None)
+    if view is None:
+        return run_app(settings)
+    return run_app(settings, initial_view=view, explicit_view=True)

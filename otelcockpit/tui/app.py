@@ -31,7 +31,7 @@ from otelcockpit.backends.base import (
     Change,
     FleetBackend,
 )
-from otelcockpit.errors import CockpitError
+from otelcockpit.errors import CockpitError, UsageError
 from otelcockpit.fleet.model import Collector, FleetSnapshot, Pipeline, Revision, stabilise, utcnow
 from otelcockpit.settings import Settings
 from otelcockpit.tui.adoption_views import PhasesView, ServicesView
@@ -137,6 +137,7 @@ class CockpitApp(App[int]):
         resolve_kwargs: dict[str, Any] | None = None,
         exit_after_first_paint: bool = False,
         initial_view: str = "cockpit",
+        explicit_view: bool = False,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -149,6 +150,7 @@ class CockpitApp(App[int]):
         self.paused = False
         self.theme_set: ThemeSet = load_themes(settings_mod.user_themes_dir())
         self.view_name = initial_view if initial_view in self.views else next(iter(self.views))
+        self.explicit_view = explicit_view  # --view wins over the view saved by the last session
         self.history: list[str] = []
         self._resolve_kwargs = resolve_kwargs or {}
         self._poll_timer: Any = None
@@ -925,7 +927,7 @@ class CockpitApp(App[int]):
         if not isinstance(state, dict) or state.get("context") != self.settings.context.name:
             return
         view = state.get("view")
-        if view in self.views and view != self.view_name:
+        if view in self.views and view != self.view_name and not self.explicit_view:
             self.view_name = view
             self.query_one(ContentSwitcher).current = view
         for name, text in (state.get("filters") or {}).items():
@@ -947,7 +949,11 @@ class CockpitApp(App[int]):
 def run_app(settings: Settings, *, app_cls: type[CockpitApp] | None = None, **kwargs: Any) -> int:
     themes = load_themes(settings_mod.user_themes_dir())
     check_theme(settings.theme, themes)
-    app = (app_cls or CockpitApp)(settings, **kwargs)
+    cls = app_cls or CockpitApp
+    view = kwargs.get("initial_view")
+    if view is not None and view not in cls.views:
+        raise UsageError(f"unknown view {view!r} (one of {', '.join(cls.views)})")
+    app = cls(settings, **kwargs)
 
     def hangup(_signum: int, _frame: object) -> None:
         app.call_from_thread(app.on_hangup) if app._thread_id != threading.get_ident() else app.on_hangup()

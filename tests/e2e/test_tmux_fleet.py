@@ -38,9 +38,7 @@ def test_demo_fleet_filter_detail_and_quit(terminal):
 
 
 def test_matcher_filter_in_a_real_terminal(terminal):
-    t = terminal()
-    t.wait_for("[1] Fleet")
-    t.keys("1")
+    t = terminal("--view", "fleet")  # straight to the Fleet view
     t.wait_for("g Group")
     t.keys("/")
     t.type('env="staging",region=~"us-.*"')
@@ -88,3 +86,14 @@ def test_cockpit_is_the_first_screen(terminal):
     for panel in ("[1] Fleet 420", "[3] Services", "[4] Phases", "[5] Rollout"):
         assert panel in screen
     t.wait_for("zero-code")  # the eligibility analysis arrives from a worker
+
+
+def test_unknown_view_is_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "otelcockpit", "--view", "nope"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "otelcockpit: unknown view 'nope' (one of cockpit, fleet, pipelines, services, phases, rollouts, changes)"
+    ]
