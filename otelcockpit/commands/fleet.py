@@ -184,10 +184,18 @@ def cmd_pipeline_show(args: argparse.Namespace) -> int:
         p = snap.pipeline(args.name)
         if p is None:
             raise UsageError(f"no pipeline named {args.name!r}")
+        from otelcockpit.policy import lint_pipeline
+
         matched = PipelineMatcher([p]).collectors_for(p, snap.collectors)
         revisions = await backend.revisions(p.name) if args.revisions else ()
+        findings = lint_pipeline(p, snap, production=settings.context.production).findings
         if args.json:
-            out = {**snapshot_header(snap), "pipeline": pipeline_json(p), "collectors": [c.id for c in matched]}
+            out = {
+                **snapshot_header(snap),
+                "pipeline": pipeline_json(p),
+                "collectors": [c.id for c in matched],
+                "findings": [f.as_json() for f in findings],
+            }
             if args.revisions:
                 out["revisions"] = [revision_json(r) for r in revisions]
             print_json(out)
@@ -195,6 +203,9 @@ def cmd_pipeline_show(args: argparse.Namespace) -> int:
         print(f"pipeline {p.name} (id {p.id or '-'}, {p.config_type.value}, {'enabled' if p.enabled else 'disabled'})")
         print(f"matchers  {', '.join(p.matchers) or '(none)'}")
         print(f"matches   {len(matched)} collector(s)")
+        print(f"policy    {len(findings)} finding(s)" if findings else "policy    no findings")
+        for f in findings:
+            print(f"  {f.severity:<7} line {f.line or '-'}: {f.message} [{f.rule}]")
         if args.revisions:
             print("revisions:")
             for r in revisions:

@@ -486,8 +486,17 @@ class CockpitApp(App[int]):
             return make_plan(snap, new, canary=canary, waves=waves, production=production,
                              gates=Gates(max_failures=max_failures, soak_seconds=soak))
 
+        # A later phase's work pushed while an earlier phase is below its threshold: say so.
+        warnings: list[str] = []
+        if self.adoption is not None:
+            from otelcockpit.adoption.phases import warnings_for_pipeline
+
+            warnings = warnings_for_pipeline(self.adoption.phases, new)
+
         name = self.settings.context.name if production else None
-        self.push_screen(ReviewScreen(new, plan, production_name=name), lambda p: self._launch(p) if p else None)
+        self.push_screen(
+            ReviewScreen(new, plan, production_name=name, warnings=warnings), lambda p: self._launch(p) if p else None
+        )
 
     @work(group="rollout-launch", exit_on_error=False)
     async def _launch(self, plan: Any) -> None:

@@ -232,6 +232,17 @@ class PipelineDetailScreen(DetailScreen):
             head.append(f"{len(matched)} collectors")
             if by_env:
                 head.append(" (" + ", ".join(f"{k} {v}" for k, v in sorted(by_env.items())) + ")")
+            from otelcockpit.policy import lint_pipeline
+
+            findings = lint_pipeline(p, snap, production=self.app.settings.context.production).findings  # type: ignore[attr-defined]
+            head.append("\npolicy ", style="bold")
+            if not findings:
+                head.append("no findings", style="green")
+            for n, f in enumerate(findings[:3]):
+                style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "dim")
+                head.append(("" if n == 0 else "; ") + f"{f.severity} line {f.line or '-'}: {f.message}", style=style)
+            if len(findings) > 3:
+                head.append(f" (+{len(findings) - 3} more: otelcockpit pipeline show {p.name})", style="dim")
             target = rollback_target(self.revisions)
             head.append("\nrollback target ", style="bold")
             head.append(f"rev {target.id} by {who(target.author)}, {age_text(target.created_at, now)} ago" if target else "none")

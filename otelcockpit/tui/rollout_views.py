@@ -166,9 +166,10 @@ class ReviewScreen(Screen[RolloutPlan | None]):
     ReviewScreen #error { color: $error; height: auto; padding: 0 1; }
     """
 
-    def __init__(self, new: Pipeline, make_plan: Any, *, production_name: str | None) -> None:
+    def __init__(self, new: Pipeline, make_plan: Any, *, production_name: str | None, warnings: list[str] | None = None) -> None:
         super().__init__()
         self.new = new
+        self.warnings = warnings or []
         self.make_plan = make_plan  # (canary, waves, max_failures, soak) -> RolloutPlan
         self.production_name = production_name
         self.plan: RolloutPlan | None = None
@@ -226,7 +227,10 @@ class ReviewScreen(Screen[RolloutPlan | None]):
             self.update_start()
             return
         error.update("")
-        self.query_one("#plan-text", Static).update(plan_summary(self.plan))
+        summary = plan_summary(self.plan)
+        if self.warnings:
+            summary = RichGroup(*[Text(f"⚠ {w}", style="yellow") for w in self.warnings], summary)
+        self.query_one("#plan-text", Static).update(summary)
         self.update_start()
 
     def update_start(self) -> None:

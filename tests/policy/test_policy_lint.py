@@ -318,3 +318,17 @@ def test_cli_lint_broken_yaml_is_one_line_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "pass --type alloy|otel" in proc.stderr
     proc = run("lint", str(tmp_path / "missing.yaml"))
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_pipeline_show_lists_policy_findings():
+    """The same checks wherever a pipeline is shown: `pipeline show --json` carries its findings."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "otelcockpit", "pipeline", "show", "otel_gateway_traces", "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    rules = {f["rule"] for f in json.loads(out.stdout)["findings"]}
+    assert {"tail-sampling", "spanmetrics-after-sampler"} <= rules

@@ -146,3 +146,29 @@ async def test_changes_view_lists_revisions_with_rollback_targets(make_app, wait
         assert f"otelcockpit rollback linux_host_metrics --to {linux.rollback_target}" in str(
             view.query_one("#change-detail").render()
         )
+
+
+async def test_review_warns_when_a_later_phase_starts_early(fast_app, wait_loaded, plain):
+    app = fast_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        for _ in range(400):  # the warning needs the phase analysis
+            app.request_adoption()
+            if app.adoption is not None:
+                break
+            await pilot.pause(0.02)
+        app.query_one("#pipelines").table.move_to_key("custom_business_metrics")
+        screen = await review_with(pilot, failures="5")
+        text = plain(screen.query_one("#plan-text"))
+        assert "⚠ " in text and "phase" in text and "below" in text
+
+
+async def test_pipeline_detail_shows_policy_findings(make_app, wait_loaded, plain):
+    app = make_app(view="pipelines")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        app.query_one("#pipelines").table.move_to_key("otel_gateway_traces")
+        await pilot.press("enter")
+        await pilot.pause()
+        head = plain(app.screen.query_one("#head"))
+        assert "policy" in head and "tail-samples" in head

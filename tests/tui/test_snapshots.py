@@ -171,3 +171,11 @@ async def _planned_rollout(pilot):
 def test_rollout_progress(snap_compare, make_app, wait_loaded, size):
     app, run_before = scenario(make_app, wait_loaded, view="rollouts", setup=_planned_rollout)
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_cockpit_monochrome_no_color(snap_compare, make_app, wait_loaded, monkeypatch):
+    """NO_COLOR picks the monochrome theme; status stays readable through glyphs."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app, run_before = scenario(make_app, wait_loaded, view="cockpit", adoption=True)
+    assert app.settings.theme == "monochrome"
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
