@@ -21,7 +21,7 @@ from otelcockpit.adoption.phases import PhaseItem
 from otelcockpit.errors import CockpitError
 from otelcockpit.fleet.model import FleetSnapshot
 from otelcockpit.tui.detail import DetailScreen
-from otelcockpit.tui.view import View
+from otelcockpit.tui.view import TableView, View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 from otelcockpit.tui.widgets import StatusRow
 
@@ -319,7 +319,7 @@ class PhaseTable(VirtualTable[PhaseItem]):
         super().__init__(cols, key=lambda i: i.id, search=lambda i: f"{i.id} {i.title} {i.evidence}".lower(), **kwargs)
 
 
-class PhasesView(View):
+class PhasesView(TableView):
     SCOPE = "phases"
     TITLE = "Phases"
 
@@ -333,7 +333,6 @@ class PhasesView(View):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.filter_text = ""
         self.data: AdoptionData | None = None
 
     def compose(self) -> ComposeResult:
@@ -344,13 +343,6 @@ class PhasesView(View):
         yield table
         yield Static("", id="item-detail")
         yield Static("", id="journeys")
-
-    @property
-    def table(self) -> PhaseTable:
-        return self.query_one(PhaseTable)
-
-    def focus_main(self) -> None:
-        self.table.focus()
 
     def update_snapshot(self, snap: FleetSnapshot) -> None:
         self.app.request_adoption()  # type: ignore[attr-defined]
@@ -398,11 +390,6 @@ class PhasesView(View):
             s = item.signoff
             t.append(f"\n  signed off by {s.by} at {s.at}" + (f": {s.note}" if s.note else ""), style="green")
         detail.update(t)
-
-    def apply_filter(self, text: str) -> str | None:
-        self.filter_text = text.strip()
-        self.table.set_text_filter(self.filter_text) if self.filter_text else self.table.set_filter(None)
-        return None
 
     def action_signoff(self) -> None:
         item = self.table.current

@@ -337,19 +337,39 @@ class CockpitApp(App[int]):
             if self.exit_after_first_paint:
                 self.call_after_refresh(self.exit, 0)
 
+    # ---- background work on the latest snapshot, throttled -------------------------------------
+    def due(self, group: str, last: float, every: float, *, force: bool = False) -> float | None:
+        """The loop time to record when work of ``group`` should start now, else None: not before
+        ``every`` seconds since ``last`` (unless forced), and never twice at once."""
+        now = asyncio.get_running_loop().time()
+        if not force and now - last < every:
+            return None
+        if any(w.group == group and w.is_running for w in self.workers):
+            return None
+        return now
+
+    async def load_all_revisions(self, snap: FleetSnapshot) -> dict[str, tuple[Revision, ...]]:
+        """Every pipeline's history; on a backend error, what the snapshot carries, and a warning."""
+        from otelcockpit.backends import all_revisions
+
+        if self.backend is None:
+            return dict(snap.revisions)
+        try:
+            return await all_revisions(self.backend, snap)
+        except CockpitError as exc:
+            self.notify(exc.message, title="Could not load pipeline history", severity="warning")
+            return dict(snap.revisions)
+
     # ---- adoption (eligibility, phases, journeys): analysed in a thread, at most every 10 s -----
     def request_adoption(self, *, force: bool = False) -> None:
         snap = self.snapshot
-        if snap is None or (self.adoption_error and not force):
+        if snap is None or (self.adoption_error and not force) or (self._adoption_for is snap and not force):
             return
-        loop_now = asyncio.get_running_loop().time()
-        fresh = self._adoption_for is snap or (self.adoption is not None and loop_now - self._adoption_at < 10)
-        if fresh and not force:
-            return
-        if any(w.group == "adoption" and w.is_running for w in self.workers):
+        started = self.due("adoption", self._adoption_at if self.adoption is not None else -1e9, 10, force=force)
+        if started is None:
             return
         self._adoption_for = snap
-        self._adoption_at = loop_now
+        self._adoption_at = started
         self._analyse(snap)
 
     @work(thread=True, exclusive=True, group="adoption", exit_on_error=False)
@@ -389,26 +409,14 @@ class CockpitApp(App[int]):
     def request_changes(self, *, force: bool = False) -> None:
         if self.snapshot is None or self.backend is None:
             return
-        now = asyncio.get_running_loop().time()
-        if not force and now - self._changes_at < 15:
-            return
-        if any(w.group == "changes" and w.is_running for w in self.workers):
-            return
-        self._changes_at = now
-        self._load_changes(self.snapshot)
+        started = self.due("changes", self._changes_at, 15, force=force)
+        if started is not None:
+            self._changes_at = started
+            self._load_changes(self.snapshot)
 
     @work(exclusive=True, group="changes", exit_on_error=False)
     async def _load_changes(self, snap: FleetSnapshot) -> None:
-        from otelcockpit.backends import all_revisions
-
-        backend = self.backend
-        if backend is None:
-            return
-        try:
-            revisions = await all_revisions(backend, snap)
-        except CockpitError as exc:
-            self.notify(exc.message, title="Could not load pipeline history", severity="warning")
-            revisions = dict(snap.revisions)
+        revisions = await self.load_all_revisions(snap)
         rollouts, changes = await asyncio.to_thread(self._read_journal, revisions)
         self.rollouts = rollouts
         self.changes = changes

@@ -353,27 +353,18 @@ class IncidentApp(CockpitApp):
     def request_report(self, *, force: bool = False) -> None:
         if self.snapshot is None or self.backend is None:
             return
-        now = asyncio.get_running_loop().time()
-        if not force and self.report is not None and now - self._report_at < REPORT_EVERY:
-            return
-        if any(w.group == "incident" and w.is_running for w in self.workers):
-            return
-        self._report_at = now
-        self._load_report(self.snapshot)
+        started = self.due("incident", self._report_at if self.report is not None else -1e9, REPORT_EVERY, force=force)
+        if started is not None:
+            self._report_at = started
+            self._load_report(self.snapshot)
 
     @work(exclusive=True, group="incident", exit_on_error=False)
     async def _load_report(self, snap: FleetSnapshot) -> None:
-        from otelcockpit.backends import all_revisions
         from otelcockpit.rollout.incident import build_report, context_for_commands
 
-        backend = self.backend
-        if backend is None:
+        if self.backend is None:
             return
-        try:
-            revisions = await all_revisions(backend, snap)
-        except CockpitError as exc:
-            self.notify(exc.message, title="Could not load pipeline history", severity="warning")
-            revisions = dict(snap.revisions)
+        revisions = await self.load_all_revisions(snap)
         path = self._journal()
         context = context_for_commands(self.settings)
         now = self.now()

@@ -28,7 +28,7 @@ from otelcockpit.fleet.model import Pipeline, age_text
 from otelcockpit.rollout.model import RolloutPlan, RolloutView, parse_canary, parse_duration, parse_waves
 from otelcockpit.tui.detail import DetailScreen, who
 from otelcockpit.tui.render import unified_text
-from otelcockpit.tui.view import View, bindings_for
+from otelcockpit.tui.view import TableView, bindings_for
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 from otelcockpit.tui.widgets import StatusRow
 
@@ -353,26 +353,15 @@ class RolloutTable(VirtualTable[RolloutView]):
         self.empty_text = "no rollouts yet: open a pipeline and press u to stage a push"
 
 
-class RolloutsView(View):
+class RolloutsView(TableView):
     SCOPE = "rollouts"
     TITLE = "Rollouts"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.filter_text = ""
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="crumb", id="crumb")
         table = RolloutTable(self.app.now, id="rollout-table")  # type: ignore[attr-defined]
         yield TableHeader(table, classes="table-header")
         yield table
-
-    @property
-    def table(self) -> RolloutTable:
-        return self.query_one(RolloutTable)
-
-    def focus_main(self) -> None:
-        self.table.focus()
 
     def update_snapshot(self, snap: Any) -> None:
         self.app.request_changes()  # type: ignore[attr-defined]
@@ -383,11 +372,6 @@ class RolloutsView(View):
         self.table.set_rows(views)
         active = sum(1 for v in views if v.state.value in ("planned", "running", "paused"))
         self.set_crumb(Text.assemble((" Rollouts ", "bold"), (f"{len(views)}", "bold"), f" · active {active}"))
-
-    def apply_filter(self, text: str) -> str | None:
-        self.filter_text = text.strip()
-        self.table.set_text_filter(self.filter_text) if self.filter_text else self.table.set_filter(None)
-        return None
 
     def action_open(self) -> None:
         v = self.table.current
@@ -419,13 +403,9 @@ class ChangeTable(VirtualTable[Any]):
         self.empty_text = "no changes in the last 7 days"
 
 
-class ChangesView(View):
+class ChangesView(TableView):
     SCOPE = "changes"
     TITLE = "Changes"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.filter_text = ""
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="crumb", id="crumb")
@@ -433,13 +413,6 @@ class ChangesView(View):
         yield TableHeader(table, classes="table-header")
         yield table
         yield Static("", id="change-detail", classes="crumb")
-
-    @property
-    def table(self) -> ChangeTable:
-        return self.query_one(ChangeTable)
-
-    def focus_main(self) -> None:
-        self.table.focus()
 
     def update_snapshot(self, snap: Any) -> None:
         self.app.request_changes()  # type: ignore[attr-defined]
@@ -462,9 +435,4 @@ class ChangesView(View):
                                                 if e.rollback_target else ""), no_wrap=True, overflow="ellipsis")
             if e is not None else ""
         )
-
-    def apply_filter(self, text: str) -> str | None:
-        self.filter_text = text.strip()
-        self.table.set_text_filter(self.filter_text) if self.filter_text else self.table.set_filter(None)
-        return None
 

@@ -61,3 +61,26 @@ class View(Vertical):
         """Repaint what shows relative times; views with a table override nothing else."""
         for table in self.query("VirtualTable"):
             table.refresh()
+
+
+class TableView(View):
+    """A view around one VirtualTable: focus goes to it, `/` filters it by text."""
+
+    filter_text = ""
+
+    @property
+    def table(self) -> Any:
+        from otelcockpit.tui.vtable import VirtualTable
+
+        return self.query_one(VirtualTable)
+
+    def focus_main(self) -> None:
+        self.table.focus()
+
+    def apply_filter(self, text: str) -> str | None:
+        self.filter_text = text.strip()
+        if self.filter_text:
+            self.table.set_text_filter(self.filter_text)
+        else:
+            self.table.set_filter(None)
+        return None
