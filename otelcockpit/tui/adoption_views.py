@@ -267,7 +267,8 @@ def render_service(e: Eligibility, data: AdoptionData | None) -> RichGroup:
         facts.add_row(key, "unknown" if value is None else str(value))
     if s.journeys:
         facts.add_row("journeys", ", ".join(s.journeys))
-    facts.add_row("from", s.origin or "-")
+    # file:line of the entry, by file name only (an inventory's directory says nothing to the reader)
+    facts.add_row("from", s.origin.replace("\\", "/").rsplit("/", 1)[-1] if s.origin else "-")
     parts.append(facts)
     if e.reasons:
         parts.append(Text("\nWhy", style="bold"))
