@@ -193,3 +193,15 @@ def test_the_import_scanner_sees_relative_and_dynamic_imports() -> None:
     assert [m for _, m in imports_in("from .model import X\n", "otelcockpit.fleet", True)][
         0
     ] == "otelcockpit.fleet.model"
+
+
+def test_no_snapshot_or_fixture_names_a_path_of_this_machine():
+    """Snapshots are compared on other machines: they must not embed where this checkout lives."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    checkout = str(root)
+    for folder in (root / "tests" / "tui" / "__snapshots__", root / "fixtures"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert checkout not in path.read_text(errors="replace"), path.relative_to(root)
