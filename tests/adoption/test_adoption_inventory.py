@@ -70,7 +70,7 @@ def test_unknown_platform_from_an_anchor_names_the_anchor_line(tmp_path: Path) -
         ("services:\n  - name: a\n  - name: a\n", ":3: service 'a' is listed twice"),
         ("services:\n  - team: x\n", ":2: a service needs a name"),
         ("services:\n  - name: a\n    btf: maybe\n", ":3: service 'a': btf must be true or false"),
-        ("services: [\n", ":1: expected the node content"),
+        ("services: [\n", ":1: "),  # the parser's own words differ between libyaml and pure PyYAML
         ("nothing: here\n", "expected a mapping with a 'services' list"),
     ],
 )
