@@ -967,6 +967,11 @@ def run_app(settings: Settings, *, app_cls: type[CockpitApp] | None = None, **kw
     themes = load_themes(settings_mod.user_themes_dir())
     check_theme(settings.theme, themes)
     cls = app_cls or CockpitApp
+    if kwargs.get("backend") is None:
+        # Open the backend before the app starts: the demo builds its fleet here, without competing
+        # with the app's start for the interpreter (faster to the first table than a worker thread),
+        # and a backend that cannot start says why in one line before the screen is taken over.
+        kwargs["backend"] = make_backend(settings, clock=kwargs.get("clock", utcnow))
     view = kwargs.get("initial_view")
     if view is not None and view not in cls.views:
         raise UsageError(f"unknown view {view!r} (one of {', '.join(cls.views)})")
