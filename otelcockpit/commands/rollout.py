@@ -51,6 +51,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     q = rsub.add_parser("start", parents=parents, help="plan and run a staged rollout (refused in read-only)")
     _plan_args(q)
     q.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
+    q.add_argument("--watch", action="store_true", help="opamp: follow the rollout (it runs in the server) until it stops")
     add_json(q)
     q.set_defaults(handler=cmd_start)
 
@@ -270,6 +271,9 @@ def _run(args: argparse.Namespace, fn: Any, **kwargs: Any) -> Any:
 
 # ---- commands ------------------------------------------------------------------------------------
 def cmd_plan(args: argparse.Namespace) -> int:
+    if _opamp(args):
+        return opamp_plan(args)
+
     async def go(settings: Any, backend: Any) -> int:
         plan, _ = await _make_plan(args, settings, backend)
         if args.json:
@@ -288,6 +292,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     _refuse_read_only(settings, f"start a rollout of {args.pipeline}")
     if not args.yes and not sys.stdin.isatty():
         raise CockpitError("refused: rollout start asks for confirmation; pass --yes when not in a terminal")
+    if settings.backend == "opamp":
+        return opamp_start(args, settings)
 
     async def go(settings: Any, backend: Any) -> int:
         from otelcockpit.rollout.history import pipeline_target
@@ -375,6 +381,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from otelcockpit.rollout.engine import build_view
     from otelcockpit.rollout.model import RolloutState
 
+    if _opamp(args):
+        return opamp_status(args)
     journal = _open_journal(args)
     try:
         if not args.id:
@@ -436,6 +444,8 @@ def cmd_control(args: argparse.Namespace) -> int:
     action = args.action
     settings = settings_from(args)
     _refuse_read_only(settings, f"{action} rollout {args.id}")
+    if settings.backend == "opamp":
+        return opamp_control(args, settings)
     journal = _open_journal(args)
     try:
         rec = journal.require(args.id)
@@ -493,6 +503,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     _refuse_read_only(settings, f"roll back {args.pipeline}")
     if not args.now and not sys.stdin.isatty():
         raise CockpitError("refused: rollback asks for confirmation; pass --now when not in a terminal")
+    if settings.backend == "opamp":
+        return opamp_rollback(args, settings)
 
     async def go(settings: Any, backend: Any) -> int:
         from otelcockpit.rollout.history import pipeline_target
@@ -558,6 +570,8 @@ def cmd_changes(args: argparse.Namespace) -> int:
     from otelcockpit.rollout.model import parse_duration
 
     window = parse_duration(args.since, "--since")
+    if _opamp(args):
+        return opamp_changes(args)
 
     async def go(settings: Any, backend: Any) -> int:
         snap = await backend.snapshot()
@@ -582,3 +596,216 @@ def cmd_changes(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, go)
+
+
+# ---- the opamp backend: the engine runs inside `otelcockpit serve`; these call its admin API ------------
+def _opamp(args: argparse.Namespace) -> bool:
+    from otelcockpit.cli import settings_from
+
+    return bool(settings_from(args).backend == "opamp")
+
+
+def _opamp_run(args: argparse.Namespace, fn: Any) -> int:
+    from otelcockpit.cli import settings_from
+    from otelcockpit.rollout_targets.opamp import client_for
+
+    settings = settings_from(args)
+
+    async def go() -> int:
+        client = client_for(settings)
+        try:
+            return int(await fn(settings, client))
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def _opamp_body(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+    from otelcockpit.rollout.model import parse_canary, parse_count, parse_duration, parse_waves
+
+    parse_canary(args.canary)  # usage errors here, before any request
+    parse_waves(args.waves)
+    parse_duration(args.soak, "--soak")
+    parse_duration(args.apply_timeout, "--apply-timeout")
+    return {
+        "config": args.pipeline,
+        "contents": _read_file(args.file),
+        "canary": args.canary,
+        "waves": args.waves,
+        "max_failures": parse_count(args.max_failures, "--max-failures"),
+        "soak": args.soak,
+        "apply_timeout": args.apply_timeout,
+        "manual": bool(args.manual),
+        "health_required": not args.no_health,
+        "production": bool(settings.context.production),
+        "author": _author(),
+    }
+
+
+def opamp_plan(args: argparse.Namespace) -> int:
+    async def go(settings: Any, client: Any) -> int:
+        plan = await client.plan(_opamp_body(args, settings))
+        if args.json:
+            print_json(plan.as_json(ids=False) | ({} if not args.no_diff else {"diff": None}))
+        else:
+            _print_plan(plan, diff=not args.no_diff)
+        return 0
+
+    return _opamp_run(args, go)
+
+
+async def _opamp_watch(client: Any, rollout_id: str, json_mode: bool, interval: float = 1.0) -> Any:
+    from otelcockpit.rollout.model import RolloutState
+    from otelcockpit.rollout_targets.opamp import view_from_json
+
+    show = _printer(json_mode)
+    while True:
+        view = view_from_json(await client.get(rollout_id))
+        show(view)
+        if view.state != RolloutState.RUNNING:
+            return view
+        await asyncio.sleep(interval)
+
+
+def opamp_start(args: argparse.Namespace, settings: Any) -> int:
+    async def go(settings: Any, client: Any) -> int:
+        from otelcockpit.rollout_targets.opamp import view_from_json
+
+        body = _opamp_body(args, settings)
+        plan = await client.plan(body)
+        if not args.json:
+            _print_plan(plan, diff=not args.yes)
+        if plan.blocking:
+            first = plan.blocking[0]
+            raise CockpitError(
+                f"refused: {len(plan.blocking)} policy error(s) block this push; first: line {first.line or '-'}: "
+                f"{first.message} [{first.rule}]"
+            )
+        if not args.yes:
+            ctx = settings.context
+            if ctx.production:
+                ok = _confirm(f"context {ctx.name} is production: type its name to start (anything else cancels): ", ctx.name)
+            else:
+                ok = _confirm(f"start the rollout of {plan.pipeline} to {plan.collector_count} agent(s)? [y/N] ", "y")
+            if not ok:
+                print("cancelled")
+                return 1
+        data = await client.start(body)
+        rid = data["id"]
+        if not args.watch:
+            if args.json:
+                print_json(data)
+            else:
+                print(f"rollout {rid} started in the server at {settings.url} (version {data.get('new_version')})")
+                print(f"follow: otelcockpit rollout status {rid} --watch   pause: otelcockpit rollout pause {rid}")
+            return 0
+        if not args.json:
+            print(f"rollout {rid} started in the server at {settings.url}", flush=True)
+        view = await _opamp_watch(client, rid, args.json)
+        if args.json:
+            print_json(view.as_json())
+            return 0 if view.state.value == "completed" else 1
+        return _finish(view_from_json(await client.get(rid)), False)
+
+    return _opamp_run(args, go)
+
+
+def opamp_status(args: argparse.Namespace) -> int:
+    async def go(settings: Any, client: Any) -> int:
+        from otelcockpit.fleet.model import age_text, utcnow
+        from otelcockpit.rollout_targets.opamp import view_from_json
+
+        if not args.id:
+            items = await client.list()
+            if args.json:
+                print_json({"rollouts": items})
+            elif not items:
+                print(f"no rollouts in the server at {settings.url}")
+            else:
+                now = utcnow()
+                rows = []
+                for d in items:
+                    v = view_from_json(d)
+                    applied = sum(s.applied for s in v.stages)
+                    total = sum(s.total for s in v.stages)
+                    rows.append(
+                        (v.id, v.pipeline, v.backend, v.state.value, f"{v.current_stage + 1}/{len(v.stages)}",
+                         f"{applied}/{total}", v.failed, age_text(v.created_at, now), v.author or "-", v.reason[:60])
+                    )  # fmt: skip
+                print_table(("ID", "PIPELINE", "BACKEND", "STATE", "STAGE", "APPLIED", "FAILED", "AGE", "AUTHOR", "REASON"), rows)
+            return 0
+        while True:
+            data = await client.get(args.id, collectors=bool(args.collectors and args.json))
+            view = view_from_json(data)
+            if args.json:
+                print_json(data)
+            else:
+                _print_view(view)
+            if not args.watch or view.state.value != "running":
+                return 0
+            await asyncio.sleep(2.0)
+            if not args.json:
+                print()
+
+    return _opamp_run(args, go)
+
+
+def opamp_control(args: argparse.Namespace, settings: Any) -> int:
+    async def go(settings: Any, client: Any) -> int:
+        data = await client.action(args.id, args.action)
+        if getattr(args, "json", False):
+            print_json(data)
+        else:
+            view = data.get("rollout") or {}
+            print(f"{data.get('message', '')}; rollout {args.id} is {view.get('state', '?')}" + (f": {view['reason']}" if view.get("reason") else ""))
+        return 0
+
+    return _opamp_run(args, go)
+
+
+def opamp_rollback(args: argparse.Namespace, settings: Any) -> int:
+    async def go(settings: Any, client: Any) -> int:
+        if not args.now:
+            ctx = settings.context
+            expected = ctx.name if ctx.production else "y"
+            prompt = (
+                f"context {ctx.name} is production: type its name to roll back {args.pipeline} (anything else cancels): "
+                if ctx.production
+                else f"roll back {args.pipeline} on {settings.url} now? [y/N] "
+            )
+            if not _confirm(prompt, expected):
+                print("cancelled")
+                return 1
+        out = await client.rollback(args.pipeline, args.to)
+        if args.json:
+            print_json(out)
+        else:
+            what = {"journal": "last known good", "previous": "the version before the live one"}
+            source = str(out.get("source"))
+            print(
+                f"rolled back {args.pipeline}: live version {out.get('from_revision')} -> version {out.get('to_revision')}"
+                f" ({what.get(source, source)}); every agent of it is offered version {out.get('new_revision')}"
+            )
+        return 0
+
+    return _opamp_run(args, go)
+
+
+def opamp_changes(args: argparse.Namespace) -> int:
+    async def go(settings: Any, client: Any) -> int:
+        entries = await client.changes(args.since)
+        if args.json:
+            print_json({"since": args.since, "changes": entries})
+            return 0
+        if not entries:
+            print(f"no changes in the last {args.since}")
+            return 0
+        rows = [
+            (e["at"], e["kind"], e["pipeline"] or "-", e["author"] or "-", e["scope"] or "-", e["rollback_target"] or "-", e["message"][:70])
+            for e in entries
+        ]
+        print_table(("TIME", "KIND", "PIPELINE", "AUTHOR", "SCOPE", "ROLLBACK TO", "MESSAGE"), rows)
+        return 0
+
+    return _opamp_run(args, go)

@@ -85,7 +85,9 @@ def error(status: int, message: str) -> JSONResponse:
 Handler = Callable[[Request, Token], Awaitable[Response]]
 
 
-def build_admin_app(hub: Hub, tokens: dict[str, Token], *, keepalive: float = KEEPALIVE_SECONDS) -> Starlette:
+def build_admin_app(
+    hub: Hub, tokens: dict[str, Token], *, keepalive: float = KEEPALIVE_SECONDS, rollouts: Any = None
+) -> Starlette:
     def guarded(handler: Handler, *, write: bool) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             header = request.headers.get("authorization", "")
@@ -292,6 +294,14 @@ def build_admin_app(hub: Hub, tokens: dict[str, Token], *, keepalive: float = KE
         ("GET", "/api/v1/audit", audit),
         ("GET", "/api/v1/events", events),
     ]
+    safe_posts: list[tuple[str, str]] = []  # POST endpoints that change nothing (a read token may call them)
+    if rollouts is not None:  # staged rollouts (otelcockpit/opamp_server/rollouts.py)
+        from otelcockpit.opamp_server.rollouts import admin_routes
+
+        more_mutating, more_reading = admin_routes(rollouts)
+        safe_posts = [(m, p) for m, p, _ in more_reading if m != "GET"]
+        mutating += more_mutating
+        reading = more_reading + reading
     routes = [Route(p, guarded(h, write=True), methods=[m]) for m, p, h in mutating]
     routes += [Route(p, guarded(h, write=False), methods=[m]) for m, p, h in reading]
 
@@ -305,4 +315,5 @@ def build_admin_app(hub: Hub, tokens: dict[str, Token], *, keepalive: float = KE
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.mutating = [(m, p) for m, p, _ in mutating]
+    app.state.safe_posts = safe_posts
     return app

@@ -196,11 +196,17 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._admin_lock = asyncio.Lock()
         self.started = time.time()
+        # Rollouts (otelcockpit/opamp_server/rollouts.py): per-agent overrides of the desired config,
+        # uid -> (config name, version), persisted in the rollout_overrides table.
+        self.overrides: dict[bytes, tuple[str, int]] = {}
         self._load()
 
     # ---- start-up ----
 
     def _load(self) -> None:
+        from otelcockpit.opamp_server.rollouts import load_overrides
+
+        self.overrides = load_overrides(self.store)
         for r in self.store.query("SELECT * FROM config_versions ORDER BY name, version"):
             files = {n: (f["body"], f["content_type"]) for n, f in json.loads(r["files"]).items()}
             cv = ConfigVersion.make(r["name"], r["version"], files, r["author"], r["note"], r["created_at"])
@@ -222,7 +228,7 @@ class Hub:
         fix: list[Op] = []
         for state, _stored in self.store.load_agents():
             state.attributes = core.attributes_of(state.description)
-            state.desired = self.resolve(state.attributes)
+            state.desired = self.resolve_for(state.uid, state.attributes)
             if state.transport == "ws":
                 state.online = False  # no connection survives a restart
             self.agents[state.uid] = state
@@ -261,6 +267,15 @@ class Hub:
             return None
         cv = self.config_version(a.config, a.version)
         return cv.desired if cv is not None else None
+
+    def resolve_for(self, uid: bytes, attrs: dict[str, str]) -> Desired | None:
+        """The agent's desired config: a rollout's override for this agent, else its assignment."""
+        o = self.overrides.get(uid)
+        if o is not None:
+            cv = self.config_version(o[0], o[1])
+            if cv is not None:
+                return cv.desired
+        return self.resolve(attrs)
 
     def config_version(self, name: str, version: int) -> ConfigVersion | None:
         versions = self.configs.get(name)
@@ -317,7 +332,13 @@ class Hub:
             base = prev.clone()
             base.offered_hash = None
         out = core.process(
-            base, msg, now, transport=transport, resolve=self.resolve, new_uid=new_uid, settings=self.settings
+            base,
+            msg,
+            now,
+            transport=transport,
+            resolve=(lambda attrs: self.resolve_for(uid, attrs)) if self.overrides else self.resolve,
+            new_uid=new_uid,
+            settings=self.settings,
         )
         if out.error is not None:
             return out.reply
@@ -416,7 +437,7 @@ class Hub:
         moved: list[bytes] = []
         sends: list[tuple[Connection, pb.ServerToAgent]] = []
         for uid, s in list(self.agents.items()):
-            d = self.resolve(s.attributes)
+            d = self.resolve_for(uid, s.attributes)
             if d is s.desired:
                 continue
             s2 = s.clone()

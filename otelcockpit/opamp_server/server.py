@@ -143,6 +143,15 @@ async def serve(options: Options) -> int:
         store.close()
         raise CockpitError(f"--db {options.db}: cannot load: {exc}") from None
     await hub.start()
+    from otelcockpit.opamp_server.rollouts import RolloutService, journal_path
+
+    try:
+        rollouts = RolloutService(hub, journal_path(options.db))
+    except CockpitError:
+        await hub.stop()
+        store.close()
+        raise
+    await rollouts.start()
     tls = {}
     if options.tls_cert and options.tls_key:
         tls = {"ssl_certfile": str(options.tls_cert), "ssl_keyfile": str(options.tls_key)}
@@ -160,7 +169,7 @@ async def serve(options: Options) -> int:
         **tls,
     )
     admin_config = uvicorn.Config(
-        build_admin_app(hub, tokens),
+        build_admin_app(hub, tokens, rollouts=rollouts),
         lifespan="off",
         log_level="warning",
         access_log=False,
@@ -199,6 +208,7 @@ async def serve(options: Options) -> int:
     finally:
         gc_task.cancel()
         gc.unfreeze()
+        await rollouts.stop()
         await hub.stop()
         store.close()
         print("otelcockpit serve: stopped", file=sys.stderr, flush=True)

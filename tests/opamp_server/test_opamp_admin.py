@@ -18,15 +18,24 @@ from otelcockpit.opamp_server.store import Store
 
 
 def mutating_endpoints(tmp_path: Path, tokens: Path) -> list[tuple[str, str]]:
+    from otelcockpit.opamp_server.rollouts import RolloutService
+
     store = Store(tmp_path / "list.db")
     try:
-        app = build_admin_app(Hub(store), load_tokens(tokens))
+        hub = Hub(store)
+        rollouts = RolloutService(hub, tmp_path / "list.rollouts.sqlite3")
+        app = build_admin_app(hub, load_tokens(tokens), rollouts=rollouts)
         declared = list(app.state.mutating)
+        safe = set(app.state.safe_posts)  # POSTs that change nothing (rollout plan)
         # every route that accepts anything but GET is in the declared list
         for route in app.routes:
             methods = set(getattr(route, "methods", None) or ()) - {"GET", "HEAD"}
             for m in methods:
+                if (m, route.path) in safe:
+                    continue
                 assert (m, route.path) in declared, f"{m} {route.path} is mutating but not declared"
+        assert ("POST", "/api/v1/rollouts") in declared and ("POST", "/api/v1/rollouts/{id}/rollback") in declared
+        rollouts.journal.close()
         return declared
     finally:
         store.close()
@@ -37,7 +46,7 @@ def test_read_role_gets_403_on_every_mutating_endpoint(serve: ServeProcess, tmp_
     assert len(endpoints) >= 4
     uid = str(uuid.uuid4())
     for method, path in endpoints:
-        concrete = path.replace("{uid}", uid).replace("{id}", "1").replace("/api/v1", "")
+        concrete = path.replace("{uid}", uid).replace("{id}", "1").replace("{name}", "x").replace("/api/v1", "")
         status, body = serve.api(method, concrete, {"name": "x"}, token=READ_TOKEN)
         assert status == 403, (method, path, status, body)
         assert set(body) == {"error"} and "read" in body["error"]
@@ -46,7 +55,7 @@ def test_read_role_gets_403_on_every_mutating_endpoint(serve: ServeProcess, tmp_
         status, body = serve.api(method, concrete, {"name": "x"}, token="not-a-token")
         assert status == 401
     # reads work with the read token; nothing was changed by the refused calls
-    for path in ("/health", "/agents", "/configs", "/assignments", "/audit"):
+    for path in ("/health", "/agents", "/configs", "/assignments", "/audit", "/rollouts", "/changes"):
         status, _ = serve.api("GET", path, token=READ_TOKEN)
         assert status == 200, path
     assert serve.api("GET", "/configs", token=READ_TOKEN)[1] == {"configs": []}
