@@ -165,6 +165,8 @@ class CockpitApp(App[int]):
         self._adoption_for: FleetSnapshot | None = None
         self._adoption_at = 0.0
         self._adoption_sources: Any = None
+        self._remote_rollouts: Any = None
+        self._remote_views: dict[str, Any] = {}
         self._event_snapshot: FleetSnapshot | None = None
         self._event_timer: Any = None
         self.rollouts: tuple[Any, ...] = ()  # RolloutView, newest first (from the rollout journal)
@@ -416,13 +418,46 @@ class CockpitApp(App[int]):
 
     @work(exclusive=True, group="changes", exit_on_error=False)
     async def _load_changes(self, snap: FleetSnapshot) -> None:
-        revisions = await self.load_all_revisions(snap)
-        rollouts, changes = await asyncio.to_thread(self._read_journal, revisions)
+        if self.remote_rollouts is not None:
+            rollouts, changes = await self._server_changes()
+        else:
+            revisions = await self.load_all_revisions(snap)
+            rollouts, changes = await asyncio.to_thread(self._read_journal, revisions)
         self.rollouts = rollouts
         self.changes = changes
         view = self.current_view
         if hasattr(view, "update_changes"):
             view.update_changes()
+
+    @property
+    def remote_rollouts(self) -> Any:
+        """On the OpAMP backend the rollout engine runs inside the server: its admin API client."""
+        if self.settings.backend != "opamp":
+            return None
+        if self._remote_rollouts is None:
+            from otelcockpit.rollout_targets.opamp import client_for
+
+            self._remote_rollouts = client_for(self.settings)
+        return self._remote_rollouts
+
+    async def _server_changes(self) -> tuple[tuple[Any, ...], list[Any]]:
+        from otelcockpit.fleet.model import parse_time
+        from otelcockpit.rollout.history import ChangeEntry
+        from otelcockpit.rollout_targets.opamp import view_from_json
+
+        client = self.remote_rollouts
+        try:
+            views = tuple(view_from_json(d) for d in await client.list())
+            raw = await client.changes("7d")
+        except CockpitError as exc:
+            self.notify(exc.message, title="Could not load rollouts", severity="warning")
+            return self.rollouts, list(self.changes or [])
+        fields = ChangeEntry.__dataclass_fields__
+        changes = [ChangeEntry(**{**{k: v for k, v in d.items() if k in fields}, "at": parse_time(d["at"])}) for d in raw]
+        changes.sort(key=lambda c: c.at)
+        for v in views:
+            self._remote_views[v.id] = v
+        return views, changes
 
     def _read_journal(self, revisions: dict[str, tuple[Revision, ...]]) -> tuple[tuple[Any, ...], list[Any]]:
         from datetime import timedelta
@@ -446,6 +481,9 @@ class CockpitApp(App[int]):
 
     # ---- staged pushes (the engine runs in this process for the demo and Fleet Management) -----
     def rollout_view(self, rollout_id: str) -> Any:
+        if self.remote_rollouts is not None:
+            self._fetch_remote_view(rollout_id)  # the screen shows the newest known, refreshed each second
+            return self._remote_views.get(rollout_id)
         from otelcockpit.rollout.engine import build_view
         from otelcockpit.rollout.journal import Journal, default_path
 
@@ -457,6 +495,18 @@ class CockpitApp(App[int]):
             return build_view(journal, rec, failures=50) if rec else None
         finally:
             journal.close()
+
+    @work(group="rollout-fetch", exclusive=True, exit_on_error=False)
+    async def _fetch_remote_view(self, rollout_id: str) -> None:
+        from otelcockpit.rollout_targets.opamp import view_from_json
+
+        try:
+            self._remote_views[rollout_id] = view_from_json(await self.remote_rollouts.get(rollout_id))
+        except CockpitError:
+            return
+        screen = self.screen
+        if isinstance(screen, RolloutScreen) and screen.rollout_id == rollout_id:
+            screen.refresh_from(None)
 
     def start_push(self, name: str) -> None:
         """Edit -> review (diff, findings, blast radius, plan) -> confirm -> run, for one pipeline."""
@@ -479,7 +529,7 @@ class CockpitApp(App[int]):
         self.push_screen(EditScreen(pipeline), lambda text: self._review(pipeline, text) if text is not None else None)
 
     def _review(self, pipeline: Pipeline, text: str) -> None:
-        from otelcockpit.rollout.model import Gates
+        from otelcockpit.rollout.model import Gates, parse_canary, parse_duration, parse_waves
         from otelcockpit.rollout.planner import make_plan
 
         if text == pipeline.contents:
@@ -490,9 +540,26 @@ class CockpitApp(App[int]):
         new = replace(pipeline, contents=text)
         production = self.settings.context.production
 
-        def plan(canary: Any, waves: Any, max_failures: int, soak: float) -> Any:
-            return make_plan(snap, new, canary=canary, waves=waves, production=production,
-                             gates=Gates(max_failures=max_failures, soak_seconds=soak))
+        body: dict[str, Any] = {}
+
+        def plan(canary: str, waves: str, max_failures: str, soak: str) -> Any:
+            """The plan for the review's fields (their raw text; a bad value raises a one-line error)."""
+            failures = max_failures.strip() or "0"
+            if not failures.isdigit():
+                raise CockpitError("max failures must be a whole number")
+            return make_plan(snap, new, canary=parse_canary(canary or None), waves=parse_waves(waves or None),
+                             production=production,
+                             gates=Gates(max_failures=int(failures), soak_seconds=parse_duration(soak or "0s", "soak")))
+
+        async def server_plan(canary: str, waves: str, max_failures: str, soak: str) -> Any:
+            """On the OpAMP backend the server plans (its agents, its assignments) and will run it."""
+            failures = max_failures.strip() or "0"
+            if not failures.isdigit():
+                raise CockpitError("max failures must be a whole number")
+            body.clear()
+            body.update(config=new.name, contents=text, canary=canary or None, waves=waves or None,
+                        max_failures=int(failures), soak=soak or "0s", production=production, author=self._author())
+            return await self.remote_rollouts.plan(body)
 
         # A later phase's work pushed while an earlier phase is below its threshold: say so.
         warnings: list[str] = []
@@ -502,9 +569,26 @@ class CockpitApp(App[int]):
             warnings = warnings_for_pipeline(self.adoption.phases, new)
 
         name = self.settings.context.name if production else None
+        remote = self.remote_rollouts is not None
         self.push_screen(
-            ReviewScreen(new, plan, production_name=name, warnings=warnings), lambda p: self._launch(p) if p else None
+            ReviewScreen(new, server_plan if remote else plan, production_name=name, warnings=warnings),
+            lambda p: (self._launch_remote(dict(body)) if remote else self._launch(p)) if p else None,
         )
+
+    @work(group="rollout-launch", exit_on_error=False)
+    async def _launch_remote(self, body: dict[str, Any]) -> None:
+        from otelcockpit.rollout_targets.opamp import view_from_json
+
+        try:
+            data = await self.remote_rollouts.start(body)
+        except CockpitError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+            return
+        view = view_from_json(data)
+        self._remote_views[view.id] = view
+        self.notify(f"rollout {view.id} of {view.pipeline} runs in the OpAMP server", title="Rollout")
+        self.push_screen(RolloutScreen(view.id))
+        self.request_changes(force=True)
 
     @work(group="rollout-launch", exit_on_error=False)
     async def _launch(self, plan: Any) -> None:
@@ -563,6 +647,9 @@ class CockpitApp(App[int]):
         if self.read_only:  # not bound in read-only; a second guard all the same
             self.notify("read-only: refused", severity="error")
             return
+        if self.remote_rollouts is not None and what in ("resume", "pause"):
+            self._server_action(rollout_id, what)
+            return
         if what == "resume":
             self._run_rollout(rollout_id)
             return
@@ -575,7 +662,23 @@ class CockpitApp(App[int]):
             if what == "abort"
             else f"Roll back the pipeline of rollout {rollout_id} to its rollback target?"
         )
-        self._confirm(f"{label} rollout", body, label, lambda: self._rollout_op(rollout_id, what))
+        run = self._server_action if self.remote_rollouts is not None else self._rollout_op
+        self._confirm(f"{label} rollout", body, label, lambda: run(rollout_id, what))
+
+    @work(group="rollout-op", exit_on_error=False)
+    async def _server_action(self, rollout_id: str, what: str) -> None:
+        from otelcockpit.rollout_targets.opamp import view_from_json
+
+        try:
+            data = await self.remote_rollouts.action(rollout_id, what)
+        except CockpitError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+            return
+        if isinstance(data, dict) and "id" in data and "stages" in data:
+            self._remote_views[rollout_id] = view_from_json(data)
+        self.notify(f"{what}: rollout {rollout_id}", title="Rollout")
+        self.request_changes(force=True)
+        self.poll()
 
     @work(group="rollout-op", exit_on_error=False)
     async def _rollout_op(self, rollout_id: str, what: str) -> None:

@@ -7,6 +7,8 @@ The engine (otelcockpit.rollout) does the work; these screens only render its pl
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shlex
 import subprocess
@@ -16,7 +18,7 @@ from typing import Any, ClassVar
 from rich.console import Group as RichGroup
 from rich.table import Table
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -25,7 +27,7 @@ from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
 from otelcockpit.errors import CockpitError
 from otelcockpit.fleet.model import Pipeline, age_text
-from otelcockpit.rollout.model import RolloutPlan, RolloutView, parse_canary, parse_duration, parse_waves
+from otelcockpit.rollout.model import RolloutPlan, RolloutView
 from otelcockpit.tui.detail import DetailScreen, who
 from otelcockpit.tui.render import unified_text
 from otelcockpit.tui.view import TableView, bindings_for
@@ -212,22 +214,32 @@ class ReviewScreen(Screen[RolloutPlan | None]):
             self.replan()
 
     def replan(self) -> None:
-        error = self.query_one("#error", Static)
-        try:
-            canary = parse_canary(self.query_one("#canary", Input).value or None)
-            waves = parse_waves(self.query_one("#waves", Input).value or None)
-            text = self.query_one("#max-failures", Input).value.strip() or "0"
-            if not text.isdigit():
-                raise CockpitError("max failures must be a whole number")
-            soak = parse_duration(self.query_one("#soak", Input).value or "0s", "soak")
-            self.plan = self.make_plan(canary, waves, int(text), soak)
-        except CockpitError as exc:
-            error.update(exc.message)
-            self.plan = None
-            self.update_start()
+        fields = [self.query_one(f"#{name}", Input).value for name in ("canary", "waves", "max-failures", "soak")]
+        if inspect.iscoroutinefunction(self.make_plan):
+            self._replan_remote(fields)
             return
-        error.update("")
-        summary = plan_summary(self.plan)
+        try:
+            self.show_plan(self.make_plan(*fields))
+        except CockpitError as exc:
+            self.show_error(exc.message)
+
+    @work(exclusive=True, group="replan", exit_on_error=False)
+    async def _replan_remote(self, fields: list[str]) -> None:
+        await asyncio.sleep(0.3)  # typing: plan once the fields settle, not on every keystroke
+        try:
+            self.show_plan(await self.make_plan(*fields))
+        except CockpitError as exc:
+            self.show_error(exc.message)
+
+    def show_error(self, message: str) -> None:
+        self.query_one("#error", Static).update(message)
+        self.plan = None
+        self.update_start()
+
+    def show_plan(self, plan: RolloutPlan) -> None:
+        self.plan = plan
+        self.query_one("#error", Static).update("")
+        summary = plan_summary(plan)
         if self.warnings:
             summary = RichGroup(*[Text(f"⚠ {w}", style="yellow") for w in self.warnings], summary)
         self.query_one("#plan-text", Static).update(summary)

@@ -1,0 +1,71 @@
+"""The TUI's staged push on the OpAMP backend: the review is planned by the server, the rollout runs in
+the server, and the cockpit follows it, pauses it and rolls it back through the admin API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from opamp_server_support import WRITE_TOKEN, ServeProcess
+from rollout_opamp_support import all_applied, setup_v1, simulate, stop_all, wait_agents
+
+from otelcockpit import settings as settings_mod
+from otelcockpit.tui.app import CockpitApp
+from otelcockpit.tui.rollout_views import EditScreen, ReviewScreen, RolloutScreen
+
+
+@pytest.fixture
+def fleet(serve: ServeProcess):
+    procs = [simulate(serve, 6, transport="ws", seed=41)]
+    try:
+        wait_agents(serve, 6)
+        yield serve, setup_v1(serve, 6)
+    finally:
+        stop_all(procs)
+
+
+async def test_push_from_the_tui_runs_in_the_server(fleet, monkeypatch, tmp_path: Path):
+    serve, v1 = fleet
+    monkeypatch.setenv("OTELCOCKPIT_OPAMP_TOKEN", WRITE_TOKEN)
+    app = CockpitApp(
+        settings_mod.resolve(source="opamp", url=serve.admin_url), live=True, cursor_blink=False, initial_view="pipelines"
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(200):
+            if app.snapshot is not None and app.snapshot.pipeline("gateway") is not None:
+                break
+            await pilot.pause(0.05)
+        app.query_one("#pipelines").table.move_to_key("gateway")
+        await pilot.press("u")
+        assert isinstance(app.screen, EditScreen)
+        area = app.screen.query_one("TextArea")
+        area.text = area.text.replace("debug: {}", "debug:\n    verbosity: basic")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        review = app.screen
+        assert isinstance(review, ReviewScreen)
+        review.query_one("#canary").value = "1"
+        review.query_one("#waves").value = "100%"
+        for _ in range(100):  # the server plans it
+            await pilot.pause(0.05)
+            if review.plan is not None:
+                break
+        assert review.plan is not None and review.plan.collector_count == 6
+        review.query_one("#start").press()
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, RolloutScreen):
+                break
+        assert isinstance(app.screen, RolloutScreen)
+        rid = app.screen.rollout_id
+        end = time.monotonic() + 40
+        state = ""
+        while time.monotonic() < end:
+            await pilot.pause(0.5)
+            view = app.rollout_view(rid)
+            state = view.state.value if view else ""
+            if state in ("completed", "paused"):
+                break
+        assert state == "completed"
+    assert not all_applied(serve, v1, 6)  # every agent moved off v1: the rollout ran in the server
