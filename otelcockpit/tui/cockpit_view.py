@@ -8,6 +8,7 @@ At 80x24 every panel is one line and the changes list gets the rest; taller term
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -188,6 +189,21 @@ class CockpitView(View):
     def focus_main(self) -> None:
         self.query_one("#cockpit-body").focus()
 
+    def _set(self, panel: str, renderable: Any) -> None:
+        """Repaint a panel only when what it says changed: every repaint is bytes on an SSH link."""
+        widget = self.query_one(f"#{panel}", Static)
+        if isinstance(renderable, Text):
+            key: Any = (renderable.plain, tuple(renderable.spans))
+        else:
+            from rich.console import Console
+
+            console = Console(width=max(20, self.size.width), record=True, file=io.StringIO(), color_system=None)
+            console.print(renderable)
+            key = console.export_text()
+        if getattr(widget, "_panel_key", None) != key:
+            widget._panel_key = key  # type: ignore[attr-defined]
+            widget.update(renderable)
+
     @property
     def detailed(self) -> bool:
         return self.app.size.height >= 34
@@ -207,15 +223,15 @@ class CockpitView(View):
         self.set_crumb(crumb)
         detailed = self.detailed
         self.set_class(not detailed, "-compact")
-        self.query_one("#p-fleet", Static).update(fleet_panel(snap, now, detailed=detailed))
+        self._set("p-fleet", fleet_panel(snap, now, detailed=detailed))
         self.update_adoption(app.adoption)
-        self.query_one("#p-rollout", Static).update(rollout_panel(app))
-        self.query_one("#p-changes", Static).update(changes_panel(app, now))
+        self._set("p-rollout", rollout_panel(app))
+        self._set("p-changes", changes_panel(app, now))
 
     def update_adoption(self, data: Any) -> None:
-        self.query_one("#p-services", Static).update(eligibility_panel(self.app, detailed=self.detailed))
-        self.query_one("#p-phases", Static).update(phases_panel(self.app, detailed=self.detailed))
+        self._set("p-services", eligibility_panel(self.app, detailed=self.detailed))
+        self._set("p-phases", phases_panel(self.app, detailed=self.detailed))
 
     def update_changes(self) -> None:
-        self.query_one("#p-changes", Static).update(changes_panel(self.app, self.app.now()))  # type: ignore[attr-defined]
-        self.query_one("#p-rollout", Static).update(rollout_panel(self.app))
+        self._set("p-changes", changes_panel(self.app, self.app.now()))  # type: ignore[attr-defined]
+        self._set("p-rollout", rollout_panel(self.app))
