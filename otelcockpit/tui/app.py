@@ -135,7 +135,6 @@ class CockpitApp(App[int]):
         live: bool = True,
         cursor_blink: bool = True,
         resolve_kwargs: dict[str, Any] | None = None,
-        exit_after_first_paint: bool = False,
         initial_view: str = "cockpit",
         explicit_view: bool = False,
     ) -> None:
@@ -155,8 +154,6 @@ class CockpitApp(App[int]):
         self._resolve_kwargs = resolve_kwargs or {}
         self._poll_timer: Any = None
         self._failures = 0
-        self.exit_after_first_paint = exit_after_first_paint
-        self.first_paint_at: float | None = None
         self.error_message = ""
         self._ticks = 0
         self.filters: dict[str, str] = {}  # view name -> its filter text (kept for the session state)
@@ -334,10 +331,6 @@ class CockpitApp(App[int]):
         screen = self.screen
         if isinstance(screen, DetailScreen):
             screen.refresh_from(snap)  # type: ignore[attr-defined]
-        if self.first_paint_at is None:
-            self.first_paint_at = asyncio.get_running_loop().time()
-            if self.exit_after_first_paint:
-                self.call_after_refresh(self.exit, 0)
 
     # ---- background work on the latest snapshot, throttled -------------------------------------
     def due(self, group: str, last: float, every: float, *, force: bool = False) -> float | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from rich.text import Text
 
-from otelcockpit.fleet.model import HEALTH_ORDER, ConfigStatus, Health
+from otelcockpit.fleet.model import ConfigStatus, Health
 
 # Glyph and word together: status never rests on colour alone (NO_COLOR, colour-blind users).
 HEALTH_GLYPH = {
@@ -24,26 +24,12 @@ HEALTH_CLASS = {
     Health.OFFLINE: "vtable--offline",
     Health.UNKNOWN: "vtable--unknown",
 }
-HEALTH_STYLE_VAR = {h: f"health-{h.value}" for h in Health}
 CONFIG_CLASS = {
     ConfigStatus.FAILED: "vtable--error",
     ConfigStatus.APPLYING: "vtable--accent",
     ConfigStatus.UNSET: "vtable--dim",
     ConfigStatus.APPLIED: None,
 }
-
-
-def health_counts_text(counts: Mapping[str, int], styles: Mapping[Health, str]) -> Text:
-    """``● 391 ◐ 14 ✖ 7 ○ 9 ? 3`` with each part styled."""
-    out = Text()
-    for h in (Health.HEALTHY, *[x for x in HEALTH_ORDER if x != Health.HEALTHY]):
-        n = counts.get(h.value, 0)
-        if not n:
-            continue
-        if out:
-            out.append(" ")
-        out.append(f"{HEALTH_GLYPH[h]} {n}", style=styles.get(h, ""))
-    return out or Text("-")
 
 
 def diff_text(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> Text:
