@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from otelcockpit.cli import settings_from
 
     settings_from(args)
-    from textual_serve.server import Server
+    from otelcockpit.tui.web import serve
 
     command = app_command(args)
     mode = "read-write" if args.write and not getattr(args, "read_only", False) else "read-only"
     print(f"otelcockpit web ({mode}) on http://{args.host}:{args.port}  (each browser tab runs: {command})", flush=True)
-    Server(command, host=args.host, port=args.port, title="otelcockpit", public_url=args.public_url).serve()
+    serve(command, host=args.host, port=args.port, public_url=args.public_url)
     return 0

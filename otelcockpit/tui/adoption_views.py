@@ -21,7 +21,7 @@ from otelcockpit.adoption.phases import PhaseItem
 from otelcockpit.errors import CockpitError
 from otelcockpit.fleet.model import FleetSnapshot
 from otelcockpit.tui.detail import DetailScreen
-from otelcockpit.tui.view import TableView, View
+from otelcockpit.tui.view import GroupingMixin, TableView, View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 from otelcockpit.tui.widgets import StatusRow
 
@@ -69,9 +69,12 @@ def service_search(e: Eligibility) -> str:
     return " ".join((e.name, s.team, s.language, s.platform, e.path, *s.journeys)).lower()
 
 
-class ServicesView(View):
+class ServicesView(GroupingMixin, View):
     SCOPE = "services"
     TITLE = "Services"
+    GROUP_KEYS = SERVICE_GROUP_KEYS
+    GROUP_TITLE = "Group services by"
+    GROUPS_ID = "svc-groups"
 
     DEFAULT_CSS = """
     ServicesView #svc-groups { display: none; height: 1fr; }
@@ -97,9 +100,6 @@ class ServicesView(View):
     @property
     def table(self) -> ServiceTable:
         return self.query_one(ServiceTable)
-
-    def focus_main(self) -> None:
-        (self.query_one("#svc-groups", DataTable) if self.group_key else self.table).focus()
 
     def update_snapshot(self, snap: FleetSnapshot) -> None:
         self.app.request_adoption()  # type: ignore[attr-defined]
@@ -151,26 +151,6 @@ class ServicesView(View):
             self.table.set_text_filter(text)
         self.update_crumb()
         return None
-
-    def action_group(self) -> None:
-        from otelcockpit.tui.fleet_view import GroupPicker
-
-        if self.group_key:
-            self.group_key = None
-            self.remove_class("-grouped")
-            self.update_crumb()
-            self.table.focus()
-            return
-
-        def chosen(key: str | None) -> None:
-            if key:
-                self.group_key = key
-                self.add_class("-grouped")
-                self._fill_groups()
-                self.update_crumb()
-                self.query_one("#svc-groups", DataTable).focus()
-
-        self.app.push_screen(GroupPicker(list(SERVICE_GROUP_KEYS), title="Group services by"), chosen)
 
     def _fill_groups(self) -> None:
         dt = self.query_one("#svc-groups", DataTable)

@@ -20,7 +20,7 @@ from textual.widgets.option_list import Option
 from otelcockpit.fleet.matchers import Matcher, MatcherError, cached_predicate, keys_of, parse_matchers, quote
 from otelcockpit.fleet.model import Collector, FleetSnapshot, Health, age_text
 from otelcockpit.tui.render import CONFIG_CLASS, HEALTH_CLASS, HEALTH_GLYPH
-from otelcockpit.tui.view import View
+from otelcockpit.tui.view import GroupingMixin, View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 
 _MATCHER_START = re.compile(r'^\s*\{?\s*("[^"]*"|[^\s{}!=~"\',]+)\s*(=~|!~|!=|=)')
@@ -130,9 +130,12 @@ def attr_for_group(c: Collector, key: str) -> str:
     return c.attr(key)
 
 
-class FleetView(View):
+class FleetView(GroupingMixin, View):
     SCOPE = "fleet"
     TITLE = "Collectors"
+    GROUP_KEYS = GROUP_KEYS
+    GROUP_TITLE = "Group collectors by"
+    GROUPS_ID = "groups"
 
     DEFAULT_CSS = """
     FleetView #groups { display: none; height: 1fr; }
@@ -158,9 +161,6 @@ class FleetView(View):
     @property
     def table(self) -> CollectorTable:
         return self.query_one(CollectorTable)
-
-    def focus_main(self) -> None:
-        (self.query_one("#groups", DataTable) if self.group_key else self.table).focus()
 
     def update_snapshot(self, snap: FleetSnapshot) -> None:
         self.table.set_rows(snap.collectors)
@@ -208,24 +208,6 @@ class FleetView(View):
         return None
 
     # ---- grouping ------------------------------------------------------------------------------
-    def action_group(self) -> None:
-        if self.group_key:
-            self.group_key = None
-            self.remove_class("-grouped")
-            self.update_crumb()
-            self.table.focus()
-            return
-
-        def chosen(key: str | None) -> None:
-            if key:
-                self.group_key = key
-                self.add_class("-grouped")
-                self._fill_groups()
-                self.update_crumb()
-                self.query_one("#groups", DataTable).focus()
-
-        self.app.push_screen(GroupPicker(list(GROUP_KEYS)), chosen)
-
     def _fill_groups(self) -> None:
         dt = self.query_one("#groups", DataTable)
         key = self.group_key or "env"

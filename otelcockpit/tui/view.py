@@ -84,3 +84,42 @@ class TableView(View):
         else:
             self.table.set_filter(None)
         return None
+
+
+class GroupingMixin:
+    """`g` on a table view: pick an attribute, show a group table instead of the rows; `g` again
+    (or esc) goes back. Subclasses set GROUP_KEYS, GROUP_TITLE and GROUPS_ID and fill the groups."""
+
+    GROUP_KEYS: ClassVar[tuple[str, ...]] = ()
+    GROUP_TITLE: ClassVar[str] = "Group by"
+    GROUPS_ID: ClassVar[str] = "groups"
+    group_key: str | None = None
+
+    def groups_table(self) -> Any:
+        return self.query_one(f"#{self.GROUPS_ID}")  # type: ignore[attr-defined]
+
+    def focus_main(self) -> None:
+        (self.groups_table() if self.group_key else self.table).focus()  # type: ignore[attr-defined]
+
+    def action_group(self) -> None:
+        from otelcockpit.tui.fleet_view import GroupPicker
+
+        if self.group_key:
+            self.group_key = None
+            self.remove_class("-grouped")  # type: ignore[attr-defined]
+            self.update_crumb()  # type: ignore[attr-defined]
+            self.table.focus()  # type: ignore[attr-defined]
+            return
+
+        def chosen(key: str | None) -> None:
+            if key:
+                self.group_key = key
+                self.add_class("-grouped")  # type: ignore[attr-defined]
+                self._fill_groups()
+                self.update_crumb()  # type: ignore[attr-defined]
+                self.groups_table().focus()
+
+        self.app.push_screen(GroupPicker(list(self.GROUP_KEYS), title=self.GROUP_TITLE), chosen)  # type: ignore[attr-defined]
+
+    def _fill_groups(self) -> None:  # pragma: no cover - every subclass fills its own
+        raise NotImplementedError
