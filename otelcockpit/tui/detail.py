@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from rich.console import Group as RichGroup
 from rich.syntax import Syntax
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -17,6 +17,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from otelcockpit.actions import dangerous_actions
+from otelcockpit.errors import CockpitError
 from otelcockpit.fleet.history import previous_of, rollback_target
 from otelcockpit.fleet.model import Collector, ComponentHealth, FleetSnapshot, Revision, age_text, rfc3339
 from otelcockpit.tui.render import HEALTH_GLYPH, diff_text, kv_lines
@@ -82,13 +83,32 @@ class CollectorDetailScreen(DetailScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.full: Collector | None = None  # the backend's full record, when it has one (OpAMP)
         self.refresh_from(self.app.snapshot)  # type: ignore[attr-defined]
         self.query_one("#body").focus()
+        self.load_full()
+
+    @work(exclusive=True, exit_on_error=False)
+    async def load_full(self) -> None:
+        """Backends that list collectors without every detail (OpAMP: effective configs of large
+        fleets) can fetch one collector in full; show that when it arrives."""
+        backend = getattr(self.app, "backend", None)
+        fetch = getattr(backend, "collector_detail", None)
+        if fetch is None:
+            return
+        try:
+            self.full, _raw = await fetch(self.collector_id)
+        except CockpitError:
+            return
+        self.refresh_from(self.app.snapshot)  # type: ignore[attr-defined]
 
     def refresh_from(self, snap: FleetSnapshot | None) -> None:
         if snap is None:
             return
         c = snap.collector(self.collector_id)
+        full = getattr(self, "full", None)
+        if c is not None and full is not None and not c.effective_config and full.effective_config:
+            c = c.with_changes(effective_config=full.effective_config, component_health=c.component_health or full.component_health)
         crumb = Text(no_wrap=True, overflow="ellipsis")
         crumb.append(" Collectors › ", style="dim")
         crumb.append(c.name if c else self.collector_id, style="bold")
