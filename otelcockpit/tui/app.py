@@ -1049,7 +1049,7 @@ class CockpitApp(App[int]):
                     self.filters[name] = text
 
     def on_hangup(self) -> None:
-        """The terminal went away (SSH dropped): save and leave, without writing to the dead tty."""
+        """The terminal went away (SSH dropped): save and leave."""
         self.save_state()
         self.exit(0)
 
@@ -1074,6 +1074,11 @@ def run_app(settings: Settings, *, app_cls: type[CockpitApp] | None = None, **kw
     app = cls(settings, **kwargs)
 
     def hangup(_signum: int, _frame: object) -> None:
+        # Shutting down may try to restore a terminal that no longer exists and block on it: the
+        # process ends within 2 s regardless (the saved state and the rollout journal are on disk).
+        guard = threading.Timer(2.0, os._exit, args=(0,))
+        guard.daemon = True
+        guard.start()
         app.call_from_thread(app.on_hangup) if app._thread_id != threading.get_ident() else app.on_hangup()
 
     previous = signal.signal(signal.SIGHUP, hangup) if hasattr(signal, "SIGHUP") else None

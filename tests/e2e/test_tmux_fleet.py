@@ -97,3 +97,28 @@ def test_unknown_view_is_one_line_and_exit_2(tmp_path):
     assert out.stderr.strip().splitlines() == [
         "otelcockpit: unknown view 'nope' (one of cockpit, fleet, pipelines, services, phases, rollouts, changes)"
     ]
+
+
+def test_a_terminal_that_disappears_ends_the_app_with_its_state_saved(terminal):
+    import json
+    import os
+    from pathlib import Path
+
+    t = terminal("--view", "fleet")
+    t.wait_for("g Group")
+    t.keys("/")
+    t.type("gw")
+    t.keys("Enter")
+    t.wait_for("/gw")
+    pid = int(t.tmux("list-panes", "-t", t.session, "-F", "#{pane_pid}").split()[0])
+    t.tmux("kill-session", "-t", t.session)  # the SSH link drops: SIGHUP
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the app outlived its terminal")
+    state = json.loads((Path(os.environ["OTELCOCKPIT_DATA_DIR"]) / "tui-state.json").read_text())
+    assert state["view"] == "fleet" and state["filters"]["fleet"] == "gw"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def test_web_serves_the_cockpit_over_a_websocket(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "otelcockpit", "web", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        start_new_session=True,  # the server and the cockpit it runs for the tab: one group to stop
     )
     try:
         deadline = time.monotonic() + 20
@@ -74,8 +76,8 @@ def test_web_serves_the_cockpit_over_a_websocket(tmp_path):
         assert "[1] Fleet" in text, text[-2000:]
         assert " RO " in text  # every browser tab runs with --read-only
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
