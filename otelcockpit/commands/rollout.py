@@ -110,6 +110,18 @@ def _refuse_read_only(settings: Any, what: str) -> None:
         raise ReadOnlyError(f"read-only: refused to {what} (context {settings.context.name})")
 
 
+def _writable_settings(args: argparse.Namespace, what: str, *, confirmed: bool, flag: str, command: str) -> Any:
+    """Settings for a mutating command: refused in read-only mode, and refused without a terminal to
+    ask in unless ``flag`` (--yes, --now) says it is confirmed."""
+    from otelcockpit.cli import settings_from
+
+    settings = settings_from(args)
+    _refuse_read_only(settings, what)
+    if not confirmed and not sys.stdin.isatty():
+        raise CockpitError(f"refused: {command} asks for confirmation; pass {flag} when not in a terminal")
+    return settings
+
+
 def _gates(args: argparse.Namespace) -> Any:
     from otelcockpit.rollout.model import Gates, parse_count, parse_duration
 
@@ -286,12 +298,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from otelcockpit.cli import settings_from
-
-    settings = settings_from(args)
-    _refuse_read_only(settings, f"start a rollout of {args.pipeline}")
-    if not args.yes and not sys.stdin.isatty():
-        raise CockpitError("refused: rollout start asks for confirmation; pass --yes when not in a terminal")
+    settings = _writable_settings(
+        args, f"start a rollout of {args.pipeline}", confirmed=args.yes, flag="--yes", command="rollout start"
+    )
     if settings.backend == "opamp":
         return opamp_start(args, settings)
 
@@ -497,12 +506,9 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from otelcockpit.cli import settings_from
-
-    settings = settings_from(args)
-    _refuse_read_only(settings, f"roll back {args.pipeline}")
-    if not args.now and not sys.stdin.isatty():
-        raise CockpitError("refused: rollback asks for confirmation; pass --now when not in a terminal")
+    settings = _writable_settings(
+        args, f"roll back {args.pipeline}", confirmed=args.now, flag="--now", command="rollback"
+    )
     if settings.backend == "opamp":
         return opamp_rollback(args, settings)
 

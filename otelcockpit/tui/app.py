@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import ContentSwitcher, Footer
@@ -325,10 +325,20 @@ class CockpitApp(App[int]):
         if self.live and not self.paused and delay > 0:
             self._poll_timer = self.set_timer(delay, self.poll, name="poll")
 
+    def top_screen(self) -> Any:
+        """The screen on top, or None while the app is shutting down (a worker finishing after
+        the last screen is gone must not fail on it)."""
+        if self._exit:
+            return None
+        try:
+            return self.screen
+        except ScreenStackError:
+            return None
+
     def _show(self, snap: FleetSnapshot) -> None:
         self.refresh_status()
         self.current_view.update_snapshot(snap)
-        screen = self.screen
+        screen = self.top_screen()
         if isinstance(screen, DetailScreen):
             screen.refresh_from(snap)  # type: ignore[attr-defined]
 
@@ -396,7 +406,7 @@ class CockpitApp(App[int]):
         view = self.current_view
         if hasattr(view, "update_adoption"):
             view.update_adoption(self.adoption)
-        screen = self.screen
+        screen = self.top_screen()
         if isinstance(screen, DetailScreen) and self.snapshot is not None:
             screen.refresh_from(self.snapshot)
 
@@ -497,7 +507,7 @@ class CockpitApp(App[int]):
             self._remote_views[rollout_id] = view_from_json(await self.remote_rollouts.get(rollout_id))
         except CockpitError:
             return
-        screen = self.screen
+        screen = self.top_screen()
         if isinstance(screen, RolloutScreen) and screen.rollout_id == rollout_id:
             screen.refresh_from(None)
 

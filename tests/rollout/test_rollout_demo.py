@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
-from conftest import cli_env, run_cli
+from rollout_fm_support import cli_env, run_cli
 from rollout_support import VirtualClock
 
 from otelcockpit.backends.demo import DemoBackend

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from conftest import CREDS, REPO, RecordingState, cli_env, recording_state, run_cli
+from rollout_fm_support import CREDS, REPO, RecordingState, cli_env, recording_state, run_cli
 
 from otelcockpit.backends.fleet_management import FleetClient
 from otelcockpit.backends.fleet_management.backend import FleetManagementBackend
