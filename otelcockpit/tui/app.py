@@ -220,7 +220,10 @@ class CockpitApp(App[int]):
         }
 
     def refresh_status(self) -> None:
-        for row in self.screen.query(StatusRow):
+        screen = self.top_screen()
+        if screen is None:
+            return
+        for row in screen.query(StatusRow):
             row.refresh()
 
     @property
@@ -228,6 +231,8 @@ class CockpitApp(App[int]):
         return self.query_one(f"#{self.view_name}", View)
 
     def _tick(self) -> None:
+        if self.top_screen() is None:
+            return
         self.refresh_status()
         self._ticks += 1
         if self._ticks % 30 == 0:
@@ -336,9 +341,12 @@ class CockpitApp(App[int]):
             return None
 
     def _show(self, snap: FleetSnapshot) -> None:
+        screen = self.top_screen()
+        if screen is None:
+            # A timer or worker finishing while the app shuts down: nothing left to paint.
+            return
         self.refresh_status()
         self.current_view.update_snapshot(snap)
-        screen = self.top_screen()
         if isinstance(screen, DetailScreen):
             screen.refresh_from(snap)  # type: ignore[attr-defined]
 
