@@ -411,6 +411,8 @@ class CockpitApp(App[int]):
         self._refresh_adoption_views()
 
     def _refresh_adoption_views(self) -> None:
+        if self.top_screen() is None:
+            return
         view = self.current_view
         if hasattr(view, "update_adoption"):
             view.update_adoption(self.adoption)
@@ -436,6 +438,8 @@ class CockpitApp(App[int]):
             rollouts, changes = await asyncio.to_thread(self._read_journal, revisions)
         self.rollouts = rollouts
         self.changes = changes
+        if self.top_screen() is None:
+            return
         view = self.current_view
         if hasattr(view, "update_changes"):
             view.update_changes()
