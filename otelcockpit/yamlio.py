@@ -9,7 +9,6 @@ import yaml
 
 from otelcockpit.errors import ConfigError
 
-
 # libyaml's parser when PyYAML has it (several times faster on the demo fixtures); the same
 # constructors and error marks either way.
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -68,37 +68,14 @@ def _journal_path(args: argparse.Namespace) -> Any:
 async def collect_report(
     settings: Any, backend: Any, *, hours: float, journal_path: Any, now: Any = None
 ) -> Any:
-    """Read the backend and the journal (never writing) and build the incident report."""
-    import asyncio
-
+    """Read the backend and the rollout records (never writing) and build the incident report."""
     from otelcockpit.backends import all_revisions
     from otelcockpit.fleet.model import utcnow
-    from otelcockpit.rollout.incident import build_report, context_for_commands
+    from otelcockpit.rollout.incident import report_for
 
     snap = await backend.snapshot()
     revisions = await all_revisions(backend, snap)
-    when = now or utcnow()
-
-    def build() -> Any:
-        journal = None
-        if journal_path is not None:
-            from otelcockpit.rollout.journal import Journal
-
-            journal = Journal(journal_path)
-        try:
-            return build_report(
-                snap,
-                revisions,
-                now=when,
-                hours=hours,
-                journal=journal,
-                context=context_for_commands(settings),
-            )
-        finally:
-            if journal is not None:
-                journal.close()
-
-    return await asyncio.to_thread(build)
+    return await report_for(settings, snap, revisions, hours=hours, now=now or utcnow(), journal_path=journal_path)
 
 
 def run(args: argparse.Namespace) -> int:

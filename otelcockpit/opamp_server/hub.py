@@ -647,6 +647,20 @@ class Hub:
         )
         return [{"hash": r["hash"], "status": r["status"], "error": r["error"], "at": r["at"]} for r in rows]
 
+    async def applied_history(self) -> dict[bytes, list[tuple[str, str]]]:
+        """uid -> the distinct config hashes it reported APPLIED, newest first, each with when it
+        last did (at most two per agent: the current one and the one before)."""
+        rows = await self.store.aquery(
+            "SELECT uid, hash, MAX(id) AS last_id, MAX(at) AS at FROM config_history"
+            " WHERE status = 'APPLIED' GROUP BY uid, hash ORDER BY uid, last_id DESC"
+        )
+        out: dict[bytes, list[tuple[str, str]]] = {}
+        for r in rows:
+            seen = out.setdefault(bytes(r["uid"]), [])
+            if len(seen) < 2:
+                seen.append((r["hash"], r["at"]))
+        return out
+
     async def audit(self, since: str | None, limit: int) -> list[dict[str, Any]]:
         sql = "SELECT * FROM audit"
         params: list[Any] = []

@@ -719,17 +719,32 @@ class RolloutService:
             "new_revision": new_rev,
         }
 
-    def targets(self) -> dict[str, Any]:
-        from otelcockpit.rollout.history import pipeline_target
+    async def targets(self) -> dict[str, Any]:
+        """Rollback targets: per config its last known good version, and per agent the config it
+        last reported APPLIED before what it runs now (from every agent's remote config history,
+        not only the agents a rollout touched)."""
+        from otelcockpit.rollout.history import CollectorTarget, pipeline_target, return_hash
 
         pipelines = {}
         for name in sorted(self.hub.configs):
             revs = self.target.revisions(name)
             if self.target.live(name) is not None:
                 pipelines[name] = pipeline_target(self.journal, name, revs).as_json()
-        collectors = {
-            uid: {"hash": h, "before": b} for uid, (h, b) in sorted(self.journal.last_applied().items())
-        }
+        labels = {cv.hash.hex(): f"{cv.name}@v{cv.version}" for vs in self.hub.configs.values() for cv in vs}
+        collectors: dict[str, Any] = {}
+        for uid, applied in sorted((await self.hub.applied_history()).items()):
+            state = self.hub.agents.get(uid)
+            if state is None:
+                continue
+            rcs = state.remote_config_status
+            applied_now = rcs is not None and rcs.status == pb.RemoteConfigStatuses_APPLIED
+            current = state.reported_hash.hex() if applied_now else ""
+            last, last_at = applied[0]
+            before, before_at = applied[1] if len(applied) > 1 else ("", "")
+            target = return_hash(current, last, before)
+            if target:
+                at = last_at if target == last else before_at
+                collectors[uid_text(uid)] = CollectorTarget(target, labels.get(target, ""), at).as_json()
         return {"pipelines": pipelines, "collectors": collectors}
 
     async def changes(self, since_seconds: float) -> list[dict[str, Any]]:
@@ -845,7 +860,7 @@ def admin_routes(service: RolloutService) -> tuple[list[tuple[str, str, Any]], l
         return JSONResponse(out)
 
     async def targets(request: Request, tok: Any) -> Response:
-        return JSONResponse(service.targets())
+        return JSONResponse(await service.targets())
 
     async def changes(request: Request, tok: Any) -> Response:
         raw = request.query_params.get("since", "24h")

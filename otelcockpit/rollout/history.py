@@ -89,19 +89,43 @@ def pipeline_targets(
     return {name: pipeline_target(journal, name, revs) for name, revs in sorted(revisions.items())}
 
 
+def return_hash(current_applied: str, last: str, before: str) -> str:
+    """The config hash to return a collector to: the last one it reported APPLIED when it runs
+    something else now (APPLYING, FAILED, or another hash), else the APPLIED one before that."""
+    if last and last != current_applied:
+        return last
+    return before
+
+
+def current_applied(c: Collector) -> str:
+    return c.remote_config.hash if c.remote_config.status == ConfigStatus.APPLIED else ""
+
+
+@dataclass(frozen=True)
+class CollectorTarget:
+    """A collector's rollback target: a config hash, with what it is when that is known."""
+
+    hash: str
+    label: str = ""  # e.g. the OpAMP config version "gateway@v3"
+    at: str = ""  # RFC 3339: when the collector last reported it APPLIED, when known
+
+    def as_json(self) -> dict[str, Any]:
+        return {"hash": self.hash, "label": self.label, "at": self.at}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CollectorTarget:
+        return cls(str(d.get("hash") or ""), str(d.get("label") or ""), str(d.get("at") or ""))
+
+
 def collector_targets(journal: Journal | None, collectors: Iterable[Collector]) -> dict[str, str]:
-    """collector id -> the config hash to return it to ('' when nothing is known)."""
+    """collector id -> the config hash to return it to (only collectors with one on record)."""
     seen = journal.last_applied() if journal is not None else {}
     out: dict[str, str] = {}
     for c in collectors:
-        current = c.remote_config.hash if c.remote_config.status == ConfigStatus.APPLIED else ""
         last, before = seen.get(c.id, ("", ""))
-        if last and last != current:
-            out[c.id] = last
-        elif before:
-            out[c.id] = before
-        else:
-            out[c.id] = ""
+        target = return_hash(current_applied(c), last, before)
+        if target:
+            out[c.id] = target
     return out
 
 

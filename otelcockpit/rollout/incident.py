@@ -1,11 +1,13 @@
 """The incident report as data: what is broken, what changed, and what to roll back to.
 
-``build_report(snapshot, revisions, journal=..., now=..., hours=24)`` returns an immutable
+``build_report(snapshot, revisions, records=..., now=..., hours=24)`` returns an immutable
 :class:`IncidentReport`:
 
 * the backend's health and the age of the data;
-* unhealthy and offline collectors, grouped by env, region and pipeline;
-* rollouts running or paused (from the rollout journal);
+* unhealthy and offline collectors, grouped by env, region and pipeline, each with the config it
+  last reported APPLIED (its own rollback target) when one is on record;
+* rollouts running or paused (from :mod:`otelcockpit.rollout.records`: the local journal, or the
+  rollouts running inside ``otelcockpit serve``);
 * every change in the last N hours, each with its rollback target and the command that rolls it back;
 * for every unhealthy or offline collector, the most recent change that reached it before now: a
   revision of a pipeline it matches, or a rollout stage that offered it a configuration
@@ -23,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from otelcockpit.fleet.model import Collector, FleetSnapshot, Health, Revision, age_text, rfc3339
-from otelcockpit.rollout.history import ChangeEntry, previous_real, timeline
-from otelcockpit.rollout.journal import Journal
-from otelcockpit.rollout.model import ACTIVE_STATES, CollectorStatus, RolloutView
+from otelcockpit.rollout.history import ChangeEntry, CollectorTarget, previous_real
+from otelcockpit.rollout.model import ACTIVE_STATES, CollectorStatus
+from otelcockpit.rollout.records import RolloutRecords
 
 BROKEN = (Health.UNHEALTHY, Health.OFFLINE)
 
@@ -50,7 +52,7 @@ class IncidentChange:
     message: str
     revision: str  # the revision this change made ('' when not known)
     rollback_target: str  # the revision to return to ('' when there is none)
-    source: str  # revisions | journal | rollout
+    source: str  # revisions | journal | audit | rollout
     rollout_id: str = ""
     command: str = ""  # the rollback command ('' without a target)
     broken: int = 0  # unhealthy or offline collectors this change reached
@@ -88,6 +90,7 @@ class BrokenCollector:
     reason: str
     last_seen: datetime | None
     changed: IncidentChange | None  # the most recent change that reached it ("changed before it broke")
+    rollback_config: CollectorTarget | None = None  # the config it last reported APPLIED, when known
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,7 @@ class BrokenCollector:
             "reason": self.reason,
             "last_seen": rfc3339(self.last_seen),
             "changed_before": self.changed.as_json() if self.changed else None,
+            "rollback_config": self.rollback_config.as_json() if self.rollback_config else None,
         }
 
 
@@ -272,22 +276,24 @@ def _journal_changes(entries: Sequence[ChangeEntry], context: str) -> list[Incid
             message=e.message,
             revision="",
             rollback_target=e.rollback_target,
-            source="journal",
+            source=e.source,
             rollout_id=e.rollout_id,
             command=rollback_command(e.pipeline, e.rollback_target, context=context)
             if e.pipeline and e.rollback_target
             else "",
         )
         for e in entries
-        if e.source == "journal"
+        if e.source != "revisions"
     ]
 
 
-def _rollout_reach(journal: Journal, views: Sequence[RolloutView], context: str) -> dict[str, IncidentChange]:
+def _rollout_reach(records: RolloutRecords, context: str) -> dict[str, IncidentChange]:
     """collector id -> the newest rollout stage that offered it a configuration."""
     out: dict[str, IncidentChange] = {}
-    for v in views:
-        progress = journal.load_progress(v.id)
+    for v in records.rollouts:
+        progress = records.progress.get(v.id)
+        if not progress:
+            continue
         names = {s.index: s.name for s in v.stages}
         for cid, p in progress.items():
             if p.status == CollectorStatus.PENDING:
@@ -323,6 +329,7 @@ def _broken(
     pipeline_changes: Mapping[str, list[IncidentChange]],
     rollout_reach: Mapping[str, IncidentChange],
     now: datetime,
+    rollback_config: CollectorTarget | None,
 ) -> BrokenCollector:
     best: IncidentChange | None = rollout_reach.get(c.id)
     for name in c.pipelines:
@@ -341,6 +348,7 @@ def _broken(
         reason=c.health_reason or c.last_error or c.remote_config.error,
         last_seen=c.last_seen,
         changed=best,
+        rollback_config=rollback_config,
     )
 
 
@@ -350,32 +358,26 @@ def build_report(
     *,
     now: datetime,
     hours: float = 24.0,
-    journal: Journal | None = None,
+    records: RolloutRecords | None = None,
     context: str = "",
-    rollouts: Sequence[RolloutView] | None = None,
 ) -> IncidentReport:
     """The whole report. ``context`` goes into every rollback command (``--context``) when set.
 
-    ``rollouts``: the journal's rollouts already built (the TUI has them); else read from ``journal``."""
-    from otelcockpit.rollout.engine import build_view
-
+    ``records``: the rollouts, engine events, progress and collector targets
+    (:func:`otelcockpit.rollout.records.from_journal` or ``from_server``); None when there are none."""
     if hours <= 0:
         raise ValueError("hours must be more than zero")
     since = now - timedelta(hours=hours)
-    views: list[RolloutView] = list(rollouts or ())
-    if journal is not None and rollouts is None:
-        records = [r for r in journal.list(limit=50) if r.context in ("", context) or not context]
-        views = [build_view(journal, r, failures=20) for r in records]
-
+    rec = records or RolloutRecords()
     per_pipeline = _revision_changes(revisions, context)
-    reach = _rollout_reach(journal, views, context) if journal is not None else {}
+    reach = _rollout_reach(rec, context)
 
     health_counts: dict[str, int] = {}
     broken: list[BrokenCollector] = []
     for c in snapshot.collectors:
         health_counts[c.health.value] = health_counts.get(c.health.value, 0) + 1
         if c.health in BROKEN:
-            broken.append(_broken(c, per_pipeline, reach, now))
+            broken.append(_broken(c, per_pipeline, reach, now, rec.collector_targets.get(c.id)))
     broken.sort(key=lambda b: (b.health != Health.UNHEALTHY, b.env, b.region, b.name))
 
     groups: dict[tuple[str, str, str], list[BrokenCollector]] = {}
@@ -398,8 +400,7 @@ def build_report(
     recent: list[IncidentChange] = [
         ch for rows in per_pipeline.values() for ch in rows if since <= ch.at <= now
     ]
-    if journal is not None:
-        recent += [ch for ch in _journal_changes(timeline(journal, {}, since=since), context) if ch.at <= now]
+    recent += [ch for ch in _journal_changes(rec.events, context) if since <= ch.at <= now]
     reached: dict[str, int] = {}
     for b in broken:
         if b.changed is not None:
@@ -424,7 +425,7 @@ def build_report(
         for b in broken
     )
 
-    active = [v for v in views if v.state in ACTIVE_STATES and v.state.value in ("running", "paused")]
+    active = [v for v in rec.rollouts if v.state in ACTIVE_STATES and v.state.value in ("running", "paused")]
     rollout_rows = tuple(
         RolloutLine(
             id=v.id,
@@ -449,8 +450,10 @@ def build_report(
         notes.append(
             f"the data is stale ({snapshot.stale_reason}); what you see is {age_text(snapshot.fetched_at, now)} old"
         )
-    if journal is None:
+    if records is None:
         notes.append("no rollout journal: rollouts and rollback events are not shown")
+    elif records.error:
+        notes.append(f"rollouts could not be read: {records.error}")
 
     h = snapshot.health
     return IncidentReport(
@@ -484,3 +487,33 @@ def context_for_commands(settings: Any) -> str:
     if ctx.name == "demo" and ctx.backend == "demo" and not getattr(settings, "config_exists", False):
         return ""
     return str(ctx.name)
+
+
+async def report_for(
+    settings: Any,
+    snapshot: FleetSnapshot,
+    revisions: Mapping[str, Sequence[Revision]],
+    *,
+    hours: float,
+    now: datetime,
+    journal_path: Any = None,
+) -> IncidentReport:
+    """The report for a resolved ``Settings``: the rollout records come from ``otelcockpit serve``
+    on the opamp backend, else from the journal at ``journal_path`` (None: there is none)."""
+    import asyncio
+
+    from otelcockpit.rollout import records
+
+    context = context_for_commands(settings)
+    rec = await records.load(
+        settings,
+        snapshot.collectors,
+        since=now - timedelta(hours=hours),
+        now=now,
+        journal_path=journal_path,
+        context=context,
+        with_progress=True,
+    )
+    return await asyncio.to_thread(
+        lambda: build_report(snapshot, revisions, now=now, hours=hours, records=rec, context=context)
+    )

@@ -255,6 +255,7 @@ class CollectorProgress:
             "previous_hash": self.previous_hash,
             "error": self.error,
             "health": self.health,
+            "offered_at": self.offered_at,  # engine clock: seconds since the epoch
         }
 
 

@@ -26,7 +26,8 @@ from otelcockpit.rollout.model import (
 )
 
 
-def _progress(d: Mapping[str, Any]) -> CollectorProgress:
+def progress_from_json(d: Mapping[str, Any]) -> CollectorProgress:
+    offered = d.get("offered_at")
     return CollectorProgress(
         collector_id=str(d.get("id", "")),
         stage=int(d.get("stage", 0)),
@@ -35,6 +36,7 @@ def _progress(d: Mapping[str, Any]) -> CollectorProgress:
         previous_hash=str(d.get("previous_hash", "")),
         error=str(d.get("error", "")),
         health=str(d.get("health", "")),
+        offered_at=float(offered) if isinstance(offered, int | float) else None,
     )
 
 
@@ -68,7 +70,7 @@ def view_from_json(d: Mapping[str, Any]) -> RolloutView:
         current_stage=int(d.get("current_stage", 0)),
         plan=RolloutPlan.from_json(d["plan"]),
         stages=stages,
-        failures=tuple(_progress(f) for f in d.get("failures") or ()),
+        failures=tuple(progress_from_json(f) for f in d.get("failures") or ()),
         result_revision=str(d.get("result_revision", "")),
         rollback_revision=str(d.get("rollback_revision", "")),
     )

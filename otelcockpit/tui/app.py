@@ -168,6 +168,7 @@ class CockpitApp(App[int]):
         self._event_timer: Any = None
         self.rollouts: tuple[Any, ...] = ()  # RolloutView, newest first (from the rollout journal)
         self.changes: list[Any] | None = None  # ChangeEntry timeline (journal + pipeline revisions)
+        self.collector_targets: dict[str, Any] = {}  # collector id -> CollectorTarget (its rollback target)
         self._changes_at = -1e9
 
     # ---- time ----------------------------------------------------------------------------------
@@ -432,17 +433,20 @@ class CockpitApp(App[int]):
     @work(exclusive=True, group="changes", exit_on_error=False)
     async def _load_changes(self, snap: FleetSnapshot) -> None:
         if self.remote_rollouts is not None:
-            rollouts, changes = await self._server_changes()
+            rec = await self._server_records()
         else:
             revisions = await self.load_all_revisions(snap)
-            rollouts, changes = await asyncio.to_thread(self._read_journal, revisions)
-        self.rollouts = rollouts
-        self.changes = changes
+            rec = await asyncio.to_thread(self._read_journal, snap, revisions)
+        if rec is not None:
+            self.rollouts, self.changes, self.collector_targets = rec
         if self.top_screen() is None:
             return
         view = self.current_view
         if hasattr(view, "update_changes"):
             view.update_changes()
+        screen = self.screen
+        if isinstance(screen, CollectorDetailScreen):
+            screen.refresh_from(self.snapshot)
 
     @property
     def remote_rollouts(self) -> Any:
@@ -455,42 +459,37 @@ class CockpitApp(App[int]):
             self._remote_rollouts = client_for(self.settings)
         return self._remote_rollouts
 
-    async def _server_changes(self) -> tuple[tuple[Any, ...], list[Any]]:
-        from otelcockpit.fleet.model import parse_time
-        from otelcockpit.rollout.history import ChangeEntry
-        from otelcockpit.rollout_targets.opamp import view_from_json
+    async def _server_records(self) -> tuple[tuple[Any, ...], list[Any], dict[str, Any]] | None:
+        """Rollouts, the change timeline and collector rollback targets from ``otelcockpit serve``
+        (None, with a warning, when it cannot be read: the last ones stay)."""
+        from otelcockpit.rollout.records import from_server
 
-        client = self.remote_rollouts
         try:
-            views = tuple(view_from_json(d) for d in await client.list())
-            raw = await client.changes("7d")
+            rec = await from_server(self.remote_rollouts, since_seconds=7 * 86400)
         except CockpitError as exc:
             self.notify(exc.message, title="Could not load rollouts", severity="warning")
-            return self.rollouts, list(self.changes or [])
-        fields = ChangeEntry.__dataclass_fields__
-        changes = [ChangeEntry(**{**{k: v for k, v in d.items() if k in fields}, "at": parse_time(d["at"])}) for d in raw]
-        changes.sort(key=lambda c: c.at)
-        for v in views:
+            return None
+        for v in rec.rollouts:
             self._remote_views[v.id] = v
-        return views, changes
+        return rec.rollouts, sorted(rec.events, key=lambda c: c.at), dict(rec.collector_targets)
 
-    def _read_journal(self, revisions: dict[str, tuple[Revision, ...]]) -> tuple[tuple[Any, ...], list[Any]]:
+    def _read_journal(
+        self, snap: FleetSnapshot, revisions: dict[str, tuple[Revision, ...]]
+    ) -> tuple[tuple[Any, ...], list[Any], dict[str, Any]]:
         from datetime import timedelta
 
-        from otelcockpit.rollout.engine import build_view
         from otelcockpit.rollout.history import timeline
         from otelcockpit.rollout.journal import Journal, default_path
+        from otelcockpit.rollout.records import from_journal
 
         since = self.now() - timedelta(days=7)
         path = default_path()
         if not path.exists():
-            return (), timeline(None, revisions, since=since)
+            return (), timeline(None, revisions, since=since), {}
         journal = Journal(path)
         try:
-            context = self.settings.context.name
-            records = [r for r in journal.list(limit=50) if r.context in ("", context)]
-            views = tuple(build_view(journal, r, failures=20) for r in records)
-            return views, timeline(journal, revisions, since=since)
+            rec = from_journal(journal, snap.collectors, context=self.settings.context.name, since=since)
+            return rec.rollouts, timeline(journal, revisions, since=since), dict(rec.collector_targets)
         finally:
             journal.close()
 

@@ -19,7 +19,15 @@ from textual.widgets.option_list import Option
 from otelcockpit.actions import dangerous_actions
 from otelcockpit.errors import CockpitError
 from otelcockpit.fleet.history import previous_of, rollback_target
-from otelcockpit.fleet.model import Collector, ComponentHealth, FleetSnapshot, Revision, age_text, rfc3339
+from otelcockpit.fleet.model import (
+    Collector,
+    ComponentHealth,
+    FleetSnapshot,
+    Revision,
+    age_text,
+    parse_time,
+    rfc3339,
+)
 from otelcockpit.tui.render import HEALTH_GLYPH, diff_text, kv_lines
 from otelcockpit.tui.view import bindings_for
 from otelcockpit.tui.widgets import StatusRow
@@ -87,6 +95,7 @@ class CollectorDetailScreen(DetailScreen):
         self.refresh_from(self.app.snapshot)  # type: ignore[attr-defined]
         self.query_one("#body").focus()
         self.load_full()
+        self.app.request_changes()  # type: ignore[attr-defined]  # rollback targets (throttled)
 
     @work(exclusive=True, exit_on_error=False)
     async def load_full(self) -> None:
@@ -118,6 +127,21 @@ class CollectorDetailScreen(DetailScreen):
             return
         self.query_one("#content", Static).update(self.render_collector(c, snap))
 
+    def target_text(self, c: Collector, snap: FleetSnapshot, now: Any) -> str:
+        """The collector's own rollback target: the config it last reported APPLIED before what it
+        runs now (pipelines have theirs below)."""
+        target = self.app.collector_targets.get(c.id)  # type: ignore[attr-defined]
+        if target is not None:
+            parts = [target.label] if target.label else []
+            parts.append(f"config {target.hash[:12]}")
+            when = parse_time(target.at) if target.at else None
+            if when is not None:
+                parts.append(f"APPLIED {age_text(when, now)} ago")
+            return " · ".join(parts)
+        if snap.backend == "fleet-management":
+            return "not reported by Fleet Management (roll back a pipeline below)"
+        return "no earlier APPLIED config on record"
+
     def render_collector(self, c: Collector, snap: FleetSnapshot) -> RichGroup:
         now = self.app.now()  # type: ignore[attr-defined]
         parts: list[Any] = []
@@ -137,6 +161,7 @@ class CollectorDetailScreen(DetailScreen):
                     ("enabled", "yes" if c.enabled else "no (receives an empty config)"),
                     ("last seen", f"{age_text(c.last_seen, now)} ago ({rfc3339(c.last_seen) or 'never'})"),
                     ("config status", c.remote_config.status.value + (f" · hash {c.remote_config.hash}" if c.remote_config.hash else "")),
+                    ("rollback to", self.target_text(c, snap, now)),
                 ]
             )
         )

@@ -9,7 +9,6 @@ clipboard with OSC 52, for whoever holds write access; this app never writes any
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -201,6 +200,10 @@ class IncidentView(View):
                 what.append(f"{age_text(ch.at, now)} ago", style="dim")
                 if ch.rollback_target:
                     what.append(f" ↩{ch.rollback_target}", style="cyan")
+            own = b.rollback_config
+            if own is not None:  # the config this collector last reported APPLIED
+                what.append(" · config ↩", style="dim")
+                what.append(own.label or own.hash[:12], style="cyan")
             if self.narrow:
                 health = Text(HEALTH_GLYPH[b.health], style=self._hs(b.health))
                 rows.append((b.id, (b.name, health, what)))
@@ -360,35 +363,21 @@ class IncidentApp(CockpitApp):
 
     @work(exclusive=True, group="incident", exit_on_error=False)
     async def _load_report(self, snap: FleetSnapshot) -> None:
-        from otelcockpit.rollout.incident import build_report, context_for_commands
+        from otelcockpit.rollout.incident import report_for
 
         if self.backend is None:
             return
         revisions = await self.load_all_revisions(snap)
-        path = self._journal()
-        context = context_for_commands(self.settings)
-        now = self.now()
-
-        def build() -> Any:
-            journal = None
-            if path is not None:
-                from otelcockpit.rollout.journal import Journal
-
-                journal = Journal(path)
-            try:
-                return build_report(
-                    snap, revisions, now=now, hours=self.hours, journal=journal, context=context
-                )
-            finally:
-                if journal is not None:
-                    journal.close()
-
         try:
-            report = await asyncio.to_thread(build)
+            report = await report_for(
+                self.settings, snap, revisions, hours=self.hours, now=self.now(), journal_path=self._journal()
+            )
         except (CockpitError, OSError) as exc:
             self.report_error = getattr(exc, "message", str(exc))
         else:
             self.report, self.report_error = report, ""
+        if self.top_screen() is None:
+            return
         view = self.current_view
         if isinstance(view, IncidentView):
             view.render_report()

@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from rich.console import Group as RichGroup
@@ -261,7 +262,8 @@ class ReviewScreen(Screen[RolloutPlan | None]):
 
 
 # ---- progress ---------------------------------------------------------------------------------
-def rollout_text(v: RolloutView, now: Any) -> RichGroup:
+def rollout_text(v: RolloutView, now: Any, targets: Mapping[str, Any] | None = None) -> RichGroup:
+    """``targets``: collector id -> its CollectorTarget (each failure names the config to return it to)."""
     parts: list[Any] = []
     head = Text()
     head.append(f"{v.id} ", style="bold")
@@ -296,7 +298,12 @@ def rollout_text(v: RolloutView, now: Any) -> RichGroup:
     if v.failures:
         parts.append(Text(f"\nFailures ({len(v.failures)})", style="bold red"))
         for f in v.failures[:20]:
-            parts.append(Text(f"  {f.collector_id}  {f.error or f.status.value}", style="red"))
+            line = Text(f"  {f.collector_id}  {f.error or f.status.value}", style="red")
+            t = (targets or {}).get(f.collector_id)
+            back = (t.label or t.hash[:12]) if t is not None else f.previous_hash[:12]
+            if back:
+                line.append(f"  ↩ {back}", style="cyan")
+            parts.append(line)
     return RichGroup(*parts)
 
 
@@ -330,7 +337,8 @@ class RolloutScreen(DetailScreen):
         if view is None:
             content.update(Text("no such rollout in the journal", style="red"))
             return
-        content.update(rollout_text(view, self.app.now()))  # type: ignore[attr-defined]
+        app: Any = self.app
+        content.update(rollout_text(view, app.now(), app.collector_targets))
 
     def action_pause_rollout(self) -> None:
         self.app.rollout_command(self.rollout_id, "pause")  # type: ignore[attr-defined]

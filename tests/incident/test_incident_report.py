@@ -18,6 +18,7 @@ from otelcockpit.rollout.incident import build_report, context_for_commands, rol
 from otelcockpit.rollout.journal import Journal
 from otelcockpit.rollout.model import Gates, parse_canary, parse_waves
 from otelcockpit.rollout.planner import make_plan
+from otelcockpit.rollout.records import from_journal
 from otelcockpit.rollout_targets import make_target
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -201,7 +202,8 @@ def test_a_paused_rollout_and_the_stage_that_reached_a_collector(tmp_path: Path)
     try:
         canary = plan.stages[0].collector_ids[0]
         broken = tuple(replace(c, health=Health.UNHEALTHY) if c.id == canary else c for c in snap.collectors)
-        report = build_report(replace(snap, collectors=broken), revisions, now=clock(), journal=journal)
+        records = from_journal(journal, broken, with_progress=True)
+        report = build_report(replace(snap, collectors=broken), revisions, now=clock(), records=records)
     finally:
         journal.close()
     assert [(r.id, r.state) for r in report.rollouts] == [(rid, "paused")]
@@ -213,4 +215,8 @@ def test_a_paused_rollout_and_the_stage_that_reached_a_collector(tmp_path: Path)
     assert b.changed.at >= START  # the rollout ran after the demo's own revisions
     # The change that reached it is the rollout: its stage, or the temporary pipeline it created.
     assert b.changed.rollout_id == rid or rid in b.changed.pipeline
+    # Its own rollback target: the config it reported APPLIED before the canary's.
+    now_runs = next(c for c in snap.collectors if c.id == canary).remote_config.hash
+    assert b.rollback_config is not None and b.rollback_config.hash not in ("", now_runs)
+    assert b.as_json()["rollback_config"]["hash"] == b.rollback_config.hash
     assert not any("no rollout journal" in n for n in report.notes)

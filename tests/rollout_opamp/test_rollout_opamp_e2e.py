@@ -102,6 +102,11 @@ def test_canary_and_waves_complete_on_ws_and_http_agents(serve: ServeProcess) ->
         assert {"rollout.started", "rollout.completed", "rollout.fold"} <= kinds
         targets = serve.api("GET", "/rollback-targets")[1]
         assert targets["pipelines"]["gateway"]["revision"] == "1"
+        # every agent's own rollback target: the config it reported APPLIED before version 2
+        every = {a["instance_uid"] for a in agents(serve)}
+        assert set(targets["collectors"]) == every
+        assert {(t["hash"], t["label"]) for t in targets["collectors"].values()} == {(v1, "gateway@v1")}
+        assert all(t["at"] for t in targets["collectors"].values())
     finally:
         stop_all(procs)
 
@@ -133,6 +138,11 @@ def test_failures_pause_at_the_gate_then_rollback_returns_every_agent(serve: Ser
         for a in agents(serve):
             if a["instance_uid"] in failed_ids:
                 assert v2 in a["failed_hashes"]
+        # an agent that failed version 2 goes back to the version 1 it last reported APPLIED;
+        # one never offered version 2 still runs its only config (nothing to return to)
+        targets = serve.api("GET", "/rollback-targets")[1]["collectors"]
+        assert {uid: targets[uid]["hash"] for uid in failed_ids} == {uid: v1 for uid in failed_ids}
+        assert not {a["instance_uid"] for a in agents(serve) if a["desired"]["version"] == 1} & set(targets)
         # the assignment still points to version 1: nothing was folded
         assert [a["version"] for a in serve.api("GET", "/assignments")[1]["assignments"]] == [1]
         status, out = serve.api("POST", f"/rollouts/{view['id']}/rollback", {})

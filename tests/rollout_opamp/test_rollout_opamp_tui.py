@@ -12,6 +12,7 @@ from rollout_opamp_support import all_applied, setup_v1, simulate, stop_all, wai
 
 from otelcockpit import settings as settings_mod
 from otelcockpit.tui.app import CockpitApp
+from otelcockpit.tui.detail import CollectorDetailScreen
 from otelcockpit.tui.rollout_views import EditScreen, ReviewScreen, RolloutScreen
 
 
@@ -68,4 +69,17 @@ async def test_push_from_the_tui_runs_in_the_server(fleet, monkeypatch, tmp_path
             if state in ("completed", "paused"):
                 break
         assert state == "completed"
+        # Every agent's own rollback target (read from the server) is version 1, in its detail.
+        cid = app.snapshot.collectors[0].id
+        app.open_collector(cid)
+        await pilot.pause()
+        detail = app.screen
+        assert isinstance(detail, CollectorDetailScreen)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and getattr(app.collector_targets.get(cid), "label", "") != "gateway@v1":
+            app.request_changes(force=True)
+            await pilot.pause(0.5)
+        assert app.collector_targets[cid].hash == v1
+        c = app.snapshot.collector(cid)
+        assert detail.target_text(c, app.snapshot, app.now()).startswith(f"gateway@v1 · config {v1[:12]} · APPLIED ")
     assert not all_applied(serve, v1, 6)  # every agent moved off v1: the rollout ran in the server
