@@ -41,7 +41,9 @@ def health_summary(counts: Counter[str]) -> Text:
     return t
 
 
-def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool) -> Text | Table:
+def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool, rows: int = 0) -> Text | Table:
+    """The fleet by env and region. Detailed: every place. Compact: only the places with something
+    not healthy, worst first, in at most ``rows`` lines (header included; fewer than 2: none)."""
     counts: Counter[str] = Counter(c.health.value for c in snap.collectors)
     head = Text(no_wrap=True, overflow="ellipsis")
     head.append("[1] Fleet ", style="bold")
@@ -50,21 +52,32 @@ def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool) -> Text | Tabl
     head.append(f"  age {age_text(snap.fetched_at, now)}")
     if snap.stale:
         head.append(f" STALE: {snap.stale_reason}", style="bold yellow")
-    if not detailed:
+    if not detailed and rows < 2:
         return head
     by: dict[tuple[str, str], Counter[str]] = {}
     for c in snap.collectors:
         by.setdefault((c.attr("env") or "-", c.attr("region") or "-"), Counter())[c.health.value] += 1
+    places = sorted(by.items())
+    hidden = 0
+    if not detailed:
+        troubled = [(k, hc) for k, hc in places if sum(hc.values()) != hc.get(Health.HEALTHY.value, 0)]
+        troubled.sort(key=lambda kv: -(sum(kv[1].values()) - kv[1].get(Health.HEALTHY.value, 0)))
+        if not troubled:
+            return head
+        room = rows - 1 if len(troubled) <= rows - 1 else rows - 2  # keep a line for "+N more"
+        places, hidden = troubled[:room], len(troubled) - room
     table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim", expand=False)
     table.add_column("ENV")
     table.add_column("REGION")
     table.add_column("TOTAL", justify="right")
     table.add_column("HEALTH")
-    for (env, region), hc in sorted(by.items()):
+    for (env, region), hc in places:
         table.add_row(env, region, str(sum(hc.values())), health_summary(hc))
     grid = Table.grid()
     grid.add_row(head)
     grid.add_row(table)
+    if hidden > 0:
+        grid.add_row(Text(f"  +{hidden} more places with problems (1: the Fleet view)", style="dim"))
     return grid
 
 
@@ -217,21 +230,31 @@ class CockpitView(View):
         app: Any = self.app
         app.request_adoption()
         app.request_changes()
-        now = app.now()
         crumb = Text(" Cockpit ", style="bold")
         crumb.append("· keys 1-5 open each panel's view", style="dim")
         self.set_crumb(crumb)
-        detailed = self.detailed
-        self.set_class(not detailed, "-compact")
-        self._set("p-fleet", fleet_panel(snap, now, detailed=detailed))
+        self.set_class(not self.detailed, "-compact")
         self.update_adoption(app.adoption)
+        self._fleet_and_changes(snap)
+
+    def _fleet_and_changes(self, snap: FleetSnapshot | None) -> None:
+        """The changes list, then the fleet panel in the lines left: compact, the other panels take
+        a line each, and the troubled places fill what the changes leave free."""
+        app: Any = self.app
+        now = app.now()
+        changes = changes_panel(app, now)
+        self._set("p-changes", changes)
         self._set("p-rollout", rollout_panel(app))
-        self._set("p-changes", changes_panel(app, now))
+        if snap is None:
+            return
+        detailed = self.detailed
+        # status row, crumb, footer; then the fleet head, services, phases and rollout lines
+        rows = app.size.height - 3 - 4 - (changes.plain.count("\n") + 1)
+        self._set("p-fleet", fleet_panel(snap, now, detailed=detailed, rows=rows))
 
     def update_adoption(self, data: Any) -> None:
         self._set("p-services", eligibility_panel(self.app, detailed=self.detailed))
         self._set("p-phases", phases_panel(self.app, detailed=self.detailed))
 
     def update_changes(self) -> None:
-        self._set("p-changes", changes_panel(self.app, self.app.now()))  # type: ignore[attr-defined]
-        self._set("p-rollout", rollout_panel(self.app))
+        self._fleet_and_changes(self.app.snapshot)  # type: ignore[attr-defined]
