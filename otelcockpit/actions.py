@@ -40,6 +40,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # --- fleet view -----------------------------------------------------------------------------
     ActionSpec("open-collector", "enter", "open", "Detail", "fleet"),
     ActionSpec("group", "g", "group", "Group", "fleet"),
+    ActionSpec("sort", "s", "sort", "Sort", "fleet"),
     ActionSpec("toggle-collector", "e", "toggle_enabled", "On/off", "fleet", dangerous=True),
     ActionSpec("set-attribute", "a", "set_attribute", "Set attribute", "fleet", dangerous=True, show=False),
     # --- pipelines view -------------------------------------------------------------------------

@@ -157,6 +157,7 @@ class CockpitApp(App[int]):
         self.error_message = ""
         self._ticks = 0
         self.filters: dict[str, str] = {}  # view name -> its filter text (kept for the session state)
+        self.sorts: dict[str, str] = {}  # view name -> its row order (kept for the session state)
         self.adoption: Any = None  # AdoptionData, computed off the UI thread
         self.adoption_error = ""
         self._adoption_for: FleetSnapshot | None = None
@@ -1041,6 +1042,7 @@ class CockpitApp(App[int]):
             "context": self.settings.context.name,
             "view": self.view_name,
             "filters": dict(self.filters),
+            "sorts": dict(self.sorts),
             "theme": self.theme,
         }
         try:
@@ -1064,6 +1066,9 @@ class CockpitApp(App[int]):
         if view in self.views and view != self.view_name and not self.explicit_view:
             self.view_name = view
             self.query_one(ContentSwitcher).current = view
+        for name, key in (state.get("sorts") or {}).items():
+            if name in self.views and isinstance(key, str):
+                self.query_one(f"#{name}", View).set_sort(key)
         for name, text in (state.get("filters") or {}).items():
             if name in self.views and isinstance(text, str) and text:
                 if self.query_one(f"#{name}", View).apply_filter(text) is None:

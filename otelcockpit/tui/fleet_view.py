@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
 from otelcockpit.fleet.matchers import Matcher, MatcherError, cached_predicate, keys_of, parse_matchers, quote
-from otelcockpit.fleet.model import Collector, FleetSnapshot, Health, age_text
+from otelcockpit.fleet.model import HEALTH_ORDER, Collector, ConfigStatus, FleetSnapshot, Health, age_text
 from otelcockpit.tui.render import CONFIG_CLASS, HEALTH_CLASS, HEALTH_GLYPH
 from otelcockpit.tui.view import GroupingMixin, View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
@@ -67,6 +68,39 @@ class CollectorTable(VirtualTable[Collector]):
             ),
             Column("seen", "SEEN", 4, lambda c: (age_text(c.last_seen, self.clock()), None), align_right=True),
         ]
+
+
+_HEALTH_RANK = {h: i for i, h in enumerate(HEALTH_ORDER)}
+_CONFIG_RANK = {ConfigStatus.FAILED: 0, ConfigStatus.APPLYING: 1}
+_NUMBER = re.compile(r"(\d+)")
+
+
+@functools.lru_cache(maxsize=4096)  # a fleet runs a few dozen versions: parse each once
+def _version_key(version: str) -> tuple[Any, ...]:
+    """"v1.10.2" after "v1.9.0": digits compare as numbers."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _NUMBER.split(version) if p)
+
+
+# How the Fleet view can order its rows: (label in the picker, sort key, descending).
+# Every order ends on the name, so equal keys keep a stable, readable order.
+SORTS: dict[str, tuple[str, Callable[[Collector], Any], bool]] = {
+    "name": ("name", lambda c: c.name, False),
+    "health": ("health, worst first", lambda c: (_HEALTH_RANK.get(c.health, 9), c.name), False),
+    "seen": ("last seen, longest silent first",
+             lambda c: (c.last_seen is not None, c.last_seen.timestamp() if c.last_seen else 0.0, c.name), False),
+    "config": ("config status, failed first", lambda c: (_CONFIG_RANK.get(c.remote_config.status, 2), c.name), False),
+    "version": ("version, newest first", lambda c: _version_key(c.version), True),
+    "env": ("env, then region", lambda c: (c.attr("env"), c.attr("region"), c.name), False),
+    "type": ("type", lambda c: (c.type.value, c.name), False),
+}
+
+
+def sorted_collectors(collectors: Any, sort: str | None) -> Any:
+    """The rows in the chosen order (the backend's own order, by name, when none is chosen)."""
+    if not sort or sort not in SORTS:
+        return collectors
+    _label, key, reverse = SORTS[sort]
+    return sorted(collectors, key=key, reverse=reverse)
 
 
 def matching_positions(rows: list[Collector], matchers: tuple[Matcher, ...]) -> list[int]:
@@ -148,6 +182,7 @@ class FleetView(GroupingMixin, View):
         super().__init__(**kwargs)
         self.filter_text = ""
         self.group_key: str | None = None
+        self.sort_key: str | None = None
         self._indexed = False
 
     def compose(self) -> ComposeResult:
@@ -163,7 +198,7 @@ class FleetView(GroupingMixin, View):
         return self.query_one(CollectorTable)
 
     def update_snapshot(self, snap: FleetSnapshot) -> None:
-        self.table.set_rows(snap.collectors)
+        self.table.set_rows(sorted_collectors(snap.collectors, self.sort_key))
         if not self._indexed:
             self._indexed = True
             self.call_after_refresh(self.table.index_search_texts)
@@ -183,6 +218,8 @@ class FleetView(GroupingMixin, View):
             t.append(f"{total}", style="bold")
         if self.group_key:
             t.append(f" · grouped by {self.group_key}")
+        if self.sort_key:
+            t.append(f" · sorted by {SORTS[self.sort_key][0]}", style="dim")
         self.set_crumb(t)
 
     # ---- filtering -----------------------------------------------------------------------------
@@ -250,6 +287,30 @@ class FleetView(GroupingMixin, View):
         self.remove_class("-grouped")
         self.app.set_filter(query)  # type: ignore[attr-defined]
         self.table.focus()
+
+    # ---- sorting -------------------------------------------------------------------------------
+    def action_sort(self) -> None:
+        labels = {SORTS[k][0]: k for k in SORTS}
+
+        def chosen(label: str | None) -> None:
+            if label is not None:
+                self.set_sort(labels[label])
+
+        self.app.push_screen(GroupPicker(list(labels), title="Sort collectors by"), chosen)
+
+    def set_sort(self, key: str | None) -> None:
+        """Order the rows (None or "name": the backend's order); the filter and the cursor's
+        collector stay."""
+        self.sort_key = None if key in (None, "name") or key not in SORTS else key
+        sorts = self.app.sorts  # type: ignore[attr-defined]
+        if self.sort_key:
+            sorts[self.id] = self.sort_key
+        else:
+            sorts.pop(self.id, None)
+        snap = self.app.snapshot  # type: ignore[attr-defined]
+        if snap is not None:
+            self.table.set_rows(sorted_collectors(snap.collectors, self.sort_key))
+        self.update_crumb()
 
     # ---- actions -------------------------------------------------------------------------------
     def action_open(self) -> None:

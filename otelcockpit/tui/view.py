@@ -43,8 +43,13 @@ class View(Vertical):
     def update_snapshot(self, snap: FleetSnapshot) -> None:  # pragma: no cover - overridden
         pass
 
+    sort_key: str | None = None  # the chosen row order, for views that can sort (kept across sessions)
+
     def apply_filter(self, text: str) -> str | None:
         return "this view has no filter"
+
+    def set_sort(self, key: str | None) -> None:
+        """Views that sort their rows override this."""
 
     def focus_main(self) -> None:
         self.focus()

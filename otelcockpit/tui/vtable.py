@@ -194,7 +194,9 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         self.rows = new
         if not same_layout:
             self.index = {self.key_of(r): i for i, r in enumerate(new)}
-            self._texts = [None] * len(new)
+            # Rows that moved (a new sort order) but did not change keep their search texts.
+            known = {id(r): t for r, t in zip(old, self._texts, strict=True) if t is not None}
+            self._texts = [known.get(id(r)) for r in new] if known else [None] * len(new)
             self._recompute()
             return
         if not changed:
@@ -256,8 +258,8 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         if predicate is None:
             self._test = None
         else:
-            rows = self.rows
-            self._test = lambda i: predicate(rows[i])
+            # self.rows, not the list of the moment: a refresh replaces it
+            self._test = lambda i: predicate(self.rows[i])
         if positions is not None and predicate is not None:
             self._matches = None
             self.order = positions

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otelcockpit.fleet.model import Health
+from otelcockpit.fleet.model import HEALTH_ORDER, Health
 from otelcockpit.tui.detail import CollectorDetailScreen, PipelineDetailScreen
 from otelcockpit.tui.fleet_view import FleetView, GroupPicker
 from otelcockpit.tui.help import HelpScreen
@@ -193,6 +193,67 @@ async def test_refresh_and_pause(make_app, wait_loaded, monkeypatch):
         assert app._poll_timer is None
         await pilot.press("p")
         assert not app.paused
+
+
+async def test_sort_keeps_filter_and_cursor(make_app, wait_loaded):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        view = app.query_one(FleetView)
+        table = view.table
+        await pilot.press("slash")
+        await type_text(pilot, 'env="prod"')
+        await pilot.press("enter")
+        prod = {c.id for c in table.visible_rows()}
+        await pilot.press("down", "down")
+        key = table.cursor_key
+        await pilot.press("s")
+        picker = app.screen
+        assert isinstance(picker, GroupPicker)
+        await pilot.press("down", "enter")  # the second order: health, worst first
+        assert view.sort_key == "health"
+        assert "sorted by health, worst first" in crumb(app)
+        rows = table.visible_rows()
+        assert {c.id for c in rows} == prod  # the filter still holds
+        ranks = [HEALTH_ORDER.index(c.health) for c in rows]
+        assert ranks == sorted(ranks) and rows[0].health == Health.UNHEALTHY
+        assert table.cursor_key == key  # the cursor kept its collector
+        # Longest silent first: offline collectors (oldest last_seen) at the top.
+        view.set_sort("seen")
+        rows = table.visible_rows()
+        seen = [c.last_seen for c in rows]
+        assert seen == sorted(seen) and rows[0].health == Health.OFFLINE
+        # A refresh where a collector turns unhealthy moves it up; the filter holds.
+        sim = app.backend.sim
+        i = next(n for n, c in enumerate(sim.collectors) if c.id in prod and c.health == Health.HEALTHY)
+        sim.collectors[i] = sim.collectors[i].with_changes(health=Health.UNHEALTHY)
+        moved = sim.collectors[i].id
+        view.set_sort("health")
+        app._show(sim.snapshot())
+        await pilot.pause()
+        rows = table.visible_rows()
+        assert {c.id for c in rows} == prod
+        assert moved in {c.id for c in rows if c.health == Health.UNHEALTHY}
+        assert [HEALTH_ORDER.index(c.health) for c in rows] == sorted(HEALTH_ORDER.index(c.health) for c in rows)
+        view.set_sort("name")
+        assert view.sort_key is None and "sorted" not in crumb(app)
+
+
+async def test_matcher_filter_follows_refreshes(make_app, wait_loaded):
+    """A collector whose attributes change so that it now matches the filter appears at the next refresh."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        table = app.query_one(FleetView).table
+        assert app.set_filter('owner="night-shift"') is None
+        assert table.shown == 0
+        sim = app.backend.sim
+        sim.collectors[3] = sim.collectors[3].with_changes(
+            remote_attributes={**sim.collectors[3].remote_attributes, "owner": "night-shift"}
+        )
+        app._show(sim.snapshot())
+        await pilot.pause()
+        assert [c.id for c in table.visible_rows()] == [sim.collectors[3].id]
 
 
 async def test_cursor_stays_on_collector_across_refresh(make_app, wait_loaded):

@@ -7,7 +7,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from otelcockpit.fleet.model import stabilise
+from otelcockpit.fleet.model import HEALTH_ORDER, stabilise
 from otelcockpit.tui.fleet_view import FleetView
 from otelcockpit.tui.widgets import TooSmallScreen
 
@@ -37,15 +37,23 @@ async def test_state_saved_on_exit_and_restored(make_app, wait_loaded):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
         await pilot.press("slash", "g", "w", "enter")
+        app.query_one(FleetView).set_sort("health")
         await pilot.press("2")
     path = Path(os.environ["OTELCOCKPIT_DATA_DIR"]) / "tui-state.json"
     state = json.loads(path.read_text())
     assert state["view"] == "pipelines" and state["filters"]["fleet"] == "gw"
+    assert state["sorts"] == {"fleet": "health"}
     again = make_app()
     async with again.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
         assert again.view_name == "pipelines"
-        assert again.query_one(FleetView).filter_text == "gw"
+        fleet = again.query_one(FleetView)
+        assert fleet.filter_text == "gw" and fleet.sort_key == "health"
+        await pilot.press("1")
+        rows = fleet.table.visible_rows()
+        ranks = [HEALTH_ORDER.index(c.health) for c in rows]
+        assert rows and ranks == sorted(ranks)
+        assert "sorted by health" in str(fleet.query_one("#crumb").render())
 
 
 async def test_hangup_saves_and_exits(make_app, wait_loaded):
