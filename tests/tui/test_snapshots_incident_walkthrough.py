@@ -25,7 +25,14 @@ def incident(frozen_clock, *keys):  # noqa: ANN001, ANN201
                 break
             await pilot.pause(0.02)
         assert pilot.app.report is not None
-        await pilot.pause()
+        # The report is in; let both tables lay out before the picture (a loaded machine is slow).
+        tables = [pilot.app.query_one(f"#{t}") for t in ("i-broken", "i-changes")]
+        for _ in range(100):
+            if all(t.row_count for t in tables):
+                break
+            await pilot.pause(0.02)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.1)
         for key in keys:
             await pilot.press(key)
             await pilot.pause()
