@@ -41,9 +41,14 @@ def health_summary(counts: Counter[str]) -> Text:
     return t
 
 
-def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool, rows: int = 0) -> Text | Table:
-    """The fleet by env and region. Detailed: every place. Compact: only the places with something
-    not healthy, worst first, in at most ``rows`` lines (header included; fewer than 2: none)."""
+def _places(snap: FleetSnapshot) -> list[tuple[tuple[str, str], Counter[str]]]:
+    by: dict[tuple[str, str], Counter[str]] = {}
+    for c in snap.collectors:
+        by.setdefault((c.attr("env") or "-", c.attr("region") or "-"), Counter())[c.health.value] += 1
+    return sorted(by.items())
+
+
+def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool) -> Text | Table:
     counts: Counter[str] = Counter(c.health.value for c in snap.collectors)
     head = Text(no_wrap=True, overflow="ellipsis")
     head.append("[1] Fleet ", style="bold")
@@ -52,33 +57,38 @@ def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool, rows: int = 0)
     head.append(f"  age {age_text(snap.fetched_at, now)}")
     if snap.stale:
         head.append(f" STALE: {snap.stale_reason}", style="bold yellow")
-    if not detailed and rows < 2:
-        return head
-    by: dict[tuple[str, str], Counter[str]] = {}
-    for c in snap.collectors:
-        by.setdefault((c.attr("env") or "-", c.attr("region") or "-"), Counter())[c.health.value] += 1
-    places = sorted(by.items())
-    hidden = 0
     if not detailed:
-        troubled = [(k, hc) for k, hc in places if sum(hc.values()) != hc.get(Health.HEALTHY.value, 0)]
-        troubled.sort(key=lambda kv: -(sum(kv[1].values()) - kv[1].get(Health.HEALTHY.value, 0)))
-        if not troubled:
-            return head
-        room = rows - 1 if len(troubled) <= rows - 1 else rows - 2  # keep a line for "+N more"
-        places, hidden = troubled[:room], len(troubled) - room
+        return head
     table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim", expand=False)
     table.add_column("ENV")
     table.add_column("REGION")
     table.add_column("TOTAL", justify="right")
     table.add_column("HEALTH")
-    for (env, region), hc in places:
+    for (env, region), hc in _places(snap):
         table.add_row(env, region, str(sum(hc.values())), health_summary(hc))
     grid = Table.grid()
     grid.add_row(head)
     grid.add_row(table)
-    if hidden > 0:
-        grid.add_row(Text(f"  +{hidden} more places with problems (1: the Fleet view)", style="dim"))
     return grid
+
+
+def place_lines(snap: FleetSnapshot, rows: int) -> list[Text]:
+    """Compact: the places (env, region) with something not healthy, in their fixed order, in at
+    most ``rows`` lines (the last says how many more). One line each, so a refresh that changes one
+    place's counts repaints one line, not the list: bytes on an SSH link."""
+    troubled = [(k, hc) for k, hc in _places(snap) if sum(hc.values()) != hc.get(Health.HEALTHY.value, 0)]
+    if rows < 1 or not troubled:
+        return []
+    shown = troubled if len(troubled) <= rows else troubled[: rows - 1]
+    out = []
+    for (env, region), hc in shown:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f" {env:<8} {region:<15} {sum(hc.values()):>5} ")
+        t.append_text(health_summary(hc))
+        out.append(t)
+    if len(shown) < len(troubled):
+        out.append(Text(f" +{len(troubled) - len(shown)} more places with problems (1: the Fleet view)", style="dim"))
+    return out
 
 
 def eligibility_panel(app: Any, *, detailed: bool) -> Text:
@@ -177,6 +187,9 @@ def changes_panel(app: Any, now: Any) -> Text:
     return t
 
 
+PLACE_LINES = 12  # at most this many place lines in the compact layout
+
+
 class CockpitView(View):
     SCOPE = "cockpit"
     TITLE = "Cockpit"
@@ -188,12 +201,16 @@ class CockpitView(View):
     CockpitView.-compact .panel.-list { text-wrap: nowrap; }
     CockpitView .panel.-spaced { margin-top: 1; }
     CockpitView.-compact .panel.-spaced { margin-top: 0; }
+    CockpitView .panel.place { display: none; text-wrap: nowrap; }
+    CockpitView .panel.place.-shown { display: block; }
     """
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="crumb", id="crumb")
         with VerticalScroll(id="cockpit-body"):
             yield Static("", id="p-fleet", classes="panel")
+            for i in range(PLACE_LINES):  # compact: the troubled places, a line each
+                yield Static("", id=f"p-place-{i}", classes="panel place")
             yield Static("", id="p-services", classes="panel -spaced")
             yield Static("", id="p-phases", classes="panel -spaced")
             yield Static("", id="p-rollout", classes="panel -spaced")
@@ -248,9 +265,15 @@ class CockpitView(View):
         if snap is None:
             return
         detailed = self.detailed
+        self._set("p-fleet", fleet_panel(snap, now, detailed=detailed))
         # status row, crumb, footer; then the fleet head, services, phases and rollout lines
         rows = app.size.height - 3 - 4 - (changes.plain.count("\n") + 1)
-        self._set("p-fleet", fleet_panel(snap, now, detailed=detailed, rows=rows))
+        lines = [] if detailed else place_lines(snap, min(rows, PLACE_LINES))
+        for i in range(PLACE_LINES):
+            widget = self.query_one(f"#p-place-{i}", Static)
+            widget.set_class(i < len(lines), "-shown")
+            if i < len(lines):
+                self._set(f"p-place-{i}", lines[i])
 
     def update_adoption(self, data: Any) -> None:
         self._set("p-services", eligibility_panel(self.app, detailed=self.detailed))

@@ -42,3 +42,23 @@ async def test_cockpit_details_on_a_tall_terminal(make_app, wait_loaded, plain):
         for env in ("prod", "staging", "dev"):
             assert env in fleet
         assert "ap-southeast-2" in fleet
+
+
+def test_compact_places_only_troubled_in_fixed_order_within_budget(frozen_clock):
+    from collections import Counter
+
+    from otelcockpit.backends.demo import DemoBackend
+    from otelcockpit.fleet.model import Health
+    from otelcockpit.tui.cockpit_view import place_lines
+
+    snap = DemoBackend(seed=1, clock=frozen_clock).snapshot_now()
+    by: dict[tuple[str, str], Counter[str]] = {}
+    for c in snap.collectors:
+        by.setdefault((c.attr("env"), c.attr("region")), Counter())[c.health.value] += 1
+    troubled = sorted(k for k, hc in by.items() if hc[Health.HEALTHY.value] != sum(hc.values()))
+    assert 2 < len(troubled) < len(by)  # the demo has both kinds of places
+    lines = [t.plain.split() for t in place_lines(snap, 20)]
+    assert [(w[0], w[1]) for w in lines] == troubled  # every troubled place, none healthy, fixed order
+    short = [t.plain for t in place_lines(snap, 3)]
+    assert len(short) == 3 and short[-1].strip().startswith(f"+{len(troubled) - 2} more places")
+    assert place_lines(snap, 0) == []
