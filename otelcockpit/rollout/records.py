@@ -31,7 +31,6 @@ class RolloutRecords:
     events: tuple[ChangeEntry, ...] = ()
     progress: Mapping[str, Mapping[str, CollectorProgress]] = field(default_factory=dict)  # rollout -> collector
     collector_targets: Mapping[str, CollectorTarget] = field(default_factory=dict)
-    source: str = "none"  # journal | server | none
     error: str = ""  # why the records could not be read ('' when they were)
 
 
@@ -61,7 +60,7 @@ def from_journal(
     events = tuple(e for e in timeline(journal, {}, since=since) if e.source == "journal")
     progress = {v.id: journal.load_progress(v.id) for v in _recent(views, since)} if with_progress else {}
     targets = {cid: CollectorTarget(h) for cid, h in collector_targets(journal, collectors).items()}
-    return RolloutRecords(views, events, progress, targets, "journal")
+    return RolloutRecords(views, events, progress, targets)
 
 
 def _progress_map(d: Mapping[str, Any]) -> dict[str, CollectorProgress]:
@@ -90,7 +89,7 @@ async def from_server(client: Any, *, since_seconds: float, with_progress: bool 
             progress[v.id] = _progress_map(await client.get(v.id, collectors=True))
     raw = (await client.targets()).get("collectors") or {}
     targets = {str(cid): CollectorTarget.from_json(t) for cid, t in raw.items() if isinstance(t, Mapping)}
-    return RolloutRecords(views, events, progress, targets, "server")
+    return RolloutRecords(views, events, progress, targets)
 
 
 async def load(
@@ -119,7 +118,7 @@ async def load(
                 seconds = (now - since).total_seconds()
                 return await from_server(client, since_seconds=seconds, with_progress=with_progress)
         except CockpitError as exc:
-            return RolloutRecords(source="server", error=exc.message)
+            return RolloutRecords(error=exc.message)
     if journal_path is None:
         return None
 

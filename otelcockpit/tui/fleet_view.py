@@ -82,7 +82,7 @@ def _version_key(version: str) -> tuple[Any, ...]:
 
 
 # How the Fleet view can order its rows: (label in the picker, sort key, descending).
-# Every order ends on the name, so equal keys keep a stable, readable order.
+# Sorting is stable: rows with equal keys keep the order the backend gave them.
 SORTS: dict[str, tuple[str, Callable[[Collector], Any], bool]] = {
     "name": ("name", lambda c: c.name, False),
     "health": ("health, worst first", lambda c: (_HEALTH_RANK.get(c.health, 9), c.name), False),
