@@ -10,6 +10,7 @@ from typing import Any
 from otelcockpit.errors import UsageError
 
 PASS_THROUGH = ("context", "source", "url", "demo_collectors", "demo_seed", "theme", "inventory")
+APPS = ("cockpit", "incident", "walkthrough")
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -18,6 +19,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--write", action="store_true", help="allow mutating actions (off by default in the browser)")
     p.add_argument("--public-url", help="the URL browsers use, when behind a proxy")
+    p.add_argument(
+        "--app",
+        choices=APPS,
+        default="cockpit",
+        help="what each browser tab runs: the cockpit (default), the incident view (always read-only) "
+        "or the walkthrough",
+    )
     p.set_defaults(handler=run)
 
 
@@ -30,6 +38,9 @@ def app_command(args: argparse.Namespace) -> str:
             parts += [f"--{dest.replace('_', '-')}", str(value)]
     if not args.write or getattr(args, "read_only", False):
         parts.append("--read-only")
+    app = getattr(args, "app", "cockpit")
+    if app != "cockpit":
+        parts.append(app)
     return shlex.join(parts)
 
 
@@ -43,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from otelcockpit.tui.web import serve
 
     command = app_command(args)
-    mode = "read-write" if args.write and not getattr(args, "read_only", False) else "read-only"
+    writable = args.write and not getattr(args, "read_only", False) and args.app == "cockpit"
+    mode = "read-write" if writable else "read-only"
     print(f"otelcockpit web ({mode}) on http://{args.host}:{args.port}  (each browser tab runs: {command})", flush=True)
     serve(command, host=args.host, port=args.port, public_url=args.public_url)
     return 0

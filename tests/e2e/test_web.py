@@ -12,6 +12,7 @@ import sys
 import time
 
 import httpx
+import pytest
 import websockets
 
 from otelcockpit.commands.web import app_command
@@ -35,13 +36,21 @@ def test_browser_sessions_are_read_only_unless_write():
     assert "--read-only" not in app_command(args(write=True))
     assert app_command(args(write=True, read_only=True)).endswith("--read-only")
     assert "--demo-collectors 500" in app_command(args(demo_collectors=500))
+    # --app: the incident view or the walkthrough instead of the cockpit (after the global options)
+    assert app_command(args(app="incident")).endswith("--read-only incident")
+    assert app_command(args(app="walkthrough", source="demo")).endswith("--source demo --read-only walkthrough")
+    assert app_command(args(app="cockpit")).endswith("--read-only")
 
 
-def test_web_serves_the_cockpit_over_a_websocket(tmp_path):
+@pytest.mark.parametrize(
+    ("app", "expect"),
+    [("cockpit", ("[1] Fleet", " RO ")), ("incident", ("Unhealthy and offline", " RO "))],
+)
+def test_web_serves_the_app_over_a_websocket(tmp_path, app, expect):
     port = free_port()
     env = {**os.environ, "TEXTUAL_ANIMATIONS": "none"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "otelcockpit", "web", "--port", str(port)],
+        [sys.executable, "-m", "otelcockpit", "web", "--port", str(port), "--app", app],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
         start_new_session=True,  # the server and the cockpit it runs for the tab: one group to stop
     )
@@ -68,13 +77,13 @@ def test_web_serves_the_cockpit_over_a_websocket(tmp_path):
                         continue
                     seen.append(msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg)
                     text = "".join(seen)
-                    if "[1] Fleet" in text and "RO" in text:
+                    if all(e in text for e in expect):
                         return text
             return "".join(seen)
 
         text = asyncio.run(screen_text())
-        assert "[1] Fleet" in text, text[-2000:]
-        assert " RO " in text  # every browser tab runs with --read-only
+        assert expect[0] in text, text[-2000:]
+        assert expect[1] in text  # every browser tab runs with --read-only
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
