@@ -65,12 +65,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "assign", parents=parents, help="assign NAME[@VERSION] to the agents matching --match"
     )
     a.add_argument("target", metavar="NAME[@VERSION]")
-    a.add_argument(
+    who = a.add_mutually_exclusive_group(required=True)
+    who.add_argument(
         "--match",
-        required=True,
         metavar="MATCHERS",
         help='agent attribute matchers, e.g. env="prod",os.type="linux"',
     )
+    who.add_argument("--all", action="store_true", help="every agent (an empty selector)")
     a.add_argument(
         "--priority", type=int, default=0, help="higher wins when several assignments match (default 0)"
     )
@@ -272,7 +273,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def cmd_assign(args: argparse.Namespace) -> int:
     name, version = _parse_target(args.target)
-    selector = _check_matchers(args.match)
+    if args.all:
+        selector = ""
+    elif not args.match.strip():
+        raise UsageError("--match: no matcher given (use --all to assign to every agent)")
+    else:
+        selector = _check_matchers(args.match)
 
     async def go(settings: Any, api: Any) -> int:
         a = await api.assign(name, version, selector, priority=args.priority, author=_author(args))
@@ -280,7 +286,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
             print_json(a)
         else:
             print(
-                f"assigned {a.get('config', name)}@{a.get('version')} to {a.get('selector', selector)} "
+                f"assigned {a.get('config', name)}@{a.get('version')} to {a.get('selector', selector) or 'every agent'} "
                 f"(priority {a.get('priority', args.priority)}, {a.get('agents', 0)} agent(s) match now; id {a.get('id')})"
             )
         return 0

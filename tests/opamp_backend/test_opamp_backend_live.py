@@ -194,6 +194,13 @@ def test_restart_and_read_only_and_read_token(fleet_server, tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [f"otelcockpit: read-only: refused to restart agent {uid}"]
 
+    every = tmp_path / "every.yaml"
+    every.write_text("receivers: {}\n", encoding="utf-8")
+    r = run_cli(tmp_path, "opamp", "config", "create", "every", "--file", str(every), "--url", url)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(tmp_path, "opamp", "assign", "every", "--all", "--priority", "-1", "--url", url)
+    assert r.returncode == 0 and "to every agent" in r.stdout, r.stderr
+
     r = run_cli(tmp_path, "opamp", "assign", "base", "--match", "env=prod", "--url", url, token=READ_TOKEN)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "the token in $OTELCOCKPIT_OPAMP_TOKEN may not do this" in r.stderr, r.stderr
@@ -225,6 +232,10 @@ def test_bad_usage_is_exit_2(tmp_path):
     assert r.returncode == 2 and "bad version" in r.stderr
     r = run_cli(tmp_path, "opamp", "assign", "base", "--match", 'env="prod', "--url", "http://127.0.0.1:9")
     assert r.returncode == 2 and "bad matcher" in r.stderr
+    r = run_cli(tmp_path, "opamp", "assign", "base", "--match", "", "--url", "http://127.0.0.1:9")
+    assert r.returncode == 2 and "use --all" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = run_cli(tmp_path, "opamp", "assign", "base", "--all", "--match", "a=b", "--url", "http://127.0.0.1:9")
+    assert r.returncode == 2 and "not allowed with" in r.stderr
     r = run_cli(
         tmp_path,
         "opamp",
