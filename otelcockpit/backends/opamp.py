@@ -654,8 +654,9 @@ class OpAmpBackend:
         async def one(cfg: Mapping[str, Any]) -> Pipeline:
             name = str(cfg.get("name"))
             latest = int(cfg.get("latest_version") or 0)
+            live = live_version(name, assignments) or latest  # what agents run, not the newest draft
             version, versions = await asyncio.gather(
-                self._version(name, latest), self._versions_of(name, latest)
+                self._version(name, live), self._versions_of(name, latest)
             )
             first = min(versions, key=lambda v: int(v.get("version") or 0)) if versions else version
             mine = sorted(
@@ -690,8 +691,14 @@ class OpAmpBackend:
     # -- revisions -------------------------------------------------------------------------
 
     async def revisions(self, pipeline: str) -> tuple[Revision, ...]:
-        doc = await self.api.config(pipeline)
+        """The config's versions up to the live one (the version its winning assignment names; the
+        newest when none is assigned), oldest first, each with its version number as the id, as
+        the server's rollouts and ``rollback --to N`` name them."""
+        doc, assignments = await asyncio.gather(self.api.config(pipeline), self.api.assignments())
+        live = live_version(pipeline, list((assignments or {}).get("assignments") or []))
         versions = sorted(doc.get("versions") or [], key=lambda v: int(v.get("version") or 0))
+        if live:
+            versions = [v for v in versions if int(v.get("version") or 0) <= live]
         out = []
         for v in versions:
             number = int(v.get("version") or 0)
@@ -707,7 +714,7 @@ class OpAmpBackend:
             )
             out.append(
                 Revision(
-                    id=f"{pipeline}@{number}",
+                    id=str(number),
                     pipeline=pipeline,
                     pipeline_id=pipeline,
                     snapshot=snap,
@@ -716,7 +723,7 @@ class OpAmpBackend:
                     author=str(full.get("author") or ""),
                 )
             )
-        return tuple(reversed(out))  # newest first
+        return tuple(out)
 
     # -- push ------------------------------------------------------------------------------
 
@@ -752,14 +759,10 @@ class OpAmpBackend:
                     author=change.author or "otelcockpit",
                 )
             except OpAmpApiError as exc:
-                return PushResult(
-                    False,
-                    f"{message}, but the assignment failed: {exc.message}",
-                    f"{pipeline.name}@{version}",
-                )
+                return PushResult(False, f"{message}, but the assignment failed: {exc.message}", str(version))
             details["assignment"] = assignment
             message += f", assigned to {selector} ({assignment.get('agents', 0)} agent(s))"
-        return PushResult(True, message, f"{pipeline.name}@{version}", details)
+        return PushResult(True, message, str(version), details)
 
     async def _files_for(self, pipeline: Pipeline) -> dict[str, dict[str, str]]:
         previous: Mapping[str, Any] = {}
@@ -847,6 +850,16 @@ class OpAmpBackend:
 
     async def close(self) -> None:
         await self.api.close()
+
+
+def live_version(config: str, assignments: Sequence[Mapping[str, Any]]) -> int:
+    """The version of ``config`` its winning assignment names (highest priority, then newest, as
+    the server resolves them); 0 when the config is assigned to nothing."""
+    mine = [a for a in assignments if str(a.get("config")) == config and not a.get("deleted_at")]
+    if not mine:
+        return 0
+    best = min(mine, key=lambda a: (-int(a.get("priority") or 0), -int(a.get("id") or 0)))
+    return int(best.get("version") or 0)
 
 
 def parse_event(name: str, text: str) -> OpAmpEvent | None:

@@ -115,9 +115,10 @@ class OpAmpRollouts:
     async def rollback(self, config: str, to: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {}
         if to is not None:
-            if not to.isdigit():
+            number = to.removeprefix(f"{config}@").removeprefix("v")  # "3", "gateway@3" and "v3" all mean 3
+            if not number.isdigit():
                 raise UsageError(f"--to {to}: an OpAMP revision is a config version number")
-            body["to"] = int(to)
+            body["to"] = int(number)
         return await self.api.request("POST", f"/configs/{config}/rollback", json_body=body)
 
     async def targets(self) -> dict[str, Any]:

@@ -196,7 +196,7 @@ class IncidentView(View):
             else:
                 what = Text()
                 what.append(f"{ch.pipeline} ", style="bold")
-                what.append(f"{ch.revision or ch.kind} ")
+                what.append(f"rev {ch.revision} " if ch.revision else f"{ch.kind} ")
                 what.append(f"{age_text(ch.at, now)} ago", style="dim")
                 if ch.rollback_target:
                     what.append(f" ↩{ch.rollback_target}", style="cyan")

@@ -21,7 +21,7 @@ def test_incident_view_read_only_changed_before_it_broke(terminal):
     assert " RO " in screen  # always read-only, without --read-only
     row = next(line for line in screen.splitlines() if "alloy-prod-euw1-node-033" in line)
     # linux_host_metrics revision 1003 reached it 2 h ago; its rollback target is 1002.
-    assert "linux_host_metrics 1003 2h ago" in row and "1002" in row
+    assert "linux_host_metrics rev 1003 2h ago" in row and "1002" in row
     assert "Changes in the last 24 h" in screen and "Rollouts none running or paused" in screen
     assert "y Copy rollback cmd" in screen
     # Nothing that writes is offered, in the footer or in help.

@@ -133,7 +133,9 @@ def test_config_create_assign_reaches_agents(fleet_server, tmp_path):
     r = run_cli(tmp_path, "opamp", "agents", "--url", url, "--id", next(iter(FAILING_UIDS)))
     assert r.returncode == 0 and "FAILED" in r.stdout and "component health:" in r.stdout
 
-    # A push through the backend is a new version; revisions list both; other change kinds are refused.
+    # A push through the backend is a new version. Revisions run oldest first up to the live one
+    # (the assigned version): a version nobody runs yet is not live, and the pipeline still shows
+    # what the agents run. Assigned, it becomes the live one. Other change kinds are refused.
     async def push():
         b = OpAmpBackend(url, WRITE_TOKEN)
         try:
@@ -145,17 +147,21 @@ def test_config_create_assign_reaches_agents(fleet_server, tmp_path):
                 Change(PIPELINE_UPSERT, {"pipeline": Pipeline("base", p.contents.replace("debug", "nop"))})
             )
             bad = await b.push(Change(PIPELINE_DELETE, {"name": "base"}))
-            revs = await b.revisions("base")
-            return res, bad, revs
+            draft = (await b.revisions("base"), (await b.snapshot()).pipeline("base"))
+            await b.api.assign("base", 2, 'os.type="linux"', priority=1, author="test")
+            live = (await b.revisions("base"), (await b.snapshot()).pipeline("base"))
+            return res, bad, draft, live
         finally:
             await b.close()
 
-    res, bad, revs = asyncio.run(push())
-    assert res.ok and res.revision_id == "base@2", res.message
+    res, bad, (draft_revs, draft_pipe), (revs, live_pipe) = asyncio.run(push())
+    assert res.ok and res.revision_id == "2", res.message
     assert not bad.ok and "cannot pipeline.delete" in bad.message
-    assert [r.id for r in revs] == ["base@2", "base@1"]
-    assert revs[0].snapshot is not None and "nop: {}" in revs[0].snapshot.contents
-    assert revs[1].snapshot is not None and "debug: {}" in revs[1].snapshot.contents
+    assert [r.id for r in draft_revs] == ["1"] and "debug: {}" in draft_pipe.contents
+    assert [r.id for r in revs] == ["1", "2"]
+    assert revs[0].snapshot is not None and "debug: {}" in revs[0].snapshot.contents
+    assert revs[1].snapshot is not None and "nop: {}" in revs[1].snapshot.contents
+    assert "nop: {}" in live_pipe.contents
 
 
 def test_events_stream_yields_agent_events(fleet_server):

@@ -49,6 +49,8 @@ def test_incident_reads_the_servers_rollouts_and_rollback_targets(serve: ServePr
             assert b["rollback_config"] == {"hash": v1, "label": "gateway@v1", "at": b["rollback_config"]["at"]}
         else:
             assert b["rollback_config"] is None, b  # never ran anything but version 1
+            # what reached it last is the live version 1 (the paused rollout's version 2 is not live)
+            assert b["changed_before"]["revision"] == "1" and b["changed_before"]["rollback_command"] == "", b
     # the server's own events are in the timeline
     kinds = {c["kind"] for c in report["changes"]}
     assert "rollout.started" in kinds, kinds
