@@ -677,7 +677,7 @@ class OpAmpBackend:
                 id=name,
                 source="opamp",
                 created_at=parse_time(first.get("created_at")),
-                updated_at=parse_time(cfg.get("updated_at") or version.get("created_at")),
+                updated_at=parse_time(version.get("created_at") or cfg.get("updated_at")),  # the live version's
             )
 
         return tuple(sorted(await asyncio.gather(*(one(c) for c in configs)), key=lambda p: p.name))
