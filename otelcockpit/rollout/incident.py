@@ -497,9 +497,11 @@ async def report_for(
     hours: float,
     now: datetime,
     journal_path: Any = None,
+    progress_cache: dict[Any, Any] | None = None,
 ) -> IncidentReport:
     """The report for a resolved ``Settings``: the rollout records come from ``otelcockpit serve``
-    on the opamp backend, else from the journal at ``journal_path`` (None: there is none)."""
+    on the opamp backend, else from the journal at ``journal_path`` (None: there is none).
+    ``progress_cache``: see :func:`otelcockpit.rollout.records.from_server`."""
     import asyncio
 
     from otelcockpit.rollout import records
@@ -513,6 +515,7 @@ async def report_for(
         journal_path=journal_path,
         context=context,
         with_progress=True,
+        progress_cache=progress_cache,
     )
     return await asyncio.to_thread(
         lambda: build_report(snapshot, revisions, now=now, hours=hours, records=rec, context=context)

@@ -69,8 +69,18 @@ def _progress_map(d: Mapping[str, Any]) -> dict[str, CollectorProgress]:
     return {p.collector_id: p for p in (progress_from_json(x) for x in d.get("collectors") or ())}
 
 
-async def from_server(client: Any, *, since_seconds: float, with_progress: bool = False) -> RolloutRecords:
-    """Read the rollouts of ``otelcockpit serve`` through its admin API (an OpAmpRollouts)."""
+async def from_server(
+    client: Any,
+    *,
+    since_seconds: float,
+    with_progress: bool = False,
+    progress_cache: dict[tuple[str, str], Mapping[str, CollectorProgress]] | None = None,
+) -> RolloutRecords:
+    """Read the rollouts of ``otelcockpit serve`` through its admin API (an OpAmpRollouts).
+
+    ``progress_cache``: kept by a caller that reads again and again (the incident view, every few
+    seconds): a rollout's per-collector progress (one row per agent: large on a big fleet) is read
+    again only when the rollout changed since."""
     from datetime import timedelta
 
     from otelcockpit.fleet.model import utcnow
@@ -85,8 +95,16 @@ async def from_server(client: Any, *, since_seconds: float, with_progress: bool 
     progress: dict[str, Mapping[str, CollectorProgress]] = {}
     if with_progress:
         since = utcnow() - timedelta(seconds=since_seconds)
+        cache = progress_cache if progress_cache is not None else {}
         for v in _recent(views, since):
-            progress[v.id] = _progress_map(await client.get(v.id, collectors=True))
+            key = (v.id, f"{v.updated_at}|{v.state.value}|{v.current_stage}")
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = _progress_map(await client.get(v.id, collectors=True))
+            progress[v.id] = hit
+        if progress_cache is not None:  # forget the versions of rollouts that moved on
+            for key in [k for k in progress_cache if progress.get(k[0]) is not progress_cache[k]]:
+                del progress_cache[key]
     raw = (await client.targets()).get("collectors") or {}
     targets = {str(cid): CollectorTarget.from_json(t) for cid, t in raw.items() if isinstance(t, Mapping)}
     return RolloutRecords(views, events, progress, targets)
@@ -101,6 +119,7 @@ async def load(
     journal_path: Any = None,
     context: str = "",
     with_progress: bool = False,
+    progress_cache: dict[tuple[str, str], Mapping[str, CollectorProgress]] | None = None,
 ) -> RolloutRecords | None:
     """The records for a resolved ``Settings``: from ``otelcockpit serve`` on the opamp backend,
     else from the local journal at ``journal_path`` (None when there is no journal). A server that
@@ -116,7 +135,9 @@ async def load(
         try:
             async with client_for(settings) as client:
                 seconds = (now - since).total_seconds()
-                return await from_server(client, since_seconds=seconds, with_progress=with_progress)
+                return await from_server(
+                    client, since_seconds=seconds, with_progress=with_progress, progress_cache=progress_cache
+                )
         except CockpitError as exc:
             return RolloutRecords(error=exc.message)
     if journal_path is None:

@@ -338,11 +338,13 @@ class IncidentApp(CockpitApp):
         self.report: Any = None
         self.report_error = ""
         self._report_at = -1e9
+        self._progress_cache: dict[Any, Any] = {}  # server rollouts' progress, read again only when they change
 
     def switch_context(self, name: str) -> str | None:
         error = super().switch_context(name)
         self.read_only = True
         self.report, self.report_error = None, ""
+        self._progress_cache.clear()
         return error
 
     def _journal(self) -> Path | None:
@@ -370,7 +372,13 @@ class IncidentApp(CockpitApp):
         revisions = await self.load_all_revisions(snap)
         try:
             report = await report_for(
-                self.settings, snap, revisions, hours=self.hours, now=self.now(), journal_path=self._journal()
+                self.settings,
+                snap,
+                revisions,
+                hours=self.hours,
+                now=self.now(),
+                journal_path=self._journal(),
+                progress_cache=self._progress_cache,
             )
         except (CockpitError, OSError) as exc:
             self.report_error = getattr(exc, "message", str(exc))

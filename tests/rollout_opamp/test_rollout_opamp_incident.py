@@ -4,8 +4,10 @@ the admin API with a read token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 from opamp_server_support import READ_TOKEN, ServeProcess, wait_for
 from rollout_opamp_support import V2, agents, cli, setup_v1, simulate, stop_all, wait_agents, wait_state
@@ -54,3 +56,27 @@ def test_incident_reads_the_servers_rollouts_and_rollback_targets(serve: ServePr
     # the server's own events are in the timeline
     kinds = {c["kind"] for c in report["changes"]}
     assert "rollout.started" in kinds, kinds
+
+    # The incident screen reads again every few seconds: a rollout's per-collector progress (a row
+    # per agent) is fetched again only when the rollout changed.
+    async def twice() -> tuple[Any, Any, int]:
+        from otelcockpit.rollout.records import from_server
+        from otelcockpit.rollout_targets.opamp import OpAmpRollouts
+
+        gets = 0
+
+        class Counting(OpAmpRollouts):
+            async def get(self, rollout_id: str, *, collectors: bool = False) -> dict[str, Any]:
+                nonlocal gets
+                gets += 1
+                return await super().get(rollout_id, collectors=collectors)
+
+        cache: dict[Any, Any] = {}
+        async with Counting(serve.admin_url, READ_TOKEN) as client:
+            first = await from_server(client, since_seconds=3600, with_progress=True, progress_cache=cache)
+            again = await from_server(client, since_seconds=3600, with_progress=True, progress_cache=cache)
+        return first, again, gets
+
+    first, again, gets = asyncio.run(twice())
+    assert gets == 1
+    assert set(first.progress[view["id"]]) == set(again.progress[view["id"]]) >= canary
