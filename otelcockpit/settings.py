@@ -85,6 +85,8 @@ class Settings:
     demo_seed: int = 7
     inventory: str | None = None
     min_size: tuple[int, int] = (80, 24)  # below this the TUI says "terminal too small"
+    # phase number -> the share of its items that must pass (default: all of them)
+    phase_thresholds: Mapping[int, float] = field(default_factory=dict)
 
     @property
     def backend(self) -> str:
@@ -245,6 +247,7 @@ def resolve(
 
     refresh = ctx.refresh_seconds or _number(raw.get("refresh_seconds", 2.0), origin, "refresh_seconds")
     min_size = _min_size(raw.get("min_size", "80x24"), origin)
+    thresholds = _phase_thresholds(raw.get("phase_thresholds"), origin)
     seed = demo_seed if demo_seed is not None else _number(raw.get("demo_seed", 7), origin, "demo_seed", int)
     return Settings(
         context=ctx,
@@ -258,6 +261,7 @@ def resolve(
         demo_seed=seed,
         inventory=inventory or ctx.inventory or raw.get("inventory"),
         min_size=min_size,
+        phase_thresholds=thresholds,
     )
 
 
@@ -268,6 +272,30 @@ def _min_size(value: Any, origin: str) -> tuple[int, int]:
     if sep and width.isdigit() and height.isdigit() and int(width) >= 20 and int(height) >= 8:
         return int(width), int(height)
     raise ConfigError(f"{origin}: min_size must look like 80x24 (at least 20x8), not {value!r}")
+
+
+def _phase_thresholds(value: Any, origin: str) -> dict[int, float]:
+    """``phase_thresholds: {1: 95%, 2: 0.8}``: how many of a phase's items must pass before the next
+    phase's work is not warned about (a fraction or a percentage; default 100%)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{origin}: phase_thresholds must map a phase (1-4) to a share, e.g. {{1: 95%}}")
+    out: dict[int, float] = {}
+    for k, v in value.items():
+        if str(k) not in ("1", "2", "3", "4"):
+            raise ConfigError(f"{origin}: phase_thresholds.{k}: the phases are 1 to 4")
+        text = str(v).strip()
+        try:
+            share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            share = -1.0
+        if not 0 < share <= 1:
+            raise ConfigError(
+                f"{origin}: phase_thresholds.{k}: {v!r} is not a share above 0 and up to 1 (or 100%)"
+            )
+        out[int(str(k))] = share
+    return out
 
 
 EXAMPLE_CONFIG = """\

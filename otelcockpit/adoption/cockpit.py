@@ -84,13 +84,14 @@ def analyse(
     conventions: Conventions | None = None,
     signoffs: Mapping[str, SignOff] | None = None,
     rules: Sequence[Rule] | None = None,
+    thresholds: Mapping[int, float] | None = None,
 ) -> AdoptionData:
     merged = merge_discovered(inventory, snapshot.collectors)
     elig = tuple(evaluate_all(merged.services, rules if rules is not None else load_rules()))
     by_name = {e.name: e for e in elig}
     view = FleetView.build(snapshot)
     jcov = tuple(journey_coverage(journeys, merged, by_name, view))
-    phases = compute_phases(view, merged, by_name, journeys, signoffs=signoffs)
+    phases = compute_phases(view, merged, by_name, journeys, signoffs=signoffs, thresholds=thresholds)
     violations = tuple(check(conventions, snapshot.collectors, merged)) if conventions else ()
     return AdoptionData(merged, elig, jcov, phases, violations)
 

@@ -81,7 +81,10 @@ async def _data(settings: Any, backend: Any, *, conventions: str | None = None) 
     inventory, journeys, conv = load_sources(sources)
     signoffs = signoff.latest(context=settings.context.name)
     snap = await backend.snapshot()
-    return analyse(snap, inventory, journeys=journeys, conventions=conv, signoffs=signoffs), sources
+    data = analyse(
+        snap, inventory, journeys=journeys, conventions=conv, signoffs=signoffs, thresholds=settings.phase_thresholds
+    )
+    return data, sources
 
 
 def _short(text: str, width: int = 70) -> str:

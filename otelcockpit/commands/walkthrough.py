@@ -55,7 +55,14 @@ async def build_markdown(settings: Any, backend: Any, *, journey: str | None) ->
     def build() -> str:
         inventory, journeys, conventions = load_sources(resolve_sources(settings))
         signoffs = signoff.latest(context=settings.context.name)
-        data = analyse(snap, inventory, journeys=journeys, conventions=conventions, signoffs=signoffs)
+        data = analyse(
+            snap,
+            inventory,
+            journeys=journeys,
+            conventions=conventions,
+            signoffs=signoffs,
+            thresholds=settings.phase_thresholds,
+        )
         slides = build_slides(snap, data, journey=journey)
         return to_markdown(slides, title=f"OpenTelemetry rollout walkthrough · {settings.context.name}")
 

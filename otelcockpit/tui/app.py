@@ -397,7 +397,14 @@ class CockpitApp(App[int]):
                 self._adoption_sources = load_sources(resolve_sources(self.settings))
             inventory, journeys, conventions = self._adoption_sources
             signoffs = signoff.latest(context=self.settings.context.name)
-            data = analyse(snap, inventory, journeys=journeys, conventions=conventions, signoffs=signoffs)
+            data = analyse(
+                snap,
+                inventory,
+                journeys=journeys,
+                conventions=conventions,
+                signoffs=signoffs,
+                thresholds=self.settings.phase_thresholds,
+            )
         except CockpitError as exc:
             self.call_from_thread(self._adoption_failed, exc.message)
             return

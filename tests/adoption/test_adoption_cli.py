@@ -176,3 +176,22 @@ def test_signoff_refused_with_read_only_then_accepted() -> None:
 def test_signoff_usage_errors(args: tuple[str, ...], message: str) -> None:
     proc = run(*args)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_phase_thresholds_from_the_config_file() -> None:
+    config = Path(os.environ["OTELCOCKPIT_CONFIG"])
+    data = run_json("phases")
+    third = data["phases"][2]
+    assert third["threshold"] == 1.0 and not third["at_threshold"]
+    passed = sum(1 for i in third["items"] if i["passed"])
+    assert 0 < passed < len(third["items"])
+    share = passed / len(third["items"])
+    config.write_text(f"phase_thresholds:\n  3: {share * 100:.0f}%\n  4: 1\n", encoding="utf-8")
+    data = run_json("phases")
+    assert data["phases"][2]["threshold"] == pytest.approx(share, abs=0.005)
+    assert data["phases"][2]["at_threshold"] is True
+    assert data["phases"][3]["threshold"] == 1.0
+    for bad, why in (("5: 50%", "the phases are 1 to 4"), ("1: 150%", "not a share"), ("1: lots", "not a share")):
+        config.write_text(f"phase_thresholds:\n  {bad}\n", encoding="utf-8")
+        proc = run("phases")
+        assert proc.returncode == 2 and why in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
