@@ -96,6 +96,22 @@ def analyse(
     return AdoptionData(merged, elig, jcov, phases, violations)
 
 
+def analyse_for(settings: Any, snapshot: FleetSnapshot, sources: tuple[Inventory, Any, Any]) -> AdoptionData:
+    """:func:`analyse` as a context sees it: the loaded ``(inventory, journeys, conventions)``, the
+    context's sign-offs and the phase thresholds from the config file."""
+    from otelcockpit.adoption import signoff
+
+    inventory, journeys, conventions = sources
+    return analyse(
+        snapshot,
+        inventory,
+        journeys=journeys,
+        conventions=conventions,
+        signoffs=signoff.latest(context=settings.context.name),
+        thresholds=settings.phase_thresholds,
+    )
+
+
 def load_sources(sources: Sources) -> tuple[Inventory, tuple[Journey, ...], Conventions | None]:
     inventory = load_inventory(sources.inventory)
     journeys = load_journeys(sources.journeys) if sources.journeys else ()

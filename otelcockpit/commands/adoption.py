@@ -74,17 +74,12 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 async def _data(settings: Any, backend: Any, *, conventions: str | None = None) -> Any:
     """Read the files first (a bad inventory fails before any backend call), then the fleet."""
-    from otelcockpit.adoption import signoff
-    from otelcockpit.adoption.cockpit import analyse, load_sources, resolve_sources
+    from otelcockpit.adoption.cockpit import analyse_for, load_sources, resolve_sources
 
     sources = resolve_sources(settings, conventions=conventions)
-    inventory, journeys, conv = load_sources(sources)
-    signoffs = signoff.latest(context=settings.context.name)
+    loaded = load_sources(sources)
     snap = await backend.snapshot()
-    data = analyse(
-        snap, inventory, journeys=journeys, conventions=conv, signoffs=signoffs, thresholds=settings.phase_thresholds
-    )
-    return data, sources
+    return analyse_for(settings, snap, loaded), sources
 
 
 def _short(text: str, width: int = 70) -> str:

@@ -46,23 +46,13 @@ def _check_journey(settings: Any, name: str | None) -> None:
 async def build_markdown(settings: Any, backend: Any, *, journey: str | None) -> str:
     import asyncio
 
-    from otelcockpit.adoption import signoff
-    from otelcockpit.adoption.cockpit import analyse, load_sources, resolve_sources
+    from otelcockpit.adoption.cockpit import analyse_for, load_sources, resolve_sources
     from otelcockpit.adoption.walkthrough import build_slides, to_markdown
 
     snap = await backend.snapshot()
 
     def build() -> str:
-        inventory, journeys, conventions = load_sources(resolve_sources(settings))
-        signoffs = signoff.latest(context=settings.context.name)
-        data = analyse(
-            snap,
-            inventory,
-            journeys=journeys,
-            conventions=conventions,
-            signoffs=signoffs,
-            thresholds=settings.phase_thresholds,
-        )
+        data = analyse_for(settings, snap, load_sources(resolve_sources(settings)))
         slides = build_slides(snap, data, journey=journey)
         return to_markdown(slides, title=f"OpenTelemetry rollout walkthrough · {settings.context.name}")
 

@@ -389,22 +389,12 @@ class CockpitApp(App[int]):
 
     @work(thread=True, exclusive=True, group="adoption", exit_on_error=False)
     def _analyse(self, snap: FleetSnapshot) -> None:
-        from otelcockpit.adoption import signoff
-        from otelcockpit.adoption.cockpit import analyse, load_sources, resolve_sources
+        from otelcockpit.adoption.cockpit import analyse_for, load_sources, resolve_sources
 
         try:
             if self._adoption_sources is None:
                 self._adoption_sources = load_sources(resolve_sources(self.settings))
-            inventory, journeys, conventions = self._adoption_sources
-            signoffs = signoff.latest(context=self.settings.context.name)
-            data = analyse(
-                snap,
-                inventory,
-                journeys=journeys,
-                conventions=conventions,
-                signoffs=signoffs,
-                thresholds=self.settings.phase_thresholds,
-            )
+            data = analyse_for(self.settings, snap, self._adoption_sources)
         except CockpitError as exc:
             self.call_from_thread(self._adoption_failed, exc.message)
             return
