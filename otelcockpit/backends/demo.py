@@ -35,6 +35,7 @@ from otelcockpit.fleet.matching import PipelineMatcher
 from otelcockpit.fleet.model import (
     BackendHealth,
     Collector,
+    CollectorTarget,
     CollectorType,
     ConfigStatus,
     FleetSnapshot,
@@ -293,6 +294,9 @@ class DemoSimulator:
         self._rev_counter = 1000 + sum(len(v) for v in org.revisions.values())
         self._assembled: dict[tuple[CollectorType, tuple[str, ...]], tuple[str, str]] = {}
         self._pending: dict[int, tuple[int, bool]] = {}  # index -> (due tick, fails)
+        # Collector id -> the config hash it ran (APPLIED) before a change of this session moved it.
+        self.applied_before: dict[str, str] = {}
+        self._before: dict[tuple[Any, ...], CollectorTarget | None] = {}  # derived from the revisions
         # Knobs for rollout demos and tests: the share of pushed configs that fail to apply, and
         # whether health keeps changing on its own.
         self.apply_fail_rate = 0.03
@@ -426,6 +430,44 @@ class DemoSimulator:
             hit = self._assembled[key] = (content, config_hash(content) if names else "")
         return hit
 
+    def collector_targets(self, collectors: Iterable[Collector]) -> dict[str, CollectorTarget]:
+        """Each collector's own rollback target: the config it ran before a change of this session
+        moved it; for the others, the config their pipelines assembled before the newest revision
+        among them (the simulated fleet applied every revision of its history)."""
+        out: dict[str, CollectorTarget] = {}
+        for c in collectors:
+            moved = self.applied_before.get(c.id)
+            if moved:
+                out[c.id] = CollectorTarget(moved, "before the last push")
+                continue
+            if not c.pipelines:
+                continue
+            key = (c.type, c.pipelines, tuple(len(self.revisions.get(n, ())) for n in c.pipelines))
+            if key not in self._before:
+                self._before[key] = self._derived_before(c.type, c.pipelines)
+            target = self._before[key]
+            if target is not None and target.hash != c.remote_config.hash:
+                out[c.id] = target
+            elif target is not None and c.remote_config.status != ConfigStatus.APPLIED:
+                out[c.id] = target
+        return out
+
+    def _derived_before(self, ctype: CollectorType, names: tuple[str, ...]) -> CollectorTarget | None:
+        newest: tuple[datetime, str, Revision] | None = None
+        for n in names:
+            revs = self.revisions.get(n) or []
+            if len(revs) < 2 or revs[-2].snapshot is None or revs[-2].operation == Operation.DELETE:
+                continue
+            if newest is None or revs[-1].created_at > newest[0]:
+                newest = (revs[-1].created_at, n, revs[-2])
+        if newest is None:
+            return None
+        _at, name, prev = newest
+        assert prev.snapshot is not None
+        parts = [prev.snapshot if n == name else self.pipelines[n] for n in names]
+        content = assemble_config(parts, ctype)
+        return CollectorTarget(config_hash(content), f"{name} rev {prev.id}", "")  # its config back then
+
     # ---- the simulation -----------------------------------------------------------------
     def advance(self, now: datetime) -> None:
         """Move the fleet to clock time ``now`` (ticks are replayed; time never goes back)."""
@@ -499,6 +541,8 @@ class DemoSimulator:
             delay = 1 + roll % 8  # 2 to 16 seconds of clock time
             fails = (roll >> 16) % 1000 < int(fail_rate * 1000) or c.health == Health.OFFLINE
             status = ConfigStatus.APPLYING if names else ConfigStatus.UNSET
+            if c.remote_config.status == ConfigStatus.APPLIED and c.remote_config.hash:
+                self.applied_before[c.id] = c.remote_config.hash
             self.collectors[i] = replace(
                 c,
                 pipelines=names,
@@ -630,6 +674,10 @@ class DemoBackend:
 
     async def revisions(self, pipeline: str) -> tuple[Revision, ...]:
         return tuple(self.sim.revisions.get(pipeline, ()))
+
+    def collector_targets(self, collectors: Iterable[Collector]) -> dict[str, CollectorTarget]:
+        """Every collector's own rollback target, as the simulation knows it (see the simulator)."""
+        return self.sim.collector_targets(collectors)
 
     async def close(self) -> None:
         return None

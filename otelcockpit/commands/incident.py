@@ -75,7 +75,9 @@ async def collect_report(
 
     snap = await backend.snapshot()
     revisions = await all_revisions(backend, snap)
-    return await report_for(settings, snap, revisions, hours=hours, now=now or utcnow(), journal_path=journal_path)
+    return await report_for(
+        settings, snap, revisions, hours=hours, now=now or utcnow(), journal_path=journal_path, backend=backend
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Any
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -182,6 +183,23 @@ class FleetSnapshot:
     def as_stale(self, reason: str, health: BackendHealth) -> FleetSnapshot:
         """The same data, marked stale: a backend that fails keeps what it had."""
         return replace(self, stale=True, stale_reason=reason, health=health)
+
+
+@dataclass(frozen=True)
+class CollectorTarget:
+    """A collector's own rollback target: the config it last reported APPLIED before what it runs
+    now, with what that config is when known."""
+
+    hash: str
+    label: str = ""  # e.g. the OpAMP config version "gateway@v1", or the demo's "linux_host_metrics rev 1002"
+    at: str = ""  # RFC 3339: when the collector last reported it APPLIED, when known
+
+    def as_json(self) -> dict[str, Any]:
+        return {"hash": self.hash, "label": self.label, "at": self.at}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CollectorTarget:
+        return cls(str(d.get("hash") or ""), str(d.get("label") or ""), str(d.get("at") or ""))
 
 
 def utcnow() -> datetime:

@@ -723,7 +723,8 @@ class RolloutService:
         """Rollback targets: per config its last known good version, and per agent the config it
         last reported APPLIED before what it runs now (from every agent's remote config history,
         not only the agents a rollout touched)."""
-        from otelcockpit.rollout.history import CollectorTarget, pipeline_target, return_hash
+        from otelcockpit.fleet.model import CollectorTarget
+        from otelcockpit.rollout.history import pipeline_target, return_hash
 
         pipelines = {}
         for name in sorted(self.hub.configs):

@@ -101,22 +101,6 @@ def current_applied(c: Collector) -> str:
     return c.remote_config.hash if c.remote_config.status == ConfigStatus.APPLIED else ""
 
 
-@dataclass(frozen=True)
-class CollectorTarget:
-    """A collector's rollback target: a config hash, with what it is when that is known."""
-
-    hash: str
-    label: str = ""  # e.g. the OpAMP config version "gateway@v3"
-    at: str = ""  # RFC 3339: when the collector last reported it APPLIED, when known
-
-    def as_json(self) -> dict[str, Any]:
-        return {"hash": self.hash, "label": self.label, "at": self.at}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> CollectorTarget:
-        return cls(str(d.get("hash") or ""), str(d.get("label") or ""), str(d.get("at") or ""))
-
-
 def collector_targets(journal: Journal | None, collectors: Iterable[Collector]) -> dict[str, str]:
     """collector id -> the config hash to return it to (only collectors with one on record)."""
     seen = journal.last_applied() if journal is not None else {}

@@ -24,8 +24,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from otelcockpit.fleet.model import Collector, FleetSnapshot, Health, Revision, age_text, rfc3339
-from otelcockpit.rollout.history import ChangeEntry, CollectorTarget, previous_real
+from otelcockpit.fleet.model import (
+    Collector,
+    CollectorTarget,
+    FleetSnapshot,
+    Health,
+    Revision,
+    age_text,
+    rfc3339,
+)
+from otelcockpit.rollout.history import ChangeEntry, previous_real
 from otelcockpit.rollout.model import ACTIVE_STATES, CollectorStatus
 from otelcockpit.rollout.records import RolloutRecords
 
@@ -360,15 +368,18 @@ def build_report(
     hours: float = 24.0,
     records: RolloutRecords | None = None,
     context: str = "",
+    collector_targets: Mapping[str, CollectorTarget] | None = None,
 ) -> IncidentReport:
     """The whole report. ``context`` goes into every rollback command (``--context``) when set.
 
     ``records``: the rollouts, engine events, progress and collector targets
-    (:func:`otelcockpit.rollout.records.from_journal` or ``from_server``); None when there are none."""
+    (:func:`otelcockpit.rollout.records.from_journal` or ``from_server``); None when there are none.
+    ``collector_targets``: what the backend itself knows of them (the records' win where both do)."""
     if hours <= 0:
         raise ValueError("hours must be more than zero")
     since = now - timedelta(hours=hours)
     rec = records or RolloutRecords()
+    targets = {**(collector_targets or {}), **rec.collector_targets}
     per_pipeline = _revision_changes(revisions, context)
     reach = _rollout_reach(rec, context)
 
@@ -377,7 +388,7 @@ def build_report(
     for c in snapshot.collectors:
         health_counts[c.health.value] = health_counts.get(c.health.value, 0) + 1
         if c.health in BROKEN:
-            broken.append(_broken(c, per_pipeline, reach, now, rec.collector_targets.get(c.id)))
+            broken.append(_broken(c, per_pipeline, reach, now, targets.get(c.id)))
     broken.sort(key=lambda b: (b.health != Health.UNHEALTHY, b.env, b.region, b.name))
 
     groups: dict[tuple[str, str, str], list[BrokenCollector]] = {}
@@ -498,6 +509,7 @@ async def report_for(
     now: datetime,
     journal_path: Any = None,
     progress_cache: dict[Any, Any] | None = None,
+    backend: Any = None,
 ) -> IncidentReport:
     """The report for a resolved ``Settings``: the rollout records come from ``otelcockpit serve``
     on the opamp backend, else from the journal at ``journal_path`` (None: there is none).
@@ -517,6 +529,10 @@ async def report_for(
         with_progress=True,
         progress_cache=progress_cache,
     )
+    own = getattr(backend, "collector_targets", None)  # a backend that knows them itself (the demo)
+    targets = own(snapshot.collectors) if callable(own) else None
     return await asyncio.to_thread(
-        lambda: build_report(snapshot, revisions, now=now, hours=hours, records=rec, context=context)
+        lambda: build_report(
+            snapshot, revisions, now=now, hours=hours, records=rec, context=context, collector_targets=targets
+        )
     )

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from otelcockpit.fleet.model import Collector, parse_time
-from otelcockpit.rollout.history import ChangeEntry, CollectorTarget, collector_targets, timeline
+from otelcockpit.fleet.model import Collector, CollectorTarget, parse_time
+from otelcockpit.rollout.history import ChangeEntry, collector_targets, timeline
 from otelcockpit.rollout.journal import Journal
 from otelcockpit.rollout.model import CollectorProgress, RolloutView
 

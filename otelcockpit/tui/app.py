@@ -436,7 +436,9 @@ class CockpitApp(App[int]):
             revisions = await self.load_all_revisions(snap)
             rec = await asyncio.to_thread(self._read_journal, snap, revisions)
         if rec is not None:
-            self.rollouts, self.changes, self.collector_targets = rec
+            self.rollouts, self.changes, targets = rec
+            own = getattr(self.backend, "collector_targets", None)  # a backend that knows (the demo)
+            self.collector_targets = {**own(snap.collectors), **targets} if callable(own) else targets
         if self.top_screen() is None:
             return
         view = self.current_view

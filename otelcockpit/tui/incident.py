@@ -200,10 +200,6 @@ class IncidentView(View):
                 what.append(f"{age_text(ch.at, now)} ago", style="dim")
                 if ch.rollback_target:
                     what.append(f" ↩{ch.rollback_target}", style="cyan")
-            own = b.rollback_config
-            if own is not None:  # the config this collector last reported APPLIED
-                what.append(" · config ↩", style="dim")
-                what.append(own.label or own.hash[:12], style="cyan")
             if self.narrow:
                 health = Text(HEALTH_GLYPH[b.health], style=self._hs(b.health))
                 rows.append((b.id, (b.name, health, what)))
@@ -379,6 +375,7 @@ class IncidentApp(CockpitApp):
                 now=self.now(),
                 journal_path=self._journal(),
                 progress_cache=self._progress_cache,
+                backend=self.backend,
             )
         except (CockpitError, OSError) as exc:
             self.report_error = getattr(exc, "message", str(exc))

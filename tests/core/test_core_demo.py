@@ -391,3 +391,34 @@ def test_make_backend_wraps_read_only(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(asyncio.run(ro.snapshot()).collectors) == 10
     rw = make_backend(settings.resolve(demo_collectors=10))
     assert isinstance(rw, DemoBackend) and "push" in rw.capabilities
+
+
+def test_every_collector_has_its_own_rollback_target() -> None:
+    """The simulated fleet applied every revision of its history: a collector's own rollback target is
+    the config its pipelines assembled before the newest revision among them; after a push, the config
+    it ran before the push."""
+    from otelcockpit.backends.demo import assemble_config, config_hash
+
+    clock = Clock()
+    backend = demo(clock=clock)
+    s0 = snap(backend)
+    targets = backend.collector_targets(s0.collectors)
+    node = next(c for c in s0.collectors if c.name == "alloy-prod-euw1-node-001")
+    t = targets[node.id]
+    # linux_host_metrics is the newest revision among its pipelines (1003, 2 h ago): back to 1002.
+    assert t.label == "linux_host_metrics rev 1002" and t.hash != node.remote_config.hash
+    revs = s0.revisions["linux_host_metrics"]
+    parts = [revs[-2].snapshot if n == "linux_host_metrics" else s0.pipeline(n) for n in node.pipelines]
+    assert t.hash == config_hash(assemble_config(parts, node.type))
+    assert all(targets.get(c.id) is None for c in s0.collectors if not c.pipelines)
+    # A push moves the collectors it reaches: their target is the config they ran just before.
+    target = s0.pipeline(node.pipelines[0])
+    new = dataclasses.replace(target, contents=target.contents + "\n// tuned by a test\n")
+    assert asyncio.run(backend.push(Change(PIPELINE_UPSERT, {"pipeline": new}, author="tester"))).ok
+    clock.advance(20)
+    s1 = snap(backend)
+    after = backend.collector_targets(s1.collectors)
+    moved = [c for c in s0.collectors if target.name in c.pipelines and c.remote_config.status == ConfigStatus.APPLIED]
+    assert moved
+    for c in moved:
+        assert after[c.id].hash == c.remote_config.hash and after[c.id].label == "before the last push"

@@ -39,15 +39,30 @@ class Terminal:
         self.tmux("send-keys", "-t", self.session, "-l", text)
         time.sleep(0.2)
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+    def wait_for(self, text: str, *more: str, timeout: float = 20.0) -> str:
+        """The screen once ``text`` and every one of ``more`` are on it (a loaded machine paints a
+        screen in several passes: wait for all that the test reads, not for the first of it)."""
+        wanted = (text, *more)
         end = time.monotonic() + timeout
         screen = ""
         while time.monotonic() < end:
             screen = self.screen()
-            if text in screen:
+            if all(w in screen for w in wanted):
                 return screen
             time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
+        missing = [w for w in wanted if w not in screen]
+        raise AssertionError(f"{missing!r} never appeared; the screen was:\n{screen}")
+
+    def open_filter(self, timeout: float = 20.0) -> None:
+        """`/`, then wait for the prompt line (a lone "/") before anything is typed into it: keys
+        sent before the prompt has focus would go to the table."""
+        self.keys("/")
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if any(line.strip() == "/" for line in self.screen().splitlines()):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the filter prompt never opened; the screen was:\n{self.screen()}")
 
     def wait_gone(self, text: str, timeout: float = 10.0) -> str:
         end = time.monotonic() + timeout
