@@ -435,6 +435,7 @@ class DemoSimulator:
         moved it; for the others, the config their pipelines assembled before the newest revision
         among them (the simulated fleet applied every revision of its history)."""
         out: dict[str, CollectorTarget] = {}
+        derived: dict[tuple[Any, ...], CollectorTarget | None] = {}  # per (type, pipelines), this call
         for c in collectors:
             moved = self.applied_before.get(c.id)
             if moved:
@@ -442,14 +443,18 @@ class DemoSimulator:
                 continue
             if not c.pipelines:
                 continue
-            key = (c.type, c.pipelines, tuple(len(self.revisions.get(n, ())) for n in c.pipelines))
-            if key not in self._before:
-                self._before[key] = self._derived_before(c.type, c.pipelines)
-            target = self._before[key]
-            if target is not None and target.hash != c.remote_config.hash:
-                out[c.id] = target
-            elif target is not None and c.remote_config.status != ConfigStatus.APPLIED:
-                out[c.id] = target
+            local = (c.type, c.pipelines)
+            if local not in derived:
+                key = (*local, tuple(len(self.revisions.get(n, ())) for n in c.pipelines))
+                if key not in self._before:
+                    self._before[key] = self._derived_before(c.type, c.pipelines)
+                derived[local] = self._before[key]
+            target = derived[local]
+            if target is None:
+                continue
+            if c.remote_config.status == ConfigStatus.APPLIED and c.remote_config.hash == target.hash:
+                continue  # it runs that config now: nothing to go back to
+            out[c.id] = target
         return out
 
     def _derived_before(self, ctype: CollectorType, names: tuple[str, ...]) -> CollectorTarget | None:

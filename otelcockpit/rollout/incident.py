@@ -530,7 +530,7 @@ async def report_for(
         progress_cache=progress_cache,
     )
     own = getattr(backend, "collector_targets", None)  # a backend that knows them itself (the demo)
-    targets = own(snapshot.collectors) if callable(own) else None
+    targets = own([c for c in snapshot.collectors if c.health in BROKEN]) if callable(own) else None
     return await asyncio.to_thread(
         lambda: build_report(
             snapshot, revisions, now=now, hours=hours, records=rec, context=context, collector_targets=targets

@@ -436,9 +436,7 @@ class CockpitApp(App[int]):
             revisions = await self.load_all_revisions(snap)
             rec = await asyncio.to_thread(self._read_journal, snap, revisions)
         if rec is not None:
-            self.rollouts, self.changes, targets = rec
-            own = getattr(self.backend, "collector_targets", None)  # a backend that knows (the demo)
-            self.collector_targets = {**own(snap.collectors), **targets} if callable(own) else targets
+            self.rollouts, self.changes, self.collector_targets = rec
         if self.top_screen() is None:
             return
         view = self.current_view
@@ -447,6 +445,15 @@ class CockpitApp(App[int]):
         screen = self.screen
         if isinstance(screen, CollectorDetailScreen):
             screen.refresh_from(self.snapshot)
+
+    def collector_target(self, c: Collector) -> Any:
+        """A collector's own rollback target (a CollectorTarget or None): from the rollout records,
+        else from the backend when it knows it itself (the demo), asked for this one collector."""
+        target = self.collector_targets.get(c.id)
+        own = getattr(self.backend, "collector_targets", None)
+        if target is None and callable(own):
+            target = own([c]).get(c.id)
+        return target
 
     @property
     def remote_rollouts(self) -> Any:

@@ -130,11 +130,7 @@ class CollectorDetailScreen(DetailScreen):
     def target_text(self, c: Collector, snap: FleetSnapshot, now: Any) -> str:
         """The collector's own rollback target: the config it last reported APPLIED before what it
         runs now (pipelines have theirs below)."""
-        app: Any = self.app
-        target = app.collector_targets.get(c.id)
-        own = getattr(app.backend, "collector_targets", None)  # a backend that knows it at once (demo)
-        if target is None and callable(own):
-            target = own([c]).get(c.id)
+        target = self.app.collector_target(c)  # type: ignore[attr-defined]
         if target is not None:
             parts = [target.label] if target.label else []
             parts.append(f"config {target.hash[:12]}")
