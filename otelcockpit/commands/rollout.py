@@ -310,23 +310,9 @@ def cmd_start(args: argparse.Namespace) -> int:
 
         target = make_target(backend)
         plan, revisions = await _make_plan(args, settings, backend)
-        if not args.json:
-            _print_plan(plan, diff=not args.yes)
-        if plan.blocking:
-            first = plan.blocking[0]
-            raise CockpitError(
-                f"refused: {len(plan.blocking)} policy error(s) block this push; first: line {first.line or '-'}: "
-                f"{first.message} [{first.rule}]"
-            )
-        if not args.yes:
-            ctx = settings.context
-            if ctx.production:
-                ok = _confirm(f"context {ctx.name} is production: type its name to start (anything else cancels): ", ctx.name)
-            else:
-                ok = _confirm(f"start the rollout of {plan.pipeline} to {plan.collector_count} collector(s)? [y/N] ", "y")
-            if not ok:
-                print("cancelled")
-                return 1
+        if not _go_ahead(args, settings, plan, "collector"):
+            print("cancelled")
+            return 1
         journal = _open_journal(args)
         try:
             if settings.backend == "demo":
@@ -674,29 +660,34 @@ async def _opamp_watch(client: Any, rollout_id: str, json_mode: bool, interval: 
         await asyncio.sleep(interval)
 
 
+def _go_ahead(args: argparse.Namespace, settings: Any, plan: Any, noun: str) -> bool:
+    """Show the plan (unless --json), refuse it when a policy error blocks it, and ask before
+    starting (unless --yes): a production context asks for its name. False: the operator cancelled."""
+    if not args.json:
+        _print_plan(plan, diff=not args.yes)
+    if plan.blocking:
+        first = plan.blocking[0]
+        raise CockpitError(
+            f"refused: {len(plan.blocking)} policy error(s) block this push; first: line {first.line or '-'}: "
+            f"{first.message} [{first.rule}]"
+        )
+    if args.yes:
+        return True
+    ctx = settings.context
+    if ctx.production:
+        return _confirm(f"context {ctx.name} is production: type its name to start (anything else cancels): ", ctx.name)
+    return _confirm(f"start the rollout of {plan.pipeline} to {plan.collector_count} {noun}(s)? [y/N] ", "y")
+
+
 def opamp_start(args: argparse.Namespace, settings: Any) -> int:
     async def go(settings: Any, client: Any) -> int:
         from otelcockpit.rollout_targets.opamp import view_from_json
 
         body = _opamp_body(args, settings)
         plan = await client.plan(body)
-        if not args.json:
-            _print_plan(plan, diff=not args.yes)
-        if plan.blocking:
-            first = plan.blocking[0]
-            raise CockpitError(
-                f"refused: {len(plan.blocking)} policy error(s) block this push; first: line {first.line or '-'}: "
-                f"{first.message} [{first.rule}]"
-            )
-        if not args.yes:
-            ctx = settings.context
-            if ctx.production:
-                ok = _confirm(f"context {ctx.name} is production: type its name to start (anything else cancels): ", ctx.name)
-            else:
-                ok = _confirm(f"start the rollout of {plan.pipeline} to {plan.collector_count} agent(s)? [y/N] ", "y")
-            if not ok:
-                print("cancelled")
-                return 1
+        if not _go_ahead(args, settings, plan, "agent"):
+            print("cancelled")
+            return 1
         data = await client.start(body)
         rid = data["id"]
         if not args.watch:
