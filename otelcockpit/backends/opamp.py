@@ -457,7 +457,7 @@ def content_type_for(path: str) -> str:
 class OpAmpEvent:
     """One server-sent event, parsed.
 
-    kind: ``agent``, ``agent_offline``, ``config``, ``assignment`` (from the server), or
+    kind: ``agent``, ``agent_offline``, ``agent_removed``, ``config``, ``assignment`` (from the server), or
     ``connected`` / ``disconnected`` (the stream itself: after ``connected`` take a fresh snapshot,
     events may have been missed; ``disconnected`` carries ``error`` and ``kind`` in ``data``).
     """
@@ -839,6 +839,11 @@ class OpAmpBackend:
             seen = old.last_seen.isoformat() if old.last_seen else "never"
             gone = old.with_changes(health=Health.OFFLINE, health_reason=f"offline (last seen {seen})")
             snap = replace(snap, collectors=tuple(gone if c.id == uid else c for c in snap.collectors))
+        elif event.kind == "agent_removed":
+            uid = event.collector_id
+            if snap.collector(uid) is None:
+                return snap
+            snap = replace(snap, collectors=tuple(c for c in snap.collectors if c.id != uid))
         else:
             return snap
         self._last = snap

@@ -123,7 +123,14 @@ def build_admin_app(
     async def health(request: Request, tok: Token) -> Response:
         online = sum(1 for s in hub.agents.values() if s.online)
         return JSONResponse(
-            {"status": "ok", "version": __version__, "agents": len(hub.agents), "online": online}
+            {
+                "status": "ok",
+                "version": __version__,
+                "agents": len(hub.agents),
+                "online": online,
+                "errors": hub.errors.as_json(),
+                "store": hub.store.stats(),
+            }
         )
 
     async def agents(request: Request, tok: Token) -> Response:

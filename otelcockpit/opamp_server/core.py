@@ -69,6 +69,8 @@ STATUS_NAMES = {
 
 UID_LENGTH = 16
 MAX_ATTRIBUTES = 10_000
+MAX_ATTRIBUTE_KEY = 1024  # bytes of one attribute's key
+MAX_ATTRIBUTE_VALUE = 64 * 1024  # bytes of one attribute's value as text
 DEFAULT_HEARTBEAT_SECONDS = 30
 OFFLINE_AFTER_INTERVALS = 3
 
@@ -167,6 +169,11 @@ class Settings:
     heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
     reoffer_after: float = 60.0
     max_attributes: int = MAX_ATTRIBUTES
+    max_attribute_key: int = MAX_ATTRIBUTE_KEY
+    max_attribute_value: int = MAX_ATTRIBUTE_VALUE
+    # An agent that never described itself (no AgentDescription) and has been offline this long is
+    # forgotten: such rows come from broken or hostile clients, never from a real collector.
+    forget_unidentified_after: float = 600.0
 
 
 DEFAULT_SETTINGS = Settings()
@@ -215,6 +222,15 @@ def bad_request(uid: bytes, message: str) -> pb.ServerToAgent:
     return reply
 
 
+def unavailable(uid: bytes, message: str, retry_seconds: float = 30.0) -> pb.ServerToAgent:
+    """An ``error_response`` UNAVAILABLE with ``retry_info``: the agent should come back later."""
+    reply = pb.ServerToAgent(instance_uid=uid)
+    reply.error_response.type = pb.ServerErrorResponseType_Unavailable
+    reply.error_response.error_message = message
+    reply.error_response.retry_info.retry_after_nanoseconds = int(retry_seconds * 1e9)
+    return reply
+
+
 def validate(msg: pb.AgentToServer, settings: Settings = DEFAULT_SETTINGS) -> str | None:
     """One line saying why the message is malformed, or None."""
     n = len(msg.instance_uid)
@@ -227,6 +243,11 @@ def validate(msg: pb.AgentToServer, settings: Settings = DEFAULT_SETTINGS) -> st
         count = len(d.identifying_attributes) + len(d.non_identifying_attributes)
         if count > settings.max_attributes:
             return f"agent_description has {count} attributes; the limit is {settings.max_attributes}"
+        for kv in (*d.identifying_attributes, *d.non_identifying_attributes):
+            if len(kv.key.encode("utf-8")) > settings.max_attribute_key:
+                return f"an attribute key is longer than {settings.max_attribute_key} bytes"
+            if kv.value.ByteSize() > settings.max_attribute_value:
+                return f"attribute {kv.key[:64]!r} is larger than {settings.max_attribute_value} bytes"
     return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import time
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 from otelcockpit.fleet.matchers import Matcher, MatcherError, matches, parse_matchers
 from otelcockpit.opamp_server import core
 from otelcockpit.opamp_server.core import AgentState, Desired
+from otelcockpit.opamp_server.errlog import ErrorLog
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
 from otelcockpit.opamp_server.store import Op, Store, agent_ops
 from otelcockpit.opamp_server.views import agent_json, agent_text, now_text, ts, uid_text
@@ -29,6 +31,7 @@ from otelcockpit.opamp_server.views import agent_json, agent_text, now_text, ts,
 LAZY = {"full_state_requested"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SUBSCRIBER_QUEUE = 10_000
+FORGET_EVERY_SECONDS = 30.0
 
 
 class HubError(Exception):
@@ -193,8 +196,10 @@ class Hub:
         self.configs: dict[str, list[ConfigVersion]] = {}
         self.assignments: list[Assignment] = []  # sorted: highest priority first, ties newest first
         self.events = EventBus(self._agent_event_data)
+        self.errors = ErrorLog(logging.getLogger("otelcockpit.opamp"))
         self._tasks: list[asyncio.Task[None]] = []
         self._admin_lock = asyncio.Lock()
+        self._last_forget = 0.0
         self.started = time.time()
         # Rollouts (otelcockpit/opamp_server/rollouts.py): per-agent overrides of the desired config,
         # uid -> (config name, version), persisted in the rollout_overrides table.
@@ -357,10 +362,9 @@ class Hub:
             changed.add("desired")
         if base is not prev:
             changed.add("offered")
-        if conn is not None and new_conn:
-            self.conns[uid] = conn
-            conn.uids.add(uid)
-        self.agents[uid] = s
+        # What the store will be asked to write is computed before anything changes in memory: a
+        # message the store cannot take is refused as a whole, and memory and store never disagree.
+        ops: list[Op] = []
         if changed - LAZY:
             ops = agent_ops(s, changed)
             if out.history is not None:
@@ -371,12 +375,37 @@ class Hub:
                         (uid, h.hex(), status, err, ts(now)),
                     )
                 )
-            await self.store.write(ops)
-            self.events.agent_changed(uid)
-            if out.went_offline:
-                self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
-        else:
+        prev_conn = self.conns.get(uid)
+        registered = conn is not None and new_conn
+        if registered:
+            assert conn is not None
+            self.conns[uid] = conn
+            conn.uids.add(uid)
+        self.agents[uid] = s
+        if not ops:
             self.store.touch(s)
+            return out.reply
+        try:
+            await self.store.write(ops)
+        except Exception:
+            # Not committed, so not acknowledged: undo what this message did in memory (unless a
+            # later change already replaced it) and let the agent retry.
+            if self.agents.get(uid) is s:
+                if prev is None:
+                    del self.agents[uid]
+                else:
+                    self.agents[uid] = prev
+            if registered and self.conns.get(uid) is conn:
+                assert conn is not None
+                conn.uids.discard(uid)
+                if prev_conn is None:
+                    del self.conns[uid]
+                else:
+                    self.conns[uid] = prev_conn
+            raise
+        self.events.agent_changed(uid)
+        if out.went_offline:
+            self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
         return out.reply
 
     async def connection_closed(self, conn: Connection) -> None:
@@ -467,8 +496,8 @@ class Hub:
             await asyncio.sleep(period)
             try:
                 await self.sweep(time.time())
-            except Exception:  # never let the sweeper die
-                pass
+            except Exception as exc:  # never let the sweeper die
+                self.errors.error("sweep", "marking silent agents offline failed", exc=exc)
 
     async def sweep(self, now: float) -> list[bytes]:
         ops: list[Op] = []
@@ -492,15 +521,41 @@ class Hub:
         for uid in gone:
             self.events.agent_changed(uid)
             self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
+        if now - self._last_forget >= FORGET_EVERY_SECONDS:
+            self._last_forget = now
+            await self.forget_unidentified(now)
         return gone
+
+    async def forget_unidentified(self, now: float) -> list[bytes]:
+        """Delete agents that never sent an AgentDescription and have been offline for
+        ``forget_unidentified_after``: junk from broken or hostile clients must not pile up."""
+        ttl = self.settings.forget_unidentified_after
+        junk = [
+            uid
+            for uid, s in self.agents.items()
+            if s.description is None and not s.online and now - s.last_seen > ttl and uid not in self.conns
+        ]
+        if not junk:
+            return []
+        ops: list[Op] = []
+        for uid in junk:
+            ops.append(("DELETE FROM agents WHERE uid = ?", (uid,)))
+            ops.append(("DELETE FROM config_history WHERE uid = ?", (uid,)))
+        ops.append(self._audit_op("server", "agent.forget", f"{len(junk)} agents", {"reason": "unidentified"}))
+        await self.store.write(ops)
+        for uid in junk:
+            if self.agents.get(uid) is not None and self.agents[uid].description is None:
+                del self.agents[uid]
+            self.events.publish("agent_removed", {"instance_uid": uid_text(uid)})
+        return junk
 
     async def _event_loop(self) -> None:
         while True:
             await asyncio.sleep(0.25)
             try:
                 self.events.flush()
-            except Exception:
-                pass
+            except Exception as exc:
+                self.errors.error("events", "publishing agent events failed", exc=exc)
 
     # ---- admin mutations ----
 

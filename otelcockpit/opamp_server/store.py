@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -151,6 +152,24 @@ ALL_COLUMNS = (
 
 Op = tuple[str, Sequence[Any]]
 TOUCH_FLUSH_SECONDS = 1.0
+U64_COLUMNS = frozenset({"seq", "capabilities"})
+_TWO_64 = 1 << 64
+_TWO_63 = 1 << 63
+
+
+def u64_to_db(value: int) -> int:
+    """A uint64 from the wire as SQLite's signed 64-bit INTEGER (two's complement), losslessly.
+
+    ``sequence_num`` and ``capabilities`` are uint64 in the OpAMP spec; SQLite (and PostgreSQL's
+    BIGINT) hold signed 64-bit values, so values of 2**63 and above are stored as negatives.
+    """
+    if not 0 <= value < _TWO_64:
+        raise ValueError(f"{value} is not a uint64")
+    return value - _TWO_64 if value >= _TWO_63 else value
+
+
+def u64_from_db(value: int) -> int:
+    return value + _TWO_64 if value < 0 else value
 
 
 def _column_value(state: AgentState, column: str) -> Any:
@@ -170,6 +189,8 @@ def _column_value(state: AgentState, column: str) -> Any:
         if d is None:
             return None
         return {"desired_name": d.name, "desired_version": d.version, "desired_hash": d.hash}[column]
+    if column in U64_COLUMNS:
+        return u64_to_db(getattr(state, column))
     return getattr(state, column)
 
 
@@ -192,8 +213,8 @@ def row_to_state(row: sqlite3.Row) -> tuple[AgentState, tuple[str, int, bytes] |
     """An AgentState from its row, plus the stored desired (name, version, hash) if any."""
     s = AgentState(uid=bytes(row["uid"]), first_seen=row["first_seen"], last_seen=row["last_seen"])
     s.transport = row["transport"]
-    s.seq = row["seq"]
-    s.capabilities = row["capabilities"]
+    s.seq = u64_from_db(row["seq"])
+    s.capabilities = u64_from_db(row["capabilities"])
     s.online = bool(row["online"])
     for col, cls in PROTO_COLUMNS.items():
         blob = row[col]
@@ -216,17 +237,30 @@ class StoreClosed(RuntimeError):
 
 Pending = tuple[list[Op], "asyncio.Future[list[Any]] | None"]
 CHECKPOINT_SECONDS = 2.0
+# The write-ahead log's bound. A background thread checkpoints (PASSIVE) every CHECKPOINT_SECONDS,
+# but under writes that never pause a passive checkpoint never catches up with the writer, the log
+# is never reset, and it grows without bound (gigabytes in minutes under hostile traffic). So after
+# each commit the writer looks at the log's size and, past WAL_LIMIT_BYTES, checkpoints it to the end
+# and truncates it (TRUNCATE), waiting at most WAL_BUSY_MS for readers. The log therefore stays
+# under WAL_LIMIT_BYTES plus one group commit (what arrived in one event-loop step).
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
+WAL_BUSY_MS = 500
+BUSY_TIMEOUT_MS = 30_000
 
 
 class Store:
     """One SQLite file. Writes are group-committed on the event loop's thread (see the module doc)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wal_limit: int = WAL_LIMIT_BYTES) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.wal_limit = wal_limit
+        self.wal_path = path.with_name(path.name + "-wal")
+        self.wal_truncations = 0
         self._con = self._connect()
         self._con.executescript(SCHEMA)
         self._con.execute("PRAGMA wal_autocheckpoint=0")
+        self._con.execute(f"PRAGMA journal_size_limit={int(wal_limit)}")
         self._pending: list[tuple[list[Op], asyncio.Future[list[Any]]]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._touch: dict[bytes, tuple[int, float, float]] = {}
@@ -239,7 +273,9 @@ class Store:
         self._checkpointer.start()
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        con = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+        )
         con.row_factory = sqlite3.Row
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
@@ -289,7 +325,7 @@ class Store:
 
     def touch(self, state: AgentState) -> None:
         """Remember seq/last_seen of a heartbeat-only message; written with the next transaction."""
-        self._touch[state.uid] = (state.seq, state.last_seen, state.full_state_requested_at)
+        self._touch[state.uid] = (u64_to_db(state.seq), state.last_seen, state.full_state_requested_at)
         if self._touch_task is None and not self._closed:
             self._touch_task = asyncio.get_running_loop().create_task(self._touch_loop())
 
@@ -307,6 +343,7 @@ class Store:
         if not pending and not touches:
             return
         results = self._run_batch([ops for ops, _ in pending], touches)
+        self._bound_wal()
         for (_, fut), res in zip(pending, results, strict=True):
             if fut.done():
                 continue
@@ -314,6 +351,41 @@ class Store:
                 fut.set_exception(res)
             else:
                 fut.set_result(res)
+
+    def stats(self) -> dict[str, int]:
+        """Sizes of the database file and its write-ahead log, and how often the log was truncated."""
+
+        def size(p: Path) -> int:
+            try:
+                return os.stat(p).st_size
+            except OSError:
+                return 0
+
+        return {
+            "db_bytes": size(self.path),
+            "wal_bytes": size(self.wal_path),
+            "wal_limit_bytes": self.wal_limit,
+            "wal_truncations": self.wal_truncations,
+        }
+
+    def _bound_wal(self) -> None:
+        """Checkpoint and truncate the log once it is past its bound (see WAL_LIMIT_BYTES)."""
+        try:
+            size = os.stat(self.wal_path).st_size
+        except OSError:
+            return
+        if size <= self.wal_limit:
+            return
+        con = self._con
+        try:
+            con.execute(f"PRAGMA busy_timeout={WAL_BUSY_MS}")
+            busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                self.wal_truncations += 1
+        except sqlite3.Error:
+            pass  # a reader held on for too long: the next commit tries again
+        finally:
+            con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _run_batch(
         self, batch: list[list[Op]], touches: dict[bytes, tuple[int, float, float]]

@@ -29,6 +29,7 @@ from otelcockpit.opamp_server.hub import Hub
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
 
 OPAMP_PATH = "/v1/opamp"
+RETRY_AFTER_SECONDS = b"30"  # the spec's minimum recommended retry interval
 MAX_MESSAGE = 64 * 1024 * 1024
 CONTENT_TYPE = b"application/x-protobuf"
 
@@ -150,19 +151,29 @@ class WsConnection:
         self.uids: set[bytes] = set()
         self.closed = False
 
-    async def send(self, reply: pb.ServerToAgent) -> None:
+    async def send(self, reply: pb.ServerToAgent) -> bool:
+        """Send one message; False (and the connection counts as closed) when it cannot go out any
+        more, e.g. after the keepalive closed the socket while the message was being handled."""
         data = b"\x00" + reply.SerializeToString()
         async with self._lock:
             if self.closed:
-                return
-            await self._send({"type": "websocket.send", "bytes": data})
+                return False
+            try:
+                await self._send({"type": "websocket.send", "bytes": data})
+            except (OSError, RuntimeError):  # uvicorn: ClientDisconnected, or "after sending close"
+                self.closed = True
+                return False
+            return True
 
     async def close(self, code: int, reason: str = "") -> None:
         async with self._lock:
             if self.closed:
                 return
             self.closed = True
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            try:
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            except (OSError, RuntimeError):
+                pass
 
 
 _PLAIN_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
@@ -266,7 +277,19 @@ class OpAMPApp:
         except (DecodeError, RuntimeError, ValueError):
             await self._respond(send, 400, b"undecodable AgentToServer\n")
             return
-        reply = await self.hub.handle(msg, "http")
+        try:
+            reply = await self.hub.handle(msg, "http")
+        except Exception as exc:  # the store refused or failed: nothing was acknowledged, retry later
+            self.hub.errors.error(
+                f"http:{msg.instance_uid.hex()}", "OpAMP HTTP message not handled", exc=exc
+            )
+            await self._respond(
+                send,
+                503,
+                b"the server cannot take this message now; retry later\n",
+                [*_PLAIN_HEADERS, (b"retry-after", RETRY_AFTER_SECONDS)],
+            )
+            return
         data = reply.SerializeToString()
         headers = [(b"content-type", CONTENT_TYPE)]
         if accepts_gzip(_header(scope, b"accept-encoding")):
@@ -315,8 +338,13 @@ class OpAMPApp:
                 except (DecodeError, RuntimeError, ValueError) as exc:
                     await conn.send(core.bad_request(b"", f"undecodable AgentToServer: {exc}"[:200]))
                     continue
-                reply = await self.hub.handle(msg, "ws", conn)
-                await conn.send(reply)
+                try:
+                    reply = await self.hub.handle(msg, "ws", conn)
+                except Exception as exc:  # nothing was acknowledged: tell the agent to come back later
+                    self.hub.errors.error(f"ws:{id(conn)}", "OpAMP WebSocket message not handled", exc=exc)
+                    reply = core.unavailable(msg.instance_uid, "the server cannot take this message now")
+                if not await conn.send(reply):
+                    break
         finally:
             conn.closed = True
             await self.hub.connection_closed(conn)

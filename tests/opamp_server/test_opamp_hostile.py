@@ -1,0 +1,222 @@
+"""``serve`` under hostile and faulty traffic: each defect a single message or a single kill showed.
+
+- uint64 fields at 2**63 and above (``sequence_num``, ``capabilities``) are stored losslessly, over
+  HTTP and WebSocket, and survive a kill -9;
+- a message the store cannot take leaves nothing behind in memory (the admin API and the store agree);
+- the write-ahead log stays bounded under writes that never pause;
+- agents that never describe themselves are forgotten once offline;
+- attribute limits are enforced before anything is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from opamp_server_support import ServeProcess, start_serve
+from websockets.asyncio.client import connect
+
+from otelcockpit.opamp_server import core
+from otelcockpit.opamp_server.hub import Hub
+from otelcockpit.opamp_server.proto import opamp_pb2 as pb
+from otelcockpit.opamp_server.store import Store, u64_from_db, u64_to_db
+
+PB = {"Content-Type": "application/x-protobuf"}
+BIG = 2**63
+HUGE = 2**64 - 1
+
+
+def described(uid: bytes, seq: int, caps: int, name: str) -> pb.AgentToServer:
+    m = pb.AgentToServer(instance_uid=uid, sequence_num=seq, capabilities=caps)
+    kv = m.agent_description.identifying_attributes.add()
+    kv.key = "service.name"
+    kv.value.string_value = name
+    m.remote_config_status.status = pb.RemoteConfigStatuses_UNSET
+    return m
+
+
+def agent_json(sp: ServeProcess, uid: bytes) -> dict:
+    status, body = sp.api("GET", f"/agents/{uuid.UUID(bytes=uid)}")
+    assert status == 200, (status, body)
+    return body
+
+
+def test_u64_round_trip() -> None:
+    for v in (0, 1, 2**31, 2**63 - 1, BIG, BIG + 7, HUGE):
+        assert u64_from_db(u64_to_db(v)) == v
+        assert -(2**63) <= u64_to_db(v) < 2**63
+    with pytest.raises(ValueError):
+        u64_to_db(2**64)
+
+
+def test_huge_uint64_fields_over_http_and_ws_survive_kill_9(tmp_path: Path) -> None:
+    sp = start_serve(tmp_path / "u64")
+    http_uid, ws_uid = uuid.uuid4().bytes, uuid.uuid4().bytes
+    try:
+        r = httpx.post(
+            sp.opamp_url, content=described(http_uid, BIG, HUGE, "u64-http").SerializeToString(), headers=PB
+        )
+        assert r.status_code == 200, r.text
+        reply = pb.ServerToAgent.FromString(r.content)
+        assert reply.instance_uid == http_uid and not reply.HasField("error_response")
+        # a heartbeat continuing that sequence is not a gap
+        r = httpx.post(
+            sp.opamp_url,
+            content=pb.AgentToServer(
+                instance_uid=http_uid, sequence_num=BIG + 1, capabilities=HUGE
+            ).SerializeToString(),
+            headers=PB,
+        )
+        assert r.status_code == 200
+        assert not pb.ServerToAgent.FromString(r.content).flags & core.REPORT_FULL_STATE
+
+        async def over_ws() -> None:
+            async with connect(sp.ws_url, compression=None) as ws:
+                await ws.send(b"\x00" + described(ws_uid, HUGE, BIG, "u64-ws").SerializeToString())
+                data = await asyncio.wait_for(ws.recv(), 10)
+                assert isinstance(data, bytes) and data[:1] == b"\x00"
+                rep = pb.ServerToAgent.FromString(data[1:])
+                assert rep.instance_uid == ws_uid and not rep.HasField("error_response")
+                await ws.close()
+
+        asyncio.run(over_ws())
+        a = agent_json(sp, http_uid)
+        assert a["sequence_num"] == BIG + 1 and a["capabilities"] == HUGE
+        b = agent_json(sp, ws_uid)
+        assert b["sequence_num"] == HUGE and b["capabilities"] == BIG
+        # the WebSocket closed: marking it offline must work (it failed for every agent on the
+        # connection when the store could not take the row)
+        deadline = time.monotonic() + 10
+        while agent_json(sp, ws_uid)["status"] != "offline":
+            assert time.monotonic() < deadline, "the closed WebSocket agent never went offline"
+            time.sleep(0.05)
+        sp.proc.send_signal(signal.SIGKILL)
+        sp.proc.wait(10)
+        again = start_serve(tmp_path / "u64", db=sp.db)
+        try:
+            a = agent_json(again, http_uid)
+            assert a["sequence_num"] == BIG + 1 and a["capabilities"] == HUGE
+            assert a["identifying_attributes"]["service.name"] == "u64-http"
+            b = agent_json(again, ws_uid)
+            assert b["sequence_num"] == HUGE and b["capabilities"] == BIG
+            assert b["status"] == "offline"
+        finally:
+            again.stop()
+    finally:
+        sp.stop()
+
+
+async def test_a_message_the_store_refuses_leaves_memory_untouched(tmp_path: Path) -> None:
+    """If the store cannot commit a message, the hub forgets it: nothing is acknowledged that a
+    restart would lose (the hub used to keep the agent in memory and answer 200 afterwards)."""
+    store = Store(tmp_path / "s.db")
+    hub = Hub(store)
+    witness = uuid.uuid4().bytes
+    await hub.handle(described(witness, 0, 0x3007, "witness"), "http")
+    store.write_sync(
+        [("CREATE TRIGGER refuse BEFORE INSERT ON agents BEGIN SELECT RAISE(ABORT, 'disk says no'); END", ())]
+    )
+    uid = uuid.uuid4().bytes
+    with pytest.raises(sqlite3.DatabaseError):
+        await hub.handle(described(uid, 0, 0x3007, "refused"), "http")
+    assert uid not in hub.agents
+    assert witness in hub.agents
+    # an update of a known agent that the store refuses rolls back to the stored state
+    store.write_sync(
+        [("CREATE TRIGGER refuse2 BEFORE UPDATE ON agents BEGIN SELECT RAISE(ABORT, 'no'); END", ())]
+    )
+    before = hub.agents[witness]
+    with pytest.raises(sqlite3.DatabaseError):
+        await hub.handle(described(witness, 1, 0x3007, "renamed"), "http")
+    assert hub.agents[witness] is before
+    store.close()
+
+
+def test_store_failure_is_503_with_retry_after_and_unavailable_over_ws(tmp_path: Path) -> None:
+    sp = start_serve(tmp_path / "ro")
+    try:
+        # make the store refuse every new agent from outside the server (as a full disk would)
+        con = sqlite3.connect(sp.db, timeout=30)
+        con.execute("CREATE TRIGGER refuse BEFORE INSERT ON agents BEGIN SELECT RAISE(ABORT, 'full'); END")
+        con.commit()
+        con.close()
+        uid = uuid.uuid4().bytes
+        r = httpx.post(sp.opamp_url, content=described(uid, 0, 0x3007, "x").SerializeToString(), headers=PB)
+        assert r.status_code == 503 and r.headers["retry-after"] == "30"
+        status, _ = sp.api("GET", f"/agents/{uuid.UUID(bytes=uid)}")
+        assert status == 404
+
+        async def over_ws() -> pb.ServerToAgent:
+            async with connect(sp.ws_url, compression=None) as ws:
+                await ws.send(b"\x00" + described(uid, 0, 0x3007, "x").SerializeToString())
+                data = await asyncio.wait_for(ws.recv(), 10)
+                return pb.ServerToAgent.FromString(data[1:])
+
+        rep = asyncio.run(over_ws())
+        assert rep.error_response.type == pb.ServerErrorResponseType_Unavailable
+        assert rep.error_response.retry_info.retry_after_nanoseconds == 30 * 10**9
+        status, health = sp.api("GET", "/health")
+        assert health["errors"]["logged"] >= 1
+    finally:
+        sp.stop()
+
+
+async def test_wal_stays_bounded_under_writes_that_never_pause(tmp_path: Path) -> None:
+    limit = 2 * 1024 * 1024
+    store = Store(tmp_path / "w.db", wal_limit=limit)
+    hub = Hub(store)
+    blob = b"x" * 60_000
+    peak = 0
+    try:
+        for round_ in range(60):
+            msgs = []
+            for i in range(20):
+                m = described(uuid.uuid4().bytes, 0, 0x3007, f"a{round_}-{i}")
+                m.effective_config.config_map.config_map[""].body = blob
+                msgs.append(hub.handle(m, "http"))
+            await asyncio.gather(*msgs)
+            peak = max(peak, store.stats()["wal_bytes"])
+        # one group commit here is at most 20 messages of ~60 KB
+        assert peak <= limit + 20 * 70_000 * 2, peak
+        assert store.wal_truncations > 0
+    finally:
+        store.close()
+
+
+async def test_unidentified_agents_are_forgotten_once_offline(tmp_path: Path) -> None:
+    store = Store(tmp_path / "j.db")
+    hub = Hub(store, core.Settings(heartbeat_seconds=1, forget_unidentified_after=5))
+    junk, real = uuid.uuid4().bytes, uuid.uuid4().bytes
+    await hub.handle(pb.AgentToServer(instance_uid=junk, capabilities=1), "http")
+    await hub.handle(described(real, 0, 1, "real"), "http")
+    now = time.time()
+    await hub.sweep(now + 4)  # both offline (3 intervals), neither old enough
+    assert junk in hub.agents
+    hub._last_forget = 0
+    await hub.sweep(now + 10)
+    assert junk not in hub.agents and real in hub.agents
+    rows = {bytes(r["uid"]) for r in store.query("SELECT uid FROM agents")}
+    assert rows == {real}
+    store.close()
+
+
+def test_oversized_attributes_are_refused_before_storing() -> None:
+    uid = uuid.uuid4().bytes
+    m = described(uid, 0, 1, "svc")
+    kv = m.agent_description.non_identifying_attributes.add()
+    kv.key = "k" * 2000
+    kv.value.string_value = "v"
+    out = core.process(None, m, 1.0)
+    assert out.error and "key is longer" in out.error and out.state is None
+    m = described(uid, 0, 1, "svc")
+    kv = m.agent_description.non_identifying_attributes.add()
+    kv.key = "big"
+    kv.value.string_value = "v" * 100_000
+    out = core.process(None, m, 1.0)
+    assert out.error and "'big' is larger" in out.error
