@@ -229,3 +229,30 @@ def test_a_context_names_its_own_variables(fake_process, h, tmp_path):
     assert r.returncode == 1
     line = r.stderr.strip()
     assert "\n" not in line and "LAB_FM_ID" in line and "LAB_FM_TOKEN" in line
+
+
+def test_a_hung_fleet_management_costs_one_timeout_and_says_how_long(h, tmp_path):
+    """A Fleet Management that accepts connections and never answers: the CLI waits one timeout in
+    all (not one for GetLimits and another for ListCollectors), and says how long it waited."""
+    import socket
+    import time
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "current_context: hung\ncontexts:\n  hung:\n    backend: fleet-management\n"
+            f"    url: {url}\n    timeout: 2\n"
+        )
+        env = env_for(h, tmp_path)
+        env["OTELCOCKPIT_CONFIG"] = str(config)
+        started = time.monotonic()
+        r = h.run_cli(["status"], env)
+        took = time.monotonic() - started
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and url in lines[0], r.stderr
+    assert "did not answer GetLimits" in lines[0] and "waited 2." in lines[0] and "limit is 2s" in lines[0]
+    assert took < 2 * 2, f"the CLI waited {took:.1f}s for a 2 s timeout"

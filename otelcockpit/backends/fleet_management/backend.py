@@ -238,12 +238,13 @@ class FleetManagementBackend:
 
     # ---- reading ----------------------------------------------------------------------------
     async def _fetch(self) -> FleetSnapshot:
-        if self._check_limits:
-            await self.client.adjust_rate_from_limits()
-            self._check_limits = False
-        started = time.perf_counter()
-        raw = await self.client.list_collectors_raw()
-        pipelines = [pipeline_from_json(p) for p in await self.client.list_pipelines()]
+        async with self.client.deadline():  # one timeout for the whole snapshot, not one per RPC
+            if self._check_limits:
+                await self.client.adjust_rate_from_limits()
+                self._check_limits = False
+            started = time.perf_counter()
+            raw = await self.client.list_collectors_raw()
+            pipelines = [pipeline_from_json(p) for p in await self.client.list_pipelines()]
         latency = (time.perf_counter() - started) * 1000
         snap = build_snapshot(raw, pipelines, fetched_at=self.clock())
         health = BackendHealth(snap.health.ok, snap.health.status, snap.health.message, round(latency, 1))

@@ -11,10 +11,13 @@ on 429, 503 and 504.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -106,6 +109,23 @@ CODE_TO_ERROR: dict[str, type[FleetAPIError]] = {
 }
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """One deadline for a whole operation (several RPCs, their retries and back-off sleeps)."""
+
+    started: float
+    budget: float
+
+    def remaining(self) -> float:
+        return self.started + self.budget - time.monotonic()
+
+    def waited(self) -> float:
+        return time.monotonic() - self.started
+
+
+_DEADLINE: ContextVar[Deadline | None] = ContextVar("fleet_management_deadline", default=None)
+
+
 class TokenBucket:
     """``rate`` requests per second with a burst of ``max(1, rate)``; ``acquire`` waits its turn."""
 
@@ -178,21 +198,61 @@ class FleetClient:
         await self._http.aclose()
 
     # ---- the wire ----------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def deadline(self, seconds: float | None = None) -> AsyncIterator[Deadline]:
+        """Every call inside shares one deadline (``seconds``, default the client's timeout): a hung
+        Fleet Management costs one timeout per operation, not one per RPC. Nested uses keep the
+        outer deadline."""
+        outer = _DEADLINE.get()
+        if outer is not None:
+            yield outer
+            return
+        dl = Deadline(time.monotonic(), float(seconds if seconds is not None else self.timeout))
+        token = _DEADLINE.set(dl)
+        try:
+            yield dl
+        finally:
+            _DEADLINE.reset(token)
+
+    def _timed_out(self, dl: Deadline, method: str) -> Unavailable:
+        return Unavailable(
+            f"Fleet Management at {self.base_url} did not answer {method} in time "
+            f"(waited {dl.waited():.1f}s; the limit is {dl.budget:g}s)",
+            code="deadline_exceeded",
+            method=method,
+        )
+
     async def call_raw(self, service: str, method: str, body: Mapping[str, Any] | None = None) -> bytes:
-        """One RPC; the raw JSON bytes of the answer (for callers that decode in bulk)."""
+        """One RPC; the raw JSON bytes of the answer (for callers that decode in bulk). Retries and
+        back-off stay within the operation's deadline (see ``deadline``)."""
+        async with self.deadline() as dl:
+            return await self._call_raw(service, method, body, dl)
+
+    async def _call_raw(
+        self, service: str, method: str, body: Mapping[str, Any] | None, dl: Deadline
+    ) -> bytes:
         url = f"{self.base_url}/{service}/{method}"
         payload = json.dumps(body or {}, separators=(",", ":")).encode()
         attempt = 0
         while True:
-            await self.bucket.acquire()
+            if dl.remaining() <= 0:
+                raise self._timed_out(dl, method)
             try:
-                r = await self._http.post(url, content=payload, headers={"Content-Type": "application/json"})
+                await asyncio.wait_for(self.bucket.acquire(), dl.remaining())
+            except TimeoutError:
+                raise self._timed_out(dl, method) from None
+            remaining = dl.remaining()
+            if remaining <= 0:
+                raise self._timed_out(dl, method)
+            try:
+                r = await self._http.post(
+                    url,
+                    content=payload,
+                    headers={"Content-Type": "application/json"},
+                    timeout=min(self.timeout, remaining),
+                )
             except httpx.TimeoutException:
-                raise Unavailable(
-                    f"Fleet Management at {self.base_url} did not answer {method} within {self.timeout:g}s",
-                    code="deadline_exceeded",
-                    method=method,
-                ) from None
+                raise self._timed_out(dl, method) from None
             except httpx.HTTPError as exc:
                 raise Unavailable(
                     f"cannot reach Fleet Management at {self.base_url}: {_reason(exc)}",
@@ -202,10 +262,12 @@ class FleetClient:
             if r.status_code == 200:
                 return r.content
             if r.status_code in RETRY_STATUSES and attempt < self.max_retries:
-                attempt += 1
-                self.retries += 1
-                await asyncio.sleep(self._delay(attempt, r.headers.get("retry-after")))
-                continue
+                delay = self._delay(attempt + 1, r.headers.get("retry-after"))
+                if delay < dl.remaining():  # a retry that cannot finish in time is not made
+                    attempt += 1
+                    self.retries += 1
+                    await asyncio.sleep(delay)
+                    continue
             raise self._error(r, service, method)
 
     async def call(self, service: str, method: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -397,6 +459,10 @@ class FleetClient:
             limits = await self.get_limits()
         except (Unauthenticated, PermissionDenied):
             raise
+        except Unavailable as exc:
+            if exc.status is None:
+                raise  # no answer at all (timeout, unreachable): the next call would fare no better
+            return None
         except FleetAPIError:
             return None  # an older service or a proxy without the tenant API: keep the documented rate
         rate = api_rate_from_limits(limits)
