@@ -62,6 +62,14 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="expected agent heartbeat/poll interval; silent for 3 intervals means offline (default 30)",
     )
+    p.add_argument(
+        "--stuck-applying-seconds",
+        type=_positive,
+        default=60,
+        metavar="N",
+        help="an agent that reconnects still APPLYING a config offered N seconds ago or more is offered it "
+        "once more (default 60)",
+    )
     p.set_defaults(handler=cmd_serve)
 
 
@@ -81,6 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         heartbeat_seconds=args.heartbeat_seconds,
+        stuck_applying_seconds=float(args.stuck_applying_seconds),
     )
     try:
         import uvloop  # optional: a faster event loop for 10,000 connections

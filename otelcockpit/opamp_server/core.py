@@ -135,6 +135,11 @@ class AgentState:
     offered_at: float = 0.0
     failed_hashes: dict[bytes, str] = field(default_factory=dict)
     pending_restart: bool = False
+    # Set by the hub for one message of an agent that reconnects still reporting APPLYING for the
+    # config it was offered long ago (its apply was lost): that config is offered once more. The
+    # hash re-offered that way is remembered, so it happens once per hash (in memory only).
+    stuck_reoffer: bool = False
+    reoffered_hash: bytes | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     # JSON fragments of sub-messages for the admin API, keyed by part name -> (the proto object, text).
     # Shared between clones; an entry is valid only while ``entry[0] is`` the state's current object.
@@ -168,6 +173,9 @@ class Settings:
     full_state_min_interval: float = 10.0
     heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
     reoffer_after: float = 60.0
+    # An agent that reconnects still APPLYING a config offered at least this long ago gets it again,
+    # once (the OpAMP supervisor's own apply timeout is 5 s, so this is long past any real apply).
+    stuck_applying_after: float = 60.0
     max_attributes: int = MAX_ATTRIBUTES
     max_attribute_key: int = MAX_ATTRIBUTE_KEY
     max_attribute_value: int = MAX_ATTRIBUTE_VALUE
@@ -273,7 +281,16 @@ def wants_offer(state: AgentState, now: float, settings: Settings = DEFAULT_SETT
     if desired.hash in state.failed_hashes:
         return False
     if state.reported_hash == desired.hash:
-        return False
+        rcs = state.remote_config_status
+        stuck = (
+            state.stuck_reoffer
+            and rcs is not None
+            and rcs.status == pb.RemoteConfigStatuses_APPLYING
+            and state.reoffered_hash != desired.hash
+        )
+        if not stuck:
+            return False
+        return True
     if state.offered_hash == desired.hash:
         # Outstanding offer of the same hash: re-send only to an agent that reports its status and
         # still reports another hash long after the offer (the offer was lost).
@@ -302,6 +319,8 @@ def _fill_offer_or_command(
         assert desired is not None
         reply.remote_config.config.CopyFrom(desired.config)
         reply.remote_config.config_hash = desired.hash
+        if state.reported_hash == desired.hash:  # the once-only re-offer of a stuck apply
+            state.reoffered_hash = desired.hash
         state.offered_hash = desired.hash
         state.offered_at = now
         changed.add("offered")
@@ -435,6 +454,7 @@ def process(
             s.full_state_requested_at = now
             changed.add("full_state_requested")
         _fill_offer_or_command(s, reply, now, changed, settings)
+    s.stuck_reoffer = False
 
     return Outcome(s, reply, changed, history=history, went_offline=went_offline, is_new=is_new)
 

@@ -336,6 +336,10 @@ class Hub:
             # a new connection: an offer made on an earlier one may have been lost, so it may go again
             base = prev.clone()
             base.offered_hash = None
+            # ... and an apply that was under way when the old connection died may have been lost
+            # with it: if the agent is still APPLYING that config long after the offer, offer it once
+            # more (core.wants_offer decides from the status this message reports).
+            base.stuck_reoffer = now - prev.offered_at >= self.settings.stuck_applying_after
         out = core.process(
             base,
             msg,
@@ -541,7 +545,9 @@ class Hub:
         for uid in junk:
             ops.append(("DELETE FROM agents WHERE uid = ?", (uid,)))
             ops.append(("DELETE FROM config_history WHERE uid = ?", (uid,)))
-        ops.append(self._audit_op("server", "agent.forget", f"{len(junk)} agents", {"reason": "unidentified"}))
+        ops.append(
+            self._audit_op("server", "agent.forget", f"{len(junk)} agents", {"reason": "unidentified"})
+        )
         await self.store.write(ops)
         for uid in junk:
             if self.agents.get(uid) is not None and self.agents[uid].description is None:

@@ -35,6 +35,7 @@ class Options:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     heartbeat_seconds: int = core.DEFAULT_HEARTBEAT_SECONDS
+    stuck_applying_seconds: float = core.DEFAULT_SETTINGS.stuck_applying_after
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:
@@ -136,7 +137,9 @@ async def serve(options: Options) -> int:
         opamp_sock.close()
         admin_sock.close()
         raise CockpitError(f"--db {options.db}: cannot open: {exc}") from None
-    settings = core.Settings(heartbeat_seconds=options.heartbeat_seconds)
+    settings = core.Settings(
+        heartbeat_seconds=options.heartbeat_seconds, stuck_applying_after=options.stuck_applying_seconds
+    )
     try:
         hub = Hub(store, settings)
     except Exception as exc:

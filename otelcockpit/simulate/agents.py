@@ -255,6 +255,7 @@ class SimAgent:
         self.rc_hash = b""
         self.rc_status = pb.RemoteConfigStatuses_UNSET
         self.rc_error = ""
+        self.in_flight: bytes | None = None  # the hash being applied right now
         self.restarts = 0
         self.applied: list[bytes] = []
         self.failed: list[bytes] = []
@@ -367,7 +368,10 @@ class SimAgent:
                 self.heartbeat = float(interval)
         if msg.HasField("remote_config") and msg.remote_config.config_hash:
             rc = msg.remote_config
-            if rc.config_hash != self.rc_hash:
+            # A new hash is applied; the same hash again only when no apply of it is under way (a
+            # server re-offering a config it believes stuck in APPLYING).
+            stuck = self.rc_status == pb.RemoteConfigStatuses_APPLYING and self.in_flight != rc.config_hash
+            if rc.config_hash != self.rc_hash or stuck:
                 actions.append((0.0, lambda rc=rc: self._applying(rc)))
                 actions.append((self.apply_delay, lambda rc=rc: self._finish(rc)))
         if msg.flags & pb.ServerToAgentFlags_ReportFullState:
@@ -375,6 +379,7 @@ class SimAgent:
         return actions
 
     def _applying(self, rc: pb.AgentRemoteConfig) -> pb.AgentToServer:
+        self.in_flight = rc.config_hash
         self.rc_hash = rc.config_hash
         self.rc_status = pb.RemoteConfigStatuses_APPLYING
         self.rc_error = ""
@@ -383,6 +388,7 @@ class SimAgent:
     def _finish(self, rc: pb.AgentRemoteConfig) -> pb.AgentToServer | None:
         if self.rc_hash != rc.config_hash:  # superseded by a newer offer
             return None
+        self.in_flight = None
         error = _check_config(rc.config, rc.config_hash)
         if not error and self.will_fail(rc.config_hash):
             error = FAILURES[
@@ -471,6 +477,10 @@ class Simulation:
         self._connect_sem = asyncio.Semaphore(connect_concurrency)
         self.connected = 0
         self.on_event = on_event
+        # Applies in progress belong to the agent, not to its connection: like the OpAMP supervisor,
+        # an agent whose WebSocket drops keeps applying and reports the result when it reconnects.
+        self._applies: set[asyncio.Task[None]] = set()
+        self._senders: dict[int, Callable[[pb.AgentToServer | None], Any]] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -513,6 +523,9 @@ class Simulation:
             for t in pending:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for t in list(self._applies):
+                t.cancel()
+            await asyncio.gather(*self._applies, return_exceptions=True)
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
@@ -660,7 +673,6 @@ class Simulation:
         lock = asyncio.Lock()
         last_send = [loop.time()]
         waiting: list[float] = []  # perf_counter of sends awaiting a reply (for RTT)
-        timers: set[asyncio.Task[None]] = set()
 
         async def send(msg: pb.AgentToServer | None) -> None:
             if msg is None:
@@ -675,11 +687,17 @@ class Simulation:
             self.stats.sent += 1
 
         async def later(delay: float, build: Callable[[], pb.AgentToServer | None]) -> None:
+            # Runs to its end even if this connection drops meanwhile: build() changes the agent's
+            # state (the apply finishes) and the report goes out on the agent's connection of that
+            # moment; with none, the full state sent when it reconnects carries it.
             await asyncio.sleep(delay)
-            try:
-                await send(build())
-            except ConnectionClosed:
-                pass
+            msg = build()
+            current = self._senders.get(id(agent))
+            if current is not None:
+                try:
+                    await current(msg)
+                except ConnectionClosed:
+                    pass
 
         async def reader() -> None:
             async for frame in ws:
@@ -700,8 +718,8 @@ class Simulation:
                         await send(build())
                     else:
                         t = asyncio.create_task(later(delay, build))
-                        timers.add(t)
-                        t.add_done_callback(timers.discard)
+                        self._applies.add(t)
+                        t.add_done_callback(self._applies.discard)
                 self._event("reply", agent)
 
         async def heartbeats() -> None:
@@ -712,6 +730,7 @@ class Simulation:
                     continue
                 await send(agent.heartbeat_message())
 
+        self._senders[id(agent)] = send
         read_task = asyncio.create_task(reader())
         hb_task: asyncio.Task[None] | None = None
         stop_task = asyncio.ensure_future(self._stop.wait())
@@ -727,9 +746,11 @@ class Simulation:
                 await send(agent.disconnect_message())
                 await asyncio.sleep(0)  # let the frame go out before the close
         finally:
+            if self._senders.get(id(agent)) is send:
+                del self._senders[id(agent)]
             stop_task.cancel()
-            for t in [*timers, *([hb_task] if hb_task else [])]:
-                t.cancel()
+            if hb_task is not None:
+                hb_task.cancel()
             read_task.cancel()
             await asyncio.gather(read_task, return_exceptions=True)
 

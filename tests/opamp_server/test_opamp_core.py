@@ -163,6 +163,29 @@ def test_outstanding_offer_is_not_resent_until_it_looks_lost() -> None:
     assert not process(b1.state, msg(7, blind_caps), 10_000.0).reply.HasField("remote_config")
 
 
+def test_a_stuck_apply_is_reoffered_once_on_a_new_connection() -> None:
+    """An agent that lost its apply with its connection reconnects still reporting APPLYING for the
+    config it was offered long ago: that config goes once more, and never a third time."""
+    d = desired()
+    applying = rcs(d.hash, pb.RemoteConfigStatuses_APPLYING)
+    s = known(RC_CAPS, desired=d, offered_hash=None, offered_at=100.0, remote_config_status=applying)
+    # without the hub's mark (same connection, or not long enough): nothing
+    assert not process(s, msg(6, RC_CAPS, remote_config_status=applying), 200.0).reply.HasField("remote_config")
+    s.stuck_reoffer = True
+    again = process(s, msg(6, RC_CAPS, remote_config_status=applying), 200.0)
+    assert again.reply.HasField("remote_config") and again.reply.remote_config.config_hash == d.hash
+    assert again.state is not None and again.state.reoffered_hash == d.hash
+    assert not again.state.stuck_reoffer and "offered" in again.changed
+    again.state.offered_hash = None
+    again.state.stuck_reoffer = True
+    third = process(again.state, msg(7, RC_CAPS, remote_config_status=applying), 400.0)
+    assert not third.reply.HasField("remote_config")
+    # an agent that reconnects reporting the apply's result is not offered anything
+    done = known(RC_CAPS, desired=d, offered_at=100.0, stuck_reoffer=True)
+    out = process(done, msg(6, RC_CAPS, remote_config_status=rcs(d.hash, pb.RemoteConfigStatuses_APPLIED)), 500.0)
+    assert not out.reply.HasField("remote_config")
+
+
 def test_failed_hash_is_never_reoffered() -> None:
     d = desired()
     s = known(RC_CAPS, desired=d, offered_hash=d.hash, offered_at=100.0)

@@ -23,12 +23,13 @@ def simulate(
     fail_rate: float = 0.0,
     seed: int = 1,
     duration: float = 90,
+    apply_delay: float = 0.1,
 ) -> subprocess.Popen[str]:
     url = sp.ws_url if transport == "ws" else sp.opamp_url
     args = [
         sys.executable, "-m", "otelcockpit", "simulate-agents", "--server", url, "--count", str(count),
         "--transport", transport, "--fail-rate", str(fail_rate), "--seed", str(seed), "--duration", str(duration),
-        "--heartbeat", "1", "--apply-delay", "0.1", "--quiet",
+        "--heartbeat", "1", "--apply-delay", str(apply_delay), "--quiet",
     ]  # fmt: skip
     return subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ)

@@ -36,9 +36,8 @@ def test_kill_9_mid_rollout_then_restart_resumes_paused(tmp_path: Path) -> None:
         rid = view["id"]
         stages = [s["collector_ids"] for s in view["plan"]["stages"]]
 
-        # kill -9 once the canary is done and the first wave has applied and is soaking. (Not while an
-        # agent is mid-apply: the simulator drops an apply in progress when its connection drops, so
-        # such an agent would stay APPLYING forever and fail by timeout, which is the engine's rule.)
+        # kill -9 once the canary is done and the first wave has applied and is soaking (the test
+        # below kills the server while agents are mid-apply)
         def soaking_wave() -> bool:
             v = rollout(sp, rid)
             s1 = v["stages"][1]
@@ -78,6 +77,58 @@ def test_kill_9_mid_rollout_then_restart_resumes_paused(tmp_path: Path) -> None:
             assert len([e for e in h if e["hash"] == v2 and e["status"] == "APPLYING"]) == 1, h
             first_v2 = next(i for i, e in enumerate(h) if e["hash"] == v2)
             assert all(e["hash"] == v2 for e in h[first_v2:]), h
+    finally:
+        stop_all(procs)
+        sp.stop()
+        if sp2 is not None:
+            sp2.stop()
+
+
+def test_kill_9_while_agents_are_mid_apply_then_resume_completes(tmp_path: Path) -> None:
+    """The server dies while the canary's agents are APPLYING. Like the OpAMP supervisor, the agents
+    keep applying while disconnected and report APPLIED when they reconnect, so the resumed rollout
+    completes without waiting out its apply timeout and without a failure."""
+    sp = start_serve(tmp_path / "srv")
+    procs = [simulate(sp, 6, transport="ws", seed=31, apply_delay=2.0)]
+    sp2 = None
+    try:
+        wait_agents(sp, 6)
+        setup_v1(sp, 6)
+        body = {"config": "gateway", "files": {"collector.yaml": V2}, "canary": "2", "waves": "100%",
+                "soak": "0s", "apply_timeout": "120s"}  # fmt: skip
+        status, view = sp.api("POST", "/rollouts", body)
+        assert status == 201, view
+        rid = view["id"]
+        canary = view["plan"]["stages"][0]["collector_ids"]
+
+        def canary_applying() -> bool:
+            by_uid = {a["instance_uid"]: a for a in agents(sp)}
+            return all((by_uid[u]["remote_config_status"] or {}).get("status") == "APPLYING" for u in canary)
+
+        wait_for(canary_applying, 20, 0.02)
+        sp.stop(signal.SIGKILL)
+        sp2 = start_serve(tmp_path / "srv", "--listen", f"127.0.0.1:{sp.opamp_port}", db=sp.db)
+        v2 = sp2.api("GET", "/configs/gateway/versions/2")[1]["hash"]
+        assert rollout(sp2, rid)["state"] == "paused"
+        wait_agents(sp2, 6, timeout=30)
+        # the canary finished applying while the server was down and says so on reconnect
+        wait_for(
+            lambda: all(
+                (a["remote_config_status"] or {}).get("status") == "APPLIED"
+                and a["remote_config_status"]["last_hash"] == v2
+                for a in agents(sp2)
+                if a["instance_uid"] in canary
+            ),
+            15,
+        )
+        started = time.monotonic()
+        status, out = sp2.api("POST", f"/rollouts/{rid}/resume", {})
+        assert status == 200, out
+        done = wait_state(sp2, rid, "completed", "paused", timeout=40)
+        assert done["state"] == "completed", done["reason"]
+        assert time.monotonic() - started < 30, "the rollout waited for a timeout"
+        assert all(s["failed"] == 0 for s in done["stages"]), done["stages"]
+        wait_for(lambda: all_applied(sp2, v2, 6), 15)
     finally:
         stop_all(procs)
         sp.stop()
