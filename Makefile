@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint proto clean install snapshots
+.PHONY: demo test bench fuzz lint proto clean install snapshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest -q -m slow -p no:xdist bench $(PYTEST_ARGS)
+
+# Hostile traffic against a real `serve`: 1,000,000 mutated messages (figures in BENCHMARKS.md).
+FUZZ_MESSAGES ?= 1000000
+fuzz: $(STAMP)
+	$(PY) bench/fuzz_serve.py --messages $(FUZZ_MESSAGES) --seed 1
 
 snapshots: $(STAMP)
 	$(PY) -m pytest -q -p no:xdist tests/tui/test_snapshots.py --snapshot-update

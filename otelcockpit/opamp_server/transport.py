@@ -280,9 +280,7 @@ class OpAMPApp:
         try:
             reply = await self.hub.handle(msg, "http")
         except Exception as exc:  # the store refused or failed: nothing was acknowledged, retry later
-            self.hub.errors.error(
-                f"http:{msg.instance_uid.hex()}", "OpAMP HTTP message not handled", exc=exc
-            )
+            self.hub.errors.error(f"http:{msg.instance_uid.hex()}", "OpAMP HTTP message not handled", exc=exc)
             await self._respond(
                 send,
                 503,

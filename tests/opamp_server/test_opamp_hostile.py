@@ -220,3 +220,75 @@ def test_oversized_attributes_are_refused_before_storing() -> None:
     kv.value.string_value = "v" * 100_000
     out = core.process(None, m, 1.0)
     assert out.error and "'big' is larger" in out.error
+
+
+def test_agent_stuck_applying_after_kill_9_is_offered_once_more(tmp_path: Path) -> None:
+    """A client that lost its apply with the connection (the server was killed mid-apply) comes back
+    still reporting APPLYING: the restarted server offers the config once more, and it applies."""
+    sp = start_serve(tmp_path / "stuck")
+    uid = uuid.uuid4().bytes
+    try:
+        status, cfg = sp.api(
+            "POST",
+            "/configs",
+            {"name": "gw", "files": {"c.yaml": {"body": "a: 1\n", "content_type": "text/yaml"}}},
+        )
+        assert status == 201, cfg
+        digest = bytes.fromhex(cfg["hash"])
+        status, out = sp.api("POST", "/assignments", {"config": "gw", "selector": "", "priority": 1})
+        assert status == 201, out
+        caps = 0x3007 | core.ACCEPTS_REMOTE_CONFIG | core.REPORTS_REMOTE_CONFIG
+
+        async def first_session() -> None:
+            async with connect(sp.ws_url, compression=None) as ws:
+                await ws.send(b"\x00" + described(uid, 0, caps, "stuck").SerializeToString())
+                rep = pb.ServerToAgent.FromString((await asyncio.wait_for(ws.recv(), 10))[1:])
+                assert rep.remote_config.config_hash == digest
+                m = pb.AgentToServer(instance_uid=uid, sequence_num=1, capabilities=caps)
+                m.remote_config_status.last_remote_config_hash = digest
+                m.remote_config_status.status = pb.RemoteConfigStatuses_APPLYING
+                await ws.send(b"\x00" + m.SerializeToString())
+                await asyncio.wait_for(ws.recv(), 10)
+
+        asyncio.run(first_session())
+        sp.proc.send_signal(signal.SIGKILL)
+        sp.proc.wait(10)
+        again = start_serve(tmp_path / "stuck", "--stuck-applying-seconds", "1", db=sp.db)
+        try:
+            time.sleep(1.1)
+
+            async def second_session() -> list[pb.ServerToAgent]:
+                got = []
+                async with connect(again.ws_url, compression=None) as ws:
+                    m = described(uid, 2, caps, "stuck")
+                    m.remote_config_status.last_remote_config_hash = digest
+                    m.remote_config_status.status = pb.RemoteConfigStatuses_APPLYING
+                    await ws.send(b"\x00" + m.SerializeToString())
+                    got.append(pb.ServerToAgent.FromString((await asyncio.wait_for(ws.recv(), 10))[1:]))
+                    done = pb.AgentToServer(instance_uid=uid, sequence_num=3, capabilities=caps)
+                    done.remote_config_status.last_remote_config_hash = digest
+                    done.remote_config_status.status = pb.RemoteConfigStatuses_APPLIED
+                    await ws.send(b"\x00" + done.SerializeToString())
+                    got.append(pb.ServerToAgent.FromString((await asyncio.wait_for(ws.recv(), 10))[1:]))
+                return got
+
+            reoffer, after = asyncio.run(second_session())
+            assert reoffer.remote_config.config_hash == digest, "the stuck apply was not offered again"
+            assert not after.HasField("remote_config")
+            assert agent_json(again, uid)["remote_config_status"]["status"] == "APPLIED"
+
+            # a second reconnect still APPLYING (the agent is really stuck) is not offered a third time
+            async def third_session() -> pb.ServerToAgent:
+                async with connect(again.ws_url, compression=None) as ws:
+                    m = described(uid, 4, caps, "stuck")
+                    m.remote_config_status.last_remote_config_hash = digest
+                    m.remote_config_status.status = pb.RemoteConfigStatuses_APPLYING
+                    await ws.send(b"\x00" + m.SerializeToString())
+                    return pb.ServerToAgent.FromString((await asyncio.wait_for(ws.recv(), 10))[1:])
+
+            time.sleep(1.1)
+            assert not asyncio.run(third_session()).HasField("remote_config")
+        finally:
+            again.stop()
+    finally:
+        sp.stop()
