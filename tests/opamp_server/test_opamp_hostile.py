@@ -292,3 +292,19 @@ def test_agent_stuck_applying_after_kill_9_is_offered_once_more(tmp_path: Path) 
             again.stop()
     finally:
         sp.stop()
+
+
+async def test_a_send_after_the_keepalive_closed_the_socket_is_quiet() -> None:
+    """uvicorn raises RuntimeError ("Unexpected ASGI message 'websocket.send', after sending
+    'websocket.close'") when its keepalive closed the socket while a message was being handled; the
+    connection must count as closed instead of logging a traceback."""
+    from otelcockpit.opamp_server.transport import WsConnection
+
+    async def closed_by_keepalive(message: dict) -> None:
+        raise RuntimeError("Unexpected ASGI message 'websocket.send', after sending 'websocket.close'.")
+
+    conn = WsConnection(closed_by_keepalive)
+    assert await conn.send(pb.ServerToAgent(instance_uid=b"x" * 16)) is False
+    assert conn.closed
+    assert await conn.send(pb.ServerToAgent(instance_uid=b"x" * 16)) is False
+    await conn.close(1000)  # no exception either
