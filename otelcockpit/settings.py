@@ -64,6 +64,10 @@ class Context:
     token_env: str = ""
     refresh_seconds: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Who the operator is, recorded with every write (else OTELCOCKPIT_USER, else the OS user).
+    identity: str = ""
+    # The context's default rollout plan (a PlanOptions over the safe defaults; None: the safe ones).
+    rollout_defaults: Any = None
 
     def secret(self, which: str) -> str | None:
         var = getattr(self, f"{which}_env")
@@ -91,6 +95,30 @@ class Settings:
     @property
     def backend(self) -> str:
         return self.context.backend
+
+    @property
+    def identity(self) -> str:
+        """The person every write is recorded as: the context's ``identity``, else ``OTELCOCKPIT_USER``,
+        else the user the process runs as."""
+        return identity(self.context)
+
+    @property
+    def from_context(self) -> bool:
+        """True when the context was chosen by name (config file), not made up from --source/--url."""
+        return self.context.name in self.contexts and self.contexts[self.context.name] == self.context
+
+    def command(self, *words: str) -> str:
+        """A command line that reproduces this cockpit's backend: ``otelcockpit --context NAME ...``, or
+        ``--source B --url U`` when the cockpit was not started from a context."""
+        import shlex
+
+        if self.from_context and self.context.name != "demo":
+            head = ["otelcockpit", "--context", self.context.name]
+        elif self.context.backend == "demo":
+            head = ["otelcockpit", "--source", "demo"]
+        else:
+            head = ["otelcockpit", "--source", self.context.backend, "--url", self.context.url]
+        return " ".join(shlex.quote(w) for w in (*head, *words))
 
     @property
     def url(self) -> str:
@@ -152,7 +180,18 @@ def _context_from(name: str, raw: Any, origin: str) -> Context:
         "password_env",
         "token_env",
         "refresh_seconds",
+        "identity",
+        "rollout_defaults",
     }
+    from otelcockpit.rollout.options import defaults_from  # not at the top: rollout imports settings
+
+    try:
+        rollout_defaults = defaults_from(raw.get("rollout_defaults"), f"{origin}: context {name!r}")
+    except UsageError as exc:
+        raise ConfigError(exc.message) from None
+    identity_raw = raw.get("identity")
+    if identity_raw is not None and (not isinstance(identity_raw, str) or not identity_raw.strip()):
+        raise ConfigError(f"{origin}: context {name!r}: identity must be a non-empty name")
     return Context(
         name=name,
         backend=backend,
@@ -166,7 +205,24 @@ def _context_from(name: str, raw: Any, origin: str) -> Context:
         token_env=env.get("token_env", ""),
         refresh_seconds=_number(refresh, origin, f"contexts.{name}.refresh_seconds") if refresh is not None else None,
         options={k: v for k, v in raw.items() if k not in known},
+        identity=str(identity_raw or "").strip(),
+        rollout_defaults=rollout_defaults,
     )
+
+
+def identity(context: Context | None = None) -> str:
+    """Who is at the keyboard: the context's ``identity``, ``OTELCOCKPIT_USER``, or the OS user."""
+    if context is not None and context.identity:
+        return context.identity
+    env = os.environ.get("OTELCOCKPIT_USER", "").strip()
+    if env:
+        return env
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name at all (a container without passwd entry)
+        return os.environ.get("USER") or os.environ.get("USERNAME") or f"uid {os.getuid()}"
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from otelcockpit.backends.base import Change, FleetBackend, PushResult, ReadOnlyBackend
 from otelcockpit.errors import CockpitError, UsageError
@@ -37,6 +37,37 @@ def make_backend(settings: Settings, *, wrap_read_only: bool = True, **kwargs: o
     return backend
 
 
+def rollouts_for(
+    settings: Settings,
+    backend: FleetBackend,
+    *,
+    journal: str | None = None,
+    spawn: object = None,
+    poll_interval: float = 1.0,
+) -> Any:
+    """The rollout service of ``backend`` for these settings (every face gets its rollouts here):
+    the journal (``--journal`` or the data dir's), the context's default plan, read-only."""
+    from pathlib import Path
+
+    from otelcockpit.backends.base import RolloutSettings
+    from otelcockpit.rollout.journal import default_path
+    from otelcockpit.rollout.options import SAFE_DEFAULTS
+
+    rollouts = getattr(backend, "rollouts", None)
+    if rollouts is None:
+        raise UsageError(f"staged rollouts are not available on the {backend.name} backend")
+    return rollouts(
+        RolloutSettings(
+            journal_path=Path(journal) if journal else default_path(),
+            context=settings.context.name,
+            defaults=settings.context.rollout_defaults or SAFE_DEFAULTS,
+            read_only=settings.read_only,
+            poll_interval=poll_interval,
+            spawn=spawn,
+        )
+    )
+
+
 async def all_revisions(backend: FleetBackend, snap: FleetSnapshot) -> dict[str, tuple[Revision, ...]]:
     """Every pipeline's revisions: from the snapshot when the backend ships them (demo), from one
     bulk call when it has one (Fleet Management's ListPipelinesRevisions), else pipeline by pipeline."""
@@ -54,4 +85,12 @@ async def all_revisions(backend: FleetBackend, snap: FleetSnapshot) -> dict[str,
     return out
 
 
-__all__ = ["Change", "FleetBackend", "PushResult", "ReadOnlyBackend", "all_revisions", "make_backend"]
+__all__ = [
+    "Change",
+    "FleetBackend",
+    "PushResult",
+    "ReadOnlyBackend",
+    "all_revisions",
+    "make_backend",
+    "rollouts_for",
+]

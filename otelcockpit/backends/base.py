@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from otelcockpit.errors import PushRefused, ReadOnlyError
@@ -60,6 +61,18 @@ class PushResult:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RolloutSettings:
+    """What a backend needs to give its rollout service (see ``FleetBackend.rollouts``)."""
+
+    journal_path: Path  # the local engine's journal
+    context: str
+    defaults: Any  # the context's PlanOptions
+    read_only: bool = False
+    poll_interval: float = 1.0
+    spawn: Any = None  # runs a rollout in the background (a TUI worker); None: the caller follows it
+
+
 @runtime_checkable
 class FleetBackend(Protocol):
     name: str
@@ -70,6 +83,8 @@ class FleetBackend(Protocol):
     async def push(self, change: Change) -> PushResult: ...
 
     async def revisions(self, pipeline: str) -> tuple[Revision, ...]: ...
+
+    def rollouts(self, settings: RolloutSettings) -> Any: ...  # its otelcockpit.rollout.service.Rollouts
 
     async def close(self) -> None: ...
 
@@ -91,6 +106,11 @@ class ReadOnlyBackend:
     async def revisions(self, pipeline: str) -> tuple[Revision, ...]:
         return await self.inner.revisions(pipeline)
 
+    def rollouts(self, settings: RolloutSettings) -> Any:
+        from dataclasses import replace
+
+        return self.inner.rollouts(replace(settings, read_only=True))  # reads work, every write is refused
+
     async def close(self) -> None:
         await self.inner.close()
 
@@ -106,3 +126,32 @@ def refuse_if_stale(snapshot: FleetSnapshot | None) -> None:
         raise PushRefused("refused: no data from the backend yet")
     if snapshot.stale:
         raise PushRefused(f"refused: the fleet data is stale ({snapshot.stale_reason}); wait for fresh data")
+
+
+def local_rollouts(backend: Any, settings: RolloutSettings, name: str) -> Any:
+    """A rollout service whose engine runs in this process, staging on ``backend`` through its
+    rollout adapter (``backend.rollout_adapter(read_only)``); its journal at ``settings.journal_path``."""
+    from otelcockpit.rollout.journal import Journal
+    from otelcockpit.rollout.local import SnapshotFleet
+    from otelcockpit.rollout.service import RolloutService
+
+    target = staging_target(backend, read_only=settings.read_only)
+    fleet = SnapshotFleet(backend, target, name=name, context=settings.context)
+    return RolloutService(
+        Journal(settings.journal_path),
+        fleet,
+        defaults=settings.defaults,
+        read_only=settings.read_only,
+        poll_interval=settings.poll_interval,
+        spawn=settings.spawn,
+    )
+
+
+def staging_target(backend: Any, *, read_only: bool = False) -> Any:
+    """The engine's target for a backend that stages through attributes and a temporary pipeline
+    (its ``rollout_adapter``); a read-only wrapper's target refuses every write."""
+    from otelcockpit.rollout.staging import AttributeStagingTarget
+
+    read_only = read_only or "read-only" in getattr(backend, "capabilities", frozenset())
+    inner = getattr(backend, "inner", backend)
+    return AttributeStagingTarget(inner.rollout_adapter(read_only))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -27,6 +28,8 @@ from otelcockpit.backends.base import (
     PIPELINE_UPSERT,
     Change,
     PushResult,
+    RolloutSettings,
+    local_rollouts,
     refuse_if_stale,
 )
 from otelcockpit.errors import ConfigError, UsageError
@@ -649,7 +652,8 @@ class DemoSimulator:
 
 class DemoBackend:
     name = "demo"
-    capabilities = frozenset({"read", "push", "health", "effective_config", "revisions"})
+    # "ephemeral": the fleet lives in this process; a rollout cannot outlive it.
+    capabilities = frozenset({"read", "push", "health", "effective_config", "revisions", "ephemeral"})
 
     def __init__(
         self,
@@ -663,6 +667,7 @@ class DemoBackend:
         epoch = clock()
         self.sim = DemoSimulator(load_organisation(root, epoch), seed=seed, collectors=collectors, epoch=epoch)
         self._last: FleetSnapshot | None = None
+        self._born = time.time()  # rollouts journaled before this ran on another demo fleet
 
     def snapshot_now(self) -> FleetSnapshot:
         self.sim.advance(self.clock())
@@ -683,6 +688,25 @@ class DemoBackend:
     def collector_targets(self, collectors: Iterable[Collector]) -> dict[str, CollectorTarget]:
         """Every collector's own rollback target, as the simulation knows it (see the simulator)."""
         return self.sim.collector_targets(collectors)
+
+    def rollout_adapter(self, read_only: bool) -> Any:
+        from otelcockpit.backends.demo_rollouts import DemoAdapter
+
+        return DemoAdapter(self, read_only=read_only)
+
+    def rollouts(self, settings: RolloutSettings) -> Any:
+        """Local rollouts: the engine runs in this process (the demo fleet lives here), staging
+        through remote attributes and a temporary pipeline, exactly as on Fleet Management."""
+        service = local_rollouts(self, settings, "demo")
+        # Demo rollouts left active by earlier processes can never resume: their fleet is gone.
+        from otelcockpit.rollout.model import ACTIVE_STATES, RolloutState
+
+        journal = service.journal
+        for rec in journal.list(limit=1000):
+            gone = rec.created_at < self._born  # it ran on another instance's fleet
+            if rec.backend == "demo" and rec.state in ACTIVE_STATES and gone and not journal.runner_alive(rec):
+                journal.set_state(rec.id, RolloutState.ABORTED, "aborted: the demo fleet it ran on is gone")
+        return service
 
     async def close(self) -> None:
         return None

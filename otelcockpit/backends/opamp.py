@@ -32,6 +32,7 @@ import httpx
 
 from otelcockpit.backends.base import PIPELINE_UPSERT, Change, PushResult, refuse_if_stale
 from otelcockpit.errors import BackendError, UsageError
+from otelcockpit.fleet.configfiles import files_from_text, render_files
 from otelcockpit.fleet.matchers import MatcherError, parse_matchers
 from otelcockpit.fleet.model import (
     BackendHealth,
@@ -56,8 +57,6 @@ KEEPALIVE_GRACE = 45.0  # the server sends ": keepalive" every 15 s; 3 missed me
 OPEN = "\x00open"  # pseudo event: the stream's response headers arrived
 NO_HEALTH_REASON = "agent does not report health (no ReportsHealth capability)"
 NOT_YET_REASON = "agent has not reported health yet"
-FILE_HEADER = "# file: "
-_FILE_HEADER_RE = re.compile(r"^# file: (.*)$", re.MULTILINE)
 
 _STATUS = {
     "UNSET": ConfigStatus.UNSET,
@@ -186,9 +185,12 @@ class OpAmpApi:
             )
         if status >= 400:
             kind = {404: "not_found", 409: "conflict"}.get(status, "rejected")
-            raise OpAmpApiError(
-                _one_line(f"{method} {API}{path}: {status} {detail or resp.reason_phrase}"), kind, status
-            )
+            # The server speaks to the user: its one line is the message; without one, say which call.
+            message = detail or f"{method} {API}{path}: {status} {resp.reason_phrase}"
+            err = OpAmpApiError(_one_line(message), kind, status)
+            if status == 422:  # the request itself is wrong (a bad revision, a bad field): a usage error
+                err.exit_code = 2
+            raise err
         if data is None and resp.content:
             raise OpAmpApiError(
                 f"the OpAMP admin API at {self.url} sent a non-JSON answer to {method} {API}{path}",
@@ -406,30 +408,6 @@ def effective_files(eff: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def render_files(files: Mapping[str, Any]) -> str:
-    """A config version's files as one text: each file under a ``# file: NAME`` header."""
-    parts = []
-    for name in sorted(files):
-        f = files[name]
-        body = str(f.get("body", "")) if isinstance(f, Mapping) else str(f)
-        parts.append(f"{FILE_HEADER}{name if name else chr(34) * 2}\n{body.rstrip()}\n")
-    return "\n".join(parts)
-
-
-def split_files(contents: str) -> dict[str, str] | None:
-    """The inverse of :func:`render_files`; None when the text has no ``# file:`` headers."""
-    heads = list(_FILE_HEADER_RE.finditer(contents))
-    if not heads or contents[: heads[0].start()].strip():
-        return None
-    out: dict[str, str] = {}
-    for i, m in enumerate(heads):
-        name = m.group(1).strip()
-        name = "" if name == '""' else name
-        end = heads[i + 1].start() if i + 1 < len(heads) else len(contents)
-        out[name] = contents[m.end() + 1 : end].rstrip("\n") + "\n"
-    return out
-
-
 def selector_matchers(selector: str) -> tuple[str, ...]:
     """A selector string as a tuple of single matchers (the Pipeline.matchers shape)."""
     if not selector.strip():
@@ -438,15 +416,6 @@ def selector_matchers(selector: str) -> tuple[str, ...]:
         return tuple(str(m) for m in parse_matchers(selector))
     except MatcherError:
         return (selector,)
-
-
-def content_type_for(path: str) -> str:
-    lower = path.lower()
-    if lower.endswith(".json"):
-        return "application/json"
-    if lower.endswith((".yaml", ".yml")):
-        return "text/yaml"
-    return "text/plain"
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,6 +470,7 @@ class OpAmpBackend:
     ) -> None:
         self.api = OpAmpApi(url, token, token_env=token_env, timeout=timeout, transport=transport)
         self.url = self.api.url
+        self.token = token
         self.token_env = token_env
         self.detail_limit = detail_limit
         self.detail_ttl = detail_ttl
@@ -775,18 +745,11 @@ class OpAmpBackend:
                     previous = (await self._version(pipeline.name, latest)).get("files") or {}
             except OpAmpApiError:
                 previous = {}
-
-        def ctype(name: str) -> str:
-            f = previous.get(name)
-            if isinstance(f, Mapping) and f.get("content_type"):
-                return str(f["content_type"])
-            return content_type_for(name) if name else "text/yaml"
-
-        split = split_files(pipeline.contents)
-        if split is not None:
-            return {n: {"body": b, "content_type": ctype(n)} for n, b in split.items()}
-        name = next(iter(previous)) if len(previous) == 1 else ""
-        return {name: {"body": pipeline.contents, "content_type": ctype(name)}}
+        types = {
+            str(n): str(f.get("content_type") or "") for n, f in previous.items() if isinstance(f, Mapping)
+        }
+        files = files_from_text(pipeline.contents, types, what=f"config {pipeline.name}")
+        return {n: {"body": b, "content_type": ct} for n, (b, ct) in files.items()}
 
     # -- events ----------------------------------------------------------------------------
 
@@ -852,6 +815,19 @@ class OpAmpBackend:
     @staticmethod
     def needs_snapshot(event: OpAmpEvent) -> bool:
         return event.kind in ("config", "assignment", "connected")
+
+    def rollouts(self, settings: Any) -> Any:
+        """The server runs the rollouts: its admin API, behind the same interface as a local service."""
+        from otelcockpit.backends.opamp_rollouts import RemoteRollouts
+
+        return RemoteRollouts(
+            self.url,
+            self.token,
+            token_env=self.token_env,
+            defaults=settings.defaults,
+            read_only=settings.read_only,
+            poll_interval=settings.poll_interval,
+        )
 
     async def close(self) -> None:
         await self.api.close()

@@ -69,15 +69,19 @@ async def collect_report(
     settings: Any, backend: Any, *, hours: float, journal_path: Any, now: Any = None
 ) -> Any:
     """Read the backend and the rollout records (never writing) and build the incident report."""
-    from otelcockpit.backends import all_revisions
+    from otelcockpit.backends import all_revisions, rollouts_for
     from otelcockpit.fleet.model import utcnow
     from otelcockpit.rollout.incident import report_for
 
     snap = await backend.snapshot()
     revisions = await all_revisions(backend, snap)
-    return await report_for(
-        settings, snap, revisions, hours=hours, now=now or utcnow(), journal_path=journal_path, backend=backend
-    )
+    rollouts = rollouts_for(settings, backend, journal=str(journal_path) if journal_path else None)
+    try:
+        return await report_for(
+            settings, snap, revisions, hours=hours, now=now or utcnow(), rollouts=rollouts, backend=backend
+        )
+    finally:
+        await rollouts.close()
 
 
 def run(args: argparse.Namespace) -> int:

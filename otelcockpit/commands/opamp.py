@@ -146,7 +146,7 @@ def _author(args: argparse.Namespace) -> str:
 
 
 def _read_files(specs: list[str], content_type: str | None) -> dict[str, dict[str, str]]:
-    from otelcockpit.backends.opamp import content_type_for
+    from otelcockpit.fleet.configfiles import content_type_for
 
     out: dict[str, dict[str, str]] = {}
     for spec in specs:
@@ -246,7 +246,7 @@ def cmd_config_list(args: argparse.Namespace) -> int:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     async def go(settings: Any, api: Any) -> int:
-        from otelcockpit.backends.opamp import render_files
+        from otelcockpit.fleet.configfiles import render_files
 
         version = args.version
         if version is None:

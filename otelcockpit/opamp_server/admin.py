@@ -302,8 +302,8 @@ def build_admin_app(
         ("GET", "/api/v1/events", events),
     ]
     safe_posts: list[tuple[str, str]] = []  # POST endpoints that change nothing (a read token may call them)
-    if rollouts is not None:  # staged rollouts (otelcockpit/opamp_server/rollouts.py)
-        from otelcockpit.opamp_server.rollouts import admin_routes
+    if rollouts is not None:  # staged rollouts (otelcockpit/opamp_server/rollout_routes.py)
+        from otelcockpit.opamp_server.rollout_routes import admin_routes
 
         more_mutating, more_reading = admin_routes(rollouts)
         safe_posts = [(m, p) for m, p, _ in more_reading if m != "GET"]

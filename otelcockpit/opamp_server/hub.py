@@ -198,20 +198,21 @@ class Hub:
         self.events = EventBus(self._agent_event_data)
         self.errors = ErrorLog(logging.getLogger("otelcockpit.opamp"))
         self._tasks: list[asyncio.Task[None]] = []
-        self._admin_lock = asyncio.Lock()
+        self.admin_lock = asyncio.Lock()  # one admin mutation at a time
         self._last_forget = 0.0
         self.started = time.time()
         # Rollouts (otelcockpit/opamp_server/rollouts.py): per-agent overrides of the desired config,
         # uid -> (config name, version), persisted in the rollout_overrides table.
         self.overrides: dict[bytes, tuple[str, int]] = {}
+        self.override_owner: dict[bytes, str] = {}  # uid -> the rollout that staged its override
         self._load()
 
     # ---- start-up ----
 
     def _load(self) -> None:
-        from otelcockpit.opamp_server.rollouts import load_overrides
-
-        self.overrides = load_overrides(self.store)
+        rows = self.store.query("SELECT uid, config, version, rollout FROM rollout_overrides")
+        self.overrides = {bytes(r["uid"]): (str(r["config"]), int(r["version"])) for r in rows}
+        self.override_owner = {bytes(r["uid"]): str(r["rollout"]) for r in rows}
         for r in self.store.query("SELECT * FROM config_versions ORDER BY name, version"):
             files = {n: (f["body"], f["content_type"]) for n, f in json.loads(r["files"]).items()}
             cv = ConfigVersion.make(r["name"], r["version"], files, r["author"], r["note"], r["created_at"])
@@ -355,7 +356,7 @@ class Hub:
             why = "requested" if msg.flags & pb.AgentToServerFlags_RequestInstanceUid else "duplicate"
             detail = {"new": uid_text(new_uid), "reason": why}
             await self.store.write(
-                [self._audit_op("server", "agent.new_instance_uid", uid_text(uid), detail)]
+                [self.audit_op("server", "agent.new_instance_uid", uid_text(uid), detail)]
             )
             return out.reply
         if out.state is None:
@@ -449,27 +450,35 @@ class Hub:
         if ops:
             await self.store.write(ops)
         if sends:
-            await asyncio.gather(*(self._safe_send(c, r) for c, r in sends))
+            await self.send_all(sends)
         return len(sends)
 
-    @staticmethod
-    async def _safe_send(conn: Connection, reply: pb.ServerToAgent) -> None:
-        try:
-            await conn.send(reply)
-        except Exception:  # a connection that died meanwhile; its close handler cleans up
-            pass
+    async def send_all(self, sends: list[tuple[Connection, pb.ServerToAgent]]) -> None:
+        """Send replies to WebSocket agents; a connection that died meanwhile is cleaned up by its
+        close handler, never by the sender."""
 
-    async def reresolve(self) -> None:
-        """Recompute every agent's desired config (after an assignment change) and push at once.
+        async def one(conn: Connection, reply: pb.ServerToAgent) -> None:
+            try:
+                await conn.send(reply)
+            except Exception:  # noqa: BLE001 - a dead connection; its close handler cleans up
+                pass
+
+        await asyncio.gather(*(one(c, r) for c, r in sends))
+
+    async def reresolve(self, uids: list[bytes] | None = None, ops: list[Op] | None = None) -> list[bytes]:
+        """Recompute the desired config of ``uids`` (None: every agent) after an assignment or an
+        override changed, commit ``ops`` with their new state in ONE transaction, then offer at once.
 
         One row update per agent carries both the new desired config and, for a connected WebSocket
-        agent, the offer made to it; all of them in one transaction, then the offers go out.
-        """
+        agent, the offer made to it. Returns the agents whose desired config changed."""
         now = time.time()
-        ops: list[Op] = []
+        writes: list[Op] = list(ops or ())
         moved: list[bytes] = []
         sends: list[tuple[Connection, pb.ServerToAgent]] = []
-        for uid, s in list(self.agents.items()):
+        for uid in uids if uids is not None else list(self.agents):
+            s = self.agents.get(uid)
+            if s is None:
+                continue
             d = self.resolve_for(uid, s.attributes)
             if d is s.desired:
                 continue
@@ -484,14 +493,15 @@ class Hub:
                     changed |= out.changed
                     sends.append((conn, out.reply))
             self.agents[uid] = s2
-            ops.extend(agent_ops(s2, changed))
+            writes.extend(agent_ops(s2, changed))
             moved.append(uid)
-        if ops:
-            await self.store.write(ops)
+        if writes:
+            await self.store.write(writes)
         for uid in moved:
             self.events.agent_changed(uid)
         if sends:
-            await asyncio.gather(*(self._safe_send(c, r) for c, r in sends))
+            await self.send_all(sends)
+        return moved
 
     async def _sweep_loop(self) -> None:
         interval = self.settings.heartbeat_seconds
@@ -546,7 +556,7 @@ class Hub:
             ops.append(("DELETE FROM agents WHERE uid = ?", (uid,)))
             ops.append(("DELETE FROM config_history WHERE uid = ?", (uid,)))
         ops.append(
-            self._audit_op("server", "agent.forget", f"{len(junk)} agents", {"reason": "unidentified"})
+            self.audit_op("server", "agent.forget", f"{len(junk)} agents", {"reason": "unidentified"})
         )
         await self.store.write(ops)
         for uid in junk:
@@ -565,7 +575,7 @@ class Hub:
 
     # ---- admin mutations ----
 
-    def _audit_op(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> Op:
+    def audit_op(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> Op:
         return (
             "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
             (now_text(), actor, action, target, json.dumps(detail, sort_keys=True)),
@@ -576,7 +586,7 @@ class Hub:
     ) -> ConfigVersion:
         if not NAME_RE.match(name):
             raise HubError(400, f"bad config name {name!r}: letters, digits, '.', '_', '-' (max 128)")
-        async with self._admin_lock:
+        async with self.admin_lock:
             return await self._create_config(name, files, author, note, actor)
 
     async def _create_config(
@@ -594,7 +604,7 @@ class Hub:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (cv.name, cv.version, cv.hash.hex(), body, author, note, cv.created_at),
                 ),
-                self._audit_op(
+                self.audit_op(
                     actor, "config.create", f"{name}@{cv.version}", {"hash": cv.hash.hex(), "note": note}
                 ),
             ]
@@ -614,7 +624,7 @@ class Hub:
     async def create_assignment(
         self, config: str, version: int | None, selector: str, priority: int, author: str, actor: str
     ) -> dict[str, Any]:
-        async with self._admin_lock:
+        async with self.admin_lock:
             return await self._create_assignment(config, version, selector, priority, author, actor)
 
     async def _create_assignment(
@@ -668,7 +678,7 @@ class Hub:
         return data
 
     async def delete_assignment(self, assignment_id: int, actor: str) -> None:
-        async with self._admin_lock:
+        async with self.admin_lock:
             await self._delete_assignment(assignment_id, actor)
 
     async def _delete_assignment(self, assignment_id: int, actor: str) -> None:
@@ -678,7 +688,7 @@ class Hub:
         await self.store.write(
             [
                 ("UPDATE assignments SET deleted_at = ? WHERE id = ?", (now_text(), assignment_id)),
-                self._audit_op(actor, "assignment.delete", str(assignment_id), {}),
+                self.audit_op(actor, "assignment.delete", str(assignment_id), {}),
             ]
         )
         self.assignments = [a for a in self.assignments if a.id != assignment_id]
@@ -697,7 +707,7 @@ class Hub:
         s2.pending_restart = True
         self.agents[uid] = s2
         await self.store.write(
-            [*agent_ops(s2, {"pending_restart"}), self._audit_op(actor, "agent.restart", uid_text(uid), {})]
+            [*agent_ops(s2, {"pending_restart"}), self.audit_op(actor, "agent.restart", uid_text(uid), {})]
         )
         await self.push([uid])
 

@@ -146,10 +146,10 @@ async def serve(options: Options) -> int:
         store.close()
         raise CockpitError(f"--db {options.db}: cannot load: {exc}") from None
     await hub.start()
-    from otelcockpit.opamp_server.rollouts import RolloutService, journal_path
+    from otelcockpit.opamp_server.rollout_routes import ServerRollouts, journal_path
 
     try:
-        rollouts = RolloutService(hub, journal_path(options.db))
+        rollouts = ServerRollouts(hub, journal_path(options.db))
     except CockpitError:
         await hub.stop()
         store.close()

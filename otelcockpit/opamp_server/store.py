@@ -97,6 +97,13 @@ CREATE TABLE IF NOT EXISTS config_history (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS config_history_uid ON config_history (uid, id);
+CREATE TABLE IF NOT EXISTS rollout_overrides (
+    uid BLOB PRIMARY KEY,
+    config TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    rollout TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,

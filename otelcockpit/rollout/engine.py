@@ -44,6 +44,7 @@ from otelcockpit.rollout.model import (
     RolloutView,
     Stage,
     StageProgress,
+    stage_state,
 )
 
 APPLIED, APPLYING, FAILED = "applied", "applying", "failed"
@@ -89,7 +90,7 @@ class Target(Protocol):
         """Abort: every collector back on the live version, temporary parts removed."""
         ...
 
-    async def rollback(self, pipeline: str, snapshot: Pipeline | None) -> str:
+    async def rollback(self, pipeline: str, snapshot: Pipeline | None, *, author: str = "") -> str:
         """Make ``snapshot`` the live version (None: delete the pipeline); the new revision id."""
         ...
 
@@ -302,10 +303,12 @@ class RolloutEngine:
         self._emit(rec.id)
 
     async def _handle_request(self, rec: RolloutRecord, request: str) -> RolloutView:
-        if request == "abort":
-            await self._cleanup(rec, "aborted by operator")
+        """An operator's request to the runner: ``pause`` or ``abort``, with ``:REASON`` (who asked)."""
+        what, _, reason = request.partition(":")
+        if what == "abort":
+            await self._cleanup(rec, reason or "aborted by operator")
         else:
-            self._pause(rec, "paused by operator")
+            self._pause(rec, reason or "paused by operator")
         return self.view(rec.id)
 
     async def _run_stage(
@@ -445,6 +448,33 @@ class RolloutEngine:
                 changed.append(p)
         return changed
 
+    async def observe_once(self, rollout_id: str) -> int:
+        """One look at a paused rollout's collectors still in flight (applying or soaking): their
+        outcomes are recorded as they arrive, failures included, without moving to another stage.
+        Returns how many changed. A paused rollout stays observed this way until it is resumed,
+        aborted or rolled back, so its progress stays true."""
+        rec = self.journal.require(rollout_id)
+        if rec.state != RolloutState.PAUSED:
+            return 0
+        progress = self.journal.load_progress(rollout_id)
+        active = [p for p in progress.values() if p.status in (CollectorStatus.APPLYING, CollectorStatus.SOAKING)]
+        if not active:
+            return 0
+        gates = rec.plan.gates
+        watch = self.target.reports_status or (self.target.reports_health and gates.health_required)
+        obs = await self.target.observe([p.collector_id for p in active]) if watch else {}
+        changed = self._evaluate(active, obs, gates)
+        if changed:
+            self.journal.save_progress(rollout_id, changed)
+            newly_failed = [p for p in changed if p.status == CollectorStatus.FAILED]
+            if newly_failed:
+                rows = [(p.collector_id, p.target_hash, p.error) for p in newly_failed]
+                rows += [(p.collector_id, rec.plan.version_key, p.error) for p in newly_failed]
+                self.journal.record_failed(rollout_id, rows)
+            self._emit(rollout_id)
+        self._remember_applied(obs)
+        return len(changed)
+
     def _remember_applied(self, obs: Mapping[str, Observation]) -> None:
         rows = []
         for cid, o in obs.items():
@@ -467,7 +497,7 @@ class RolloutEngine:
         if rec.state not in ACTIVE_STATES:
             raise CockpitError(f"rollout {rollout_id} is {rec.state.value}: it cannot be paused")
         if rec.state == RolloutState.RUNNING and self.journal.runner_alive(rec):
-            self.journal.request(rollout_id, "pause")
+            self.journal.request(rollout_id, f"pause:{reason}")
             return f"asked the process running rollout {rollout_id} (pid {rec.runner_pid}) to pause it"
         self._pause(rec, reason)
         return f"paused rollout {rollout_id}"
@@ -478,7 +508,7 @@ class RolloutEngine:
         if rec.state not in ACTIVE_STATES:
             raise CockpitError(f"rollout {rollout_id} is {rec.state.value}: it cannot be aborted")
         if rec.state == RolloutState.RUNNING and self.journal.runner_alive(rec):
-            self.journal.request(rollout_id, "abort")
+            self.journal.request(rollout_id, f"abort:{reason}")
             return f"asked the process running rollout {rollout_id} (pid {rec.runner_pid}) to abort it"
         await self._cleanup(rec, reason)
         return f"aborted rollout {rollout_id}: staged collectors are back on the live version of {rec.pipeline}"
@@ -493,7 +523,13 @@ class RolloutEngine:
         self._emit(rec.id)
 
     async def rollback(
-        self, pipeline: str, *, revision: str, snapshot: Pipeline | None, author: str = ""
+        self,
+        pipeline: str,
+        *,
+        revision: str,
+        snapshot: Pipeline | None,
+        author: str = "",
+        rolled_back_from: str = "",
     ) -> str:
         """Abort what is in flight for ``pipeline``, then make ``snapshot`` (revision ``revision``) live."""
         for active in self.journal.active_for(pipeline):
@@ -502,11 +538,15 @@ class RolloutEngine:
                     f"rollout {active.id} of {pipeline} is running in process {active.runner_pid}: pause or abort it first"
                 )
             await self._cleanup(active, f"aborted by a rollback of {pipeline} to revision {revision}")
-        new_rev = await self.target.rollback(pipeline, snapshot)
+        new_rev = await self.target.rollback(pipeline, snapshot, author=author)
+        if rolled_back_from and rolled_back_from != revision:
+            self.journal.record_bad(pipeline, rolled_back_from, f"rolled back to revision {revision} by {author or '-'}")
         latest = self.journal.list(limit=1, pipeline=pipeline)
+        now_live = f"; its live revision is now {new_rev}" if new_rev and new_rev != revision else ""
+        by = f" by {author}" if author else ""
         if latest and latest[0].state in (RolloutState.COMPLETED, RolloutState.ABORTED):
             self.journal.set_state(
-                latest[0].id, RolloutState.ROLLED_BACK, f"rolled back to revision {revision} (new revision {new_rev or '-'})"
+                latest[0].id, RolloutState.ROLLED_BACK, f"rolled back to revision {revision}{by}{now_live}"
             )
         self.journal.event(
             latest[0].id if latest else "",
@@ -514,7 +554,9 @@ class RolloutEngine:
             "pipeline.rollback",
             author,
             f"pipeline {pipeline}",
-            f"rolled back {pipeline} to revision {revision}; new revision {new_rev or '-'}",
+            f"rolled back {pipeline}"
+            + (f" from revision {rolled_back_from}" if rolled_back_from else "")
+            + f" to revision {revision}{now_live}",
             revision,
         )
         return str(new_rev or "")
@@ -550,18 +592,7 @@ def build_view(journal: Journal, rec: RolloutRecord, *, failures: int = 200) -> 
         applying = c.get("applying", 0)
         soaking = c.get("soaking", 0)
         pending = c.get("pending", 0)
-        if done is not None and done[0] == "done":
-            state = "done"
-        elif applying:
-            state = "applying"
-        elif soaking:
-            state = "soaking"
-        elif pending == total:
-            state = "pending"
-        elif pending == 0:
-            state = "applied"  # every collector has an outcome; the stage is about to be closed
-        else:
-            state = "applying"
+        state = stage_state(total, c, done is not None and done[0] == "done")
         stages.append(
             StageProgress(
                 index=stage.index,

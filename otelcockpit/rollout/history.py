@@ -24,7 +24,7 @@ from otelcockpit.rollout.model import ROLLOUT_ATTRIBUTE
 class PipelineTarget:
     pipeline: str
     revision: Revision | None
-    source: str  # "journal" (last known good) | "previous" (the revision before the live one) | "none"
+    source: str  # "journal" | "applied" | "previous" | "none" (see SOURCE_WORDS)
     live_revision: str = ""
 
     def as_json(self) -> dict[str, Any]:
@@ -46,21 +46,54 @@ def _same(a: Revision, b: Revision) -> bool:
     return (x.contents, tuple(x.matchers), x.enabled) == (y.contents, tuple(y.matchers), y.enabled)
 
 
-def pipeline_target(journal: Journal | None, pipeline: str, revisions: Sequence[Revision]) -> PipelineTarget:
+def pipeline_target(
+    journal: Journal | None,
+    pipeline: str,
+    revisions: Sequence[Revision],
+    *,
+    applied_everywhere: Sequence[str] = (),
+) -> PipelineTarget:
+    """The revision to roll ``pipeline`` back to.
+
+    In order: the newest revision a rollout of the journal took everywhere without a failure
+    ("journal"); the newest one every collector it reached reported APPLIED, however it got
+    there, an assignment, a rollback or a direct upsert ("applied", when the fleet can tell:
+    ``applied_everywhere``, newest first); the revision before the live one ("previous"). Never the
+    live revision or one with its contents, and never a revision rolled back from (the journal's
+    bad revisions)."""
     live = revisions[-1] if revisions else None
     by_id = {r.id: r for r in revisions}
-    if journal is not None and live is not None:
-        for rid in journal.good_revisions(pipeline):
-            rev = by_id.get(rid)
-            if rev is None or rev.id == live.id or rev.snapshot is None or rev.operation == Operation.DELETE:
-                continue
-            if _same(rev, live):
-                continue
-            return PipelineTarget(pipeline, rev, "journal", live.id)
-    prev = previous_real(revisions)
-    if prev is not None:
-        return PipelineTarget(pipeline, prev, "previous", live.id if live else "")
+    bad = journal.bad_revisions(pipeline) if journal is not None else set()
+    bad_snaps = [by_id[b] for b in bad if b in by_id]
+
+    def usable(rev: Revision | None) -> bool:
+        if rev is None or live is None or rev.id == live.id or rev.id in bad:
+            return False
+        if rev.snapshot is None or rev.operation == Operation.DELETE or is_staging(rev):
+            return False
+        return not _same(rev, live) and not any(_same(rev, b) for b in bad_snaps)
+
+    if live is not None:
+        good = journal.good_revisions(pipeline) if journal is not None else []
+        for source, ids in (("journal", good), ("applied", applied_everywhere)):
+            for rid in ids:
+                rev = by_id.get(rid)
+                if usable(rev):
+                    assert rev is not None
+                    return PipelineTarget(pipeline, rev, source, live.id)
+        for rev in reversed(revisions[:-1]):
+            if usable(rev):
+                return PipelineTarget(pipeline, rev, "previous", live.id)
     return PipelineTarget(pipeline, None, "none", live.id if live else "")
+
+
+SOURCE_WORDS = {
+    "journal": "last known good: a rollout took it everywhere without a failure",
+    "applied": "every collector it reached reported it APPLIED",
+    "previous": "the revision before the live one",
+    "chosen": "chosen",
+    "none": "none",
+}
 
 
 def is_staging(rev: Revision) -> bool:

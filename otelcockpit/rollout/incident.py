@@ -35,18 +35,19 @@ from otelcockpit.fleet.model import (
 )
 from otelcockpit.rollout.history import ChangeEntry, previous_real
 from otelcockpit.rollout.model import ACTIVE_STATES, CollectorStatus
-from otelcockpit.rollout.records import RolloutRecords
+from otelcockpit.rollout.service import RolloutRecords
 
 BROKEN = (Health.UNHEALTHY, Health.OFFLINE)
 
 
 def rollback_command(pipeline: str, revision: str, *, context: str = "") -> str:
-    """``otelcockpit rollback PIPELINE --to REV`` (with ``--context`` when one is set)."""
-    parts = ["otelcockpit"]
-    if context:
-        parts += ["--context", context]
-    parts += ["rollback", pipeline, "--to", revision]
-    return shlex.join(parts)
+    """``otelcockpit [OPTIONS] rollback PIPELINE --to REV``, runnable as printed. ``context``: the
+    options that select the backend (what :func:`context_for_commands` gives, e.g. ``--context lab`` or
+    ``--source opamp --url http://...``), or a bare context name."""
+    words = shlex.split(context) if context else []
+    if words and not words[0].startswith("-"):
+        words = ["--context", *words]
+    return shlex.join(["otelcockpit", *words, "rollback", pipeline, "--to", revision])
 
 
 @dataclass(frozen=True)
@@ -373,7 +374,7 @@ def build_report(
     """The whole report. ``context`` goes into every rollback command (``--context``) when set.
 
     ``records``: the rollouts, engine events, progress and collector targets
-    (:func:`otelcockpit.rollout.records.from_journal` or ``from_server``); None when there are none.
+    (a rollout service's ``records()``); None when there are none.
     ``collector_targets``: what the backend itself knows of them (the records' win where both do)."""
     if hours <= 0:
         raise ValueError("hours must be more than zero")
@@ -493,11 +494,15 @@ def replace_broken(ch: IncidentChange, n: int) -> IncidentChange:
 
 
 def context_for_commands(settings: Any) -> str:
-    """The ``--context`` to put in rollback commands: the context's name, except the implicit demo."""
+    """What makes a printed command reach this cockpit's backend (the ``context`` of
+    :func:`rollback_command`): the context's name when the cockpit was started from one, else the
+    options ``--source B --url U``; nothing for the implicit demo."""
     ctx = settings.context
     if ctx.name == "demo" and ctx.backend == "demo" and not getattr(settings, "config_exists", False):
         return ""
-    return str(ctx.name)
+    if settings.from_context:
+        return str(ctx.name)
+    return shlex.join(shlex.split(settings.command())[1:])  # drop "otelcockpit"
 
 
 async def report_for(
@@ -507,28 +512,25 @@ async def report_for(
     *,
     hours: float,
     now: datetime,
-    journal_path: Any = None,
-    progress_cache: dict[Any, Any] | None = None,
+    rollouts: Any = None,
     backend: Any = None,
 ) -> IncidentReport:
-    """The report for a resolved ``Settings``: the rollout records come from ``otelcockpit serve``
-    on the opamp backend, else from the journal at ``journal_path`` (None: there is none).
-    ``progress_cache``: see :func:`otelcockpit.rollout.records.from_server`."""
+    """The report for a resolved ``Settings``; ``rollouts``: the backend's rollout service (the
+    records come from wherever its engine runs: this process's journal or ``otelcockpit serve``).
+    Records that cannot be read leave the report with a note, never an exception."""
     import asyncio
 
-    from otelcockpit.rollout import records
+    from otelcockpit.errors import CockpitError
 
     context = context_for_commands(settings)
-    rec = await records.load(
-        settings,
-        snapshot.collectors,
-        since=now - timedelta(hours=hours),
-        now=now,
-        journal_path=journal_path,
-        context=context,
-        with_progress=True,
-        progress_cache=progress_cache,
-    )
+    rec: RolloutRecords | None = None
+    if rollouts is not None:
+        try:
+            rec = await rollouts.records(
+                snapshot.collectors, since=now - timedelta(hours=hours), now=now, with_progress=True
+            )
+        except CockpitError as exc:
+            rec = RolloutRecords(error=exc.message)
     own = getattr(backend, "collector_targets", None)  # a backend that knows them itself (the demo)
     targets = own([c for c in snapshot.collectors if c.health in BROKEN]) if callable(own) else None
     return await asyncio.to_thread(

@@ -101,6 +101,13 @@ CREATE TABLE IF NOT EXISTS good_revisions (
     at REAL NOT NULL,
     PRIMARY KEY (pipeline, revision)
 );
+CREATE TABLE IF NOT EXISTS bad_revisions (
+    pipeline TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    why TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    PRIMARY KEY (pipeline, revision)
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -556,6 +563,16 @@ class Journal:
                 "SELECT revision FROM good_revisions WHERE pipeline = ? ORDER BY at DESC", (pipeline,)
             )
         ]
+
+    def record_bad(self, pipeline: str, revision: str, why: str) -> None:
+        """A revision that was rolled back from: never offered as a rollback target again."""
+        if revision:
+            self.db.execute(
+                "INSERT OR REPLACE INTO bad_revisions VALUES (?,?,?,?)", (pipeline, revision, why, self.clock())
+            )
+
+    def bad_revisions(self, pipeline: str) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT revision FROM bad_revisions WHERE pipeline = ?", (pipeline,))}
 
     # ---- events ---------------------------------------------------------------------------------
     def _event(

@@ -174,6 +174,7 @@ class RolloutPlan:
     blast_radius: BlastRadius
     diff: str
     findings: tuple[Finding, ...] = ()
+    all_at_once: bool = False  # asked for explicitly: one stage, no canary
 
     @property
     def blocking(self) -> list[Finding]:
@@ -207,6 +208,7 @@ class RolloutPlan:
             "diff": self.diff,
             "findings": [f.as_json() for f in self.findings],
             "blocked": bool(self.blocking),
+            "all_at_once": self.all_at_once,
         }
 
     @classmethod
@@ -227,6 +229,7 @@ class RolloutPlan:
                 Finding(str(f["rule"]), str(f["severity"]), f.get("line"), str(f["message"]))
                 for f in d.get("findings") or ()
             ),
+            all_at_once=bool(d.get("all_at_once", False)),
         )
 
 
@@ -257,6 +260,44 @@ class CollectorProgress:
             "health": self.health,
             "offered_at": self.offered_at,  # engine clock: seconds since the epoch
         }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CollectorProgress:
+        offered = d.get("offered_at")
+        return cls(
+            collector_id=str(d.get("id", "")),
+            stage=int(d.get("stage", 0)),
+            status=CollectorStatus(str(d.get("status", "pending"))),
+            target_hash=str(d.get("target_hash", "")),
+            previous_hash=str(d.get("previous_hash", "")),
+            error=str(d.get("error", "")),
+            health=str(d.get("health", "")),
+            offered_at=float(offered) if isinstance(offered, int | float) else None,
+        )
+
+
+def stage_state(total: int, counts: Mapping[str, int], done: bool) -> str:
+    """A stage's state, from its counts (never "applied" when nothing applied):
+
+    pending (nothing offered yet), applying / soaking (some collectors still in flight), waiting
+    (some offered and settled, the rest not offered yet: a paused rollout), and once every collector
+    has an outcome: applied (all applied), failed (none applied), partly failed (some of each).
+    ``done``: the engine closed the stage (it moved on)."""
+    applying, soaking, pending = counts.get("applying", 0), counts.get("soaking", 0), counts.get("pending", 0)
+    bad = counts.get("failed", 0) + counts.get("held", 0)
+    if applying:
+        return "applying"
+    if soaking:
+        return "soaking"
+    if pending == total and not done:
+        return "pending"
+    if pending and not done:
+        return "waiting"
+    if bad == 0:
+        return "applied"
+    if bad >= total - pending:
+        return "failed"
+    return "partly failed"
 
 
 @dataclass(frozen=True)
@@ -289,6 +330,21 @@ class StageProgress:
             "failed": self.failed,
             "held": self.held,
         }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> StageProgress:
+        return cls(
+            index=int(d["index"]),
+            name=str(d["name"]),
+            state=str(d["state"]),
+            total=int(d["total"]),
+            pending=int(d.get("pending", 0)),
+            applying=int(d.get("applying", 0)),
+            applied=int(d.get("applied", 0)),
+            failed=int(d.get("failed", 0)),
+            held=int(d.get("held", 0)),
+            soaking=int(d.get("soaking", 0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -336,6 +392,27 @@ class RolloutView:
         if collectors is not None:
             out["collectors"] = [c.as_json() for c in collectors]
         return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RolloutView:
+        """The inverse of :meth:`as_json` (what the OpAMP server's admin API sends)."""
+        return cls(
+            id=str(d["id"]),
+            pipeline=str(d["pipeline"]),
+            backend=str(d.get("backend", "")),
+            context=str(d.get("context", "")),
+            state=RolloutState(str(d["state"])),
+            reason=str(d.get("reason", "")),
+            author=str(d.get("author", "")),
+            created_at=parse_time(d.get("created_at")),
+            updated_at=parse_time(d.get("updated_at")),
+            current_stage=int(d.get("current_stage", 0)),
+            plan=RolloutPlan.from_json(d["plan"]),
+            stages=tuple(StageProgress.from_json(s) for s in d.get("stages") or ()),
+            failures=tuple(CollectorProgress.from_json(f) for f in d.get("failures") or ()),
+            result_revision=str(d.get("result_revision", "")),
+            rollback_revision=str(d.get("rollback_revision", "")),
+        )
 
 
 # ---- pipelines as JSON (the journal stores plans) ----------------------------------------------

@@ -13,7 +13,8 @@ import difflib
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from otelcockpit.errors import UsageError
 from otelcockpit.fleet.matchers import MatcherError, compile_matchers, matches_getter, parse_matchers
@@ -29,6 +30,14 @@ from otelcockpit.rollout.model import (
     Stage,
     _num,
 )
+
+
+class Member(Protocol):
+    """What the planner needs of a collector or an agent."""
+
+    id: str
+
+    def attr(self, key: str) -> str: ...
 
 
 def _order_key(pipeline: str, cid: str) -> bytes:
@@ -49,13 +58,13 @@ def reached(pipeline: Pipeline, collectors: Sequence[Collector]) -> list[Collect
     return PipelineMatcher([pipeline]).collectors_for(pipeline, collectors)
 
 
-def _counts(collectors: Sequence[Collector], key: str) -> dict[str, int]:
+def _counts(collectors: Sequence[Member], key: str) -> dict[str, int]:
     c = Counter(x.attr(key) or "-" for x in collectors)
     return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def assign_stages(
-    pipeline: str, collectors: Sequence[Collector], canary: CanarySpec, waves: Sequence[float]
+    pipeline: str, collectors: Sequence[Member], canary: CanarySpec, waves: Sequence[float]
 ) -> tuple[Stage, ...]:
     ordered = sorted(collectors, key=lambda c: _order_key(pipeline, c.id))
     total = len(ordered)
@@ -150,6 +159,46 @@ def latest_revision_id(snapshot: FleetSnapshot, name: str) -> str:
     return revs[-1].id if revs else ""
 
 
+def plan_members(
+    new: Pipeline,
+    members: Sequence[Member],
+    *,
+    base: Pipeline | None,
+    base_revision: str,
+    canary: CanarySpec,
+    waves: Sequence[float],
+    gates: Gates,
+    findings: Sequence[Finding] = (),
+    dropped: int = 0,
+    by_type: Mapping[str, int] | None = None,
+    all_at_once: bool = False,
+) -> RolloutPlan:
+    """The plan for a version and the members it reaches (anything with ``id`` and ``attr()``): the
+    one planner, used for a fleet snapshot (:func:`make_plan`) and for the OpAMP server's agents."""
+    stages = assign_stages(new.name, members, canary, waves)
+    radius = BlastRadius(
+        total=len(members),
+        by_env=_counts(members, "env"),
+        by_region=_counts(members, "region"),
+        by_type=dict(by_type) if by_type is not None else dict(Counter(m.type.value for m in members)),  # type: ignore[attr-defined]
+        dropped=dropped,
+    )
+    return RolloutPlan(
+        pipeline=new.name,
+        new=new,
+        base=base,
+        base_revision=base_revision,
+        canary=canary,
+        waves=tuple(waves),
+        gates=gates,
+        stages=stages,
+        blast_radius=radius,
+        diff=pipeline_diff(base, new, base_revision),
+        findings=tuple(findings),
+        all_at_once=all_at_once,
+    )
+
+
 def make_plan(
     snapshot: FleetSnapshot,
     new: Pipeline,
@@ -160,9 +209,8 @@ def make_plan(
     base_revision: str | None = None,
     production: bool = False,
     lint: bool = True,
+    all_at_once: bool = False,
 ) -> RolloutPlan:
-    canary = canary or CanarySpec("none")
-    gates = gates or Gates()
     live = snapshot.pipeline(new.name)
     if live is not None:
         new = Pipeline(
@@ -177,33 +225,23 @@ def make_plan(
     if not new.contents.strip():
         raise UsageError(f"pipeline {new.name!r}: the new contents are empty")
     members = reached(new, snapshot.collectors)
+    old_ids: set[str] = set()
     if live is not None:
         try:
             old_ids = {c.id for c in reached(live, snapshot.collectors)}
         except UsageError:
             old_ids = set()
-    else:
-        old_ids = set()
     new_ids = {c.id for c in members}
-    stages = assign_stages(new.name, members, canary, waves)
-    radius = BlastRadius(
-        total=len(members),
-        by_env=_counts(members, "env"),
-        by_region=_counts(members, "region"),
-        by_type=dict(Counter(c.type.value for c in members)),
-        dropped=len(old_ids - new_ids),
-    )
     rev = latest_revision_id(snapshot, new.name) if base_revision is None else base_revision
-    return RolloutPlan(
-        pipeline=new.name,
-        new=new,
+    return plan_members(
+        new,
+        members,
         base=live,
         base_revision=rev,
-        canary=canary,
-        waves=tuple(waves),
-        gates=gates,
-        stages=stages,
-        blast_radius=radius,
-        diff=pipeline_diff(live, new, rev),
+        canary=canary or CanarySpec("none"),
+        waves=waves,
+        gates=gates or Gates(),
         findings=policy_findings(new, snapshot, production=production) if lint else (),
+        dropped=len(old_ids - new_ids),
+        all_at_once=all_at_once,
     )

@@ -41,17 +41,17 @@ class StagingAdapter(Protocol):
 
     async def get_pipeline(self, name: str) -> Pipeline | None: ...
 
-    async def upsert_pipeline(self, pipeline: Pipeline) -> str: ...  # the new revision id ('' unknown)
+    async def upsert_pipeline(self, pipeline: Pipeline, *, author: str) -> str: ...  # new revision ('' unknown)
 
-    async def delete_pipeline(self, name: str) -> str: ...
+    async def delete_pipeline(self, name: str, *, author: str) -> str: ...
 
     async def latest_revision(self, name: str) -> str: ...
 
     async def collectors_with(self, key: str, value: str) -> set[str]: ...
 
-    async def set_attribute(self, ids: Sequence[str], key: str, value: str) -> None: ...
+    async def set_attribute(self, ids: Sequence[str], key: str, value: str, *, author: str) -> None: ...
 
-    async def remove_attribute(self, ids: Sequence[str], key: str) -> None: ...
+    async def remove_attribute(self, ids: Sequence[str], key: str, *, author: str) -> None: ...
 
     async def observe(self, ids: Sequence[str]) -> Mapping[str, Observation]: ...
 
@@ -113,12 +113,12 @@ class AttributeStagingTarget:
             updated_at=None,
         )
         if _differs(await self.adapter.get_pipeline(tname), temp):
-            await self.adapter.upsert_pipeline(temp)
+            await self.adapter.upsert_pipeline(temp, author=rollout.author)
         if plan.base is not None:
             live = await self.adapter.get_pipeline(plan.pipeline)
             guard = guard_matcher(rollout.id)
             if live is not None and guard not in live.matchers:
-                await self.adapter.upsert_pipeline(_with_matchers(live, (*live.matchers, guard)))
+                await self.adapter.upsert_pipeline(_with_matchers(live, (*live.matchers, guard)), author=rollout.author)
 
     async def stage_apply(
         self, rollout: RolloutRecord, stage: Stage, collector_ids: Sequence[str]
@@ -126,7 +126,9 @@ class AttributeStagingTarget:
         have = await self.adapter.collectors_with(ROLLOUT_ATTRIBUTE, rollout.id)
         missing = [cid for cid in collector_ids if cid not in have]
         for i in range(0, len(missing), self.batch):
-            await self.adapter.set_attribute(missing[i : i + self.batch], ROLLOUT_ATTRIBUTE, rollout.id)
+            await self.adapter.set_attribute(
+                missing[i : i + self.batch], ROLLOUT_ATTRIBUTE, rollout.id, author=rollout.author
+            )
         return await self.adapter.offered_hashes(collector_ids)
 
     async def observe(self, collector_ids: Sequence[str]) -> Mapping[str, Observation]:
@@ -141,41 +143,41 @@ class AttributeStagingTarget:
         final = _with_matchers(new, new.matchers)
         # 1. The pipeline gets the new contents, still kept away from the staged collectors.
         if _differs(live, final) and _differs(live, guarded):
-            await self.adapter.upsert_pipeline(guarded)
+            await self.adapter.upsert_pipeline(guarded, author=rollout.author)
         # 2. Staged collectors leave the temporary pipeline and land on the (now new) pipeline.
         have = sorted(await self.adapter.collectors_with(ROLLOUT_ATTRIBUTE, rollout.id))
         for i in range(0, len(have), self.batch):
-            await self.adapter.remove_attribute(have[i : i + self.batch], ROLLOUT_ATTRIBUTE)
+            await self.adapter.remove_attribute(have[i : i + self.batch], ROLLOUT_ATTRIBUTE, author=rollout.author)
         # 3. The temporary pipeline reaches nobody now: delete it.
         if await self.adapter.get_pipeline(temp_name(rollout)) is not None:
-            await self.adapter.delete_pipeline(temp_name(rollout))
+            await self.adapter.delete_pipeline(temp_name(rollout), author=rollout.author)
         # 4. Drop the guard: the final revision is exactly the new version.
         live = await self.adapter.get_pipeline(plan.pipeline)
         if _differs(live, final):
-            return await self.adapter.upsert_pipeline(final)
+            return await self.adapter.upsert_pipeline(final, author=rollout.author)
         return await self.adapter.latest_revision(plan.pipeline)
 
     async def cleanup(self, rollout: RolloutRecord) -> None:
         plan = rollout.plan
         have = sorted(await self.adapter.collectors_with(ROLLOUT_ATTRIBUTE, rollout.id))
         for i in range(0, len(have), self.batch):
-            await self.adapter.remove_attribute(have[i : i + self.batch], ROLLOUT_ATTRIBUTE)
+            await self.adapter.remove_attribute(have[i : i + self.batch], ROLLOUT_ATTRIBUTE, author=rollout.author)
         if await self.adapter.get_pipeline(temp_name(rollout)) is not None:
-            await self.adapter.delete_pipeline(temp_name(rollout))
+            await self.adapter.delete_pipeline(temp_name(rollout), author=rollout.author)
         live = await self.adapter.get_pipeline(plan.pipeline)
         guard = guard_matcher(rollout.id)
         if live is not None and guard in live.matchers:
             await self.adapter.upsert_pipeline(
-                _with_matchers(live, tuple(m for m in live.matchers if m != guard))
+                _with_matchers(live, tuple(m for m in live.matchers if m != guard)), author=rollout.author
             )
 
-    async def rollback(self, pipeline: str, snapshot: Pipeline | None) -> str:
+    async def rollback(self, pipeline: str, snapshot: Pipeline | None, *, author: str = "") -> str:
         if snapshot is None:
             if await self.adapter.get_pipeline(pipeline) is not None:
-                return await self.adapter.delete_pipeline(pipeline)
+                return await self.adapter.delete_pipeline(pipeline, author=author)
             return ""
         want = replace(snapshot, name=pipeline)
         live = await self.adapter.get_pipeline(pipeline)
         if not _differs(live, want):
             return await self.adapter.latest_revision(pipeline)
-        return await self.adapter.upsert_pipeline(want)
+        return await self.adapter.upsert_pipeline(want, author=author)

@@ -27,7 +27,6 @@ from otelcockpit.backends.base import (
     COLLECTOR_SET_ENABLED,
     COLLECTOR_SET_REMOTE_ATTRIBUTES,
     PIPELINE_SET_ENABLED,
-    PIPELINE_UPSERT,
     Change,
     FleetBackend,
 )
@@ -163,13 +162,14 @@ class CockpitApp(App[int]):
         self._adoption_for: FleetSnapshot | None = None
         self._adoption_at = 0.0
         self._adoption_sources: Any = None
-        self._remote_rollouts: Any = None
-        self._remote_views: dict[str, Any] = {}
+        self.rollout_service: Any = None  # the backend's rollout service (otelcockpit.rollout.service)
+        self._views: dict[str, Any] = {}  # rollout id -> its newest RolloutView
         self._event_snapshot: FleetSnapshot | None = None
         self._event_timer: Any = None
         self.rollouts: tuple[Any, ...] = ()  # RolloutView, newest first (from the rollout journal)
         self.changes: list[Any] | None = None  # ChangeEntry timeline (journal + pipeline revisions)
         self.collector_targets: dict[str, Any] = {}  # collector id -> CollectorTarget (its rollback target)
+        self.pipeline_targets: dict[str, Any] = {}  # pipeline -> PipelineTarget (from the rollout service)
         self._changes_at = -1e9
 
     # ---- time ----------------------------------------------------------------------------------
@@ -268,6 +268,20 @@ class CockpitApp(App[int]):
 
     def _backend_ready(self, backend: FleetBackend) -> None:
         self.backend = backend
+        self.rollout_service = None
+        try:
+            from otelcockpit.backends import rollouts_for
+
+            journal = getattr(self, "journal_path", None)
+            self.rollout_service = rollouts_for(
+                self.settings,
+                backend,
+                journal=str(journal) if journal else None,
+                spawn=self._spawn_rollout,
+                poll_interval=0.5,
+            )
+        except CockpitError as exc:
+            self.notify(exc.message, title="Rollouts unavailable", severity="warning")
         self.poll()
         if "events" in backend.capabilities and hasattr(backend, "events"):
             self._follow_events(backend)
@@ -430,20 +444,30 @@ class CockpitApp(App[int]):
 
     @work(exclusive=True, group="changes", exit_on_error=False)
     async def _load_changes(self, snap: FleetSnapshot) -> None:
-        if self.remote_rollouts is not None:
-            rec = await self._server_records()
-        else:
-            revisions = await self.load_all_revisions(snap)
-            rec = await asyncio.to_thread(self._read_journal, snap, revisions)
-        if rec is not None:
-            self.rollouts, self.changes, self.collector_targets = rec
+        from datetime import timedelta
+
+        svc = self.rollout_service
+        if svc is None:
+            return
+        now = self.now()
+        try:
+            rec = await svc.records(snap.collectors, since=now - timedelta(days=7), now=now)
+        except CockpitError as exc:
+            self.notify(exc.message, title="Could not load rollouts", severity="warning")
+            return
+        self.rollouts = rec.rollouts
+        self.changes = sorted(rec.events, key=lambda c: c.at)
+        self.collector_targets = dict(rec.collector_targets)
+        self.pipeline_targets = dict(rec.pipeline_targets)
+        for v in rec.rollouts:
+            self._views[v.id] = v
         if self.top_screen() is None:
             return
         view = self.current_view
         if hasattr(view, "update_changes"):
             view.update_changes()
         screen = self.screen
-        if isinstance(screen, CollectorDetailScreen):
+        if isinstance(screen, CollectorDetailScreen | PipelineDetailScreen | RolloutScreen):
             screen.refresh_from(self.snapshot)
 
     def collector_target(self, c: Collector) -> Any:
@@ -455,74 +479,29 @@ class CockpitApp(App[int]):
             target = own([c]).get(c.id)
         return target
 
-    @property
-    def remote_rollouts(self) -> Any:
-        """On the OpAMP backend the rollout engine runs inside the server: its admin API client."""
-        if self.settings.backend != "opamp":
-            return None
-        if self._remote_rollouts is None:
-            from otelcockpit.rollout_targets.opamp import client_for
+    # ---- staged pushes: every operation goes through the backend's rollout service ---------------
+    def _spawn_rollout(self, coro: Any) -> None:
+        """The service runs rollouts in the background as workers of this app (on the OpAMP backend
+        the server runs them, and nothing is spawned here)."""
+        self.run_worker(coro, group="rollout-run", exit_on_error=False)
 
-            self._remote_rollouts = client_for(self.settings)
-        return self._remote_rollouts
+    def _service(self) -> Any:
+        if self.rollout_service is None:
+            self.notify("rollouts are not available on this backend", severity="error")
+        return self.rollout_service
 
-    async def _server_records(self) -> tuple[tuple[Any, ...], list[Any], dict[str, Any]] | None:
-        """Rollouts, the change timeline and collector rollback targets from ``otelcockpit serve``
-        (None, with a warning, when it cannot be read: the last ones stay)."""
-        from otelcockpit.rollout.records import from_server
-
-        try:
-            rec = await from_server(self.remote_rollouts, since_seconds=7 * 86400)
-        except CockpitError as exc:
-            self.notify(exc.message, title="Could not load rollouts", severity="warning")
-            return None
-        for v in rec.rollouts:
-            self._remote_views[v.id] = v
-        return rec.rollouts, sorted(rec.events, key=lambda c: c.at), dict(rec.collector_targets)
-
-    def _read_journal(
-        self, snap: FleetSnapshot, revisions: dict[str, tuple[Revision, ...]]
-    ) -> tuple[tuple[Any, ...], list[Any], dict[str, Any]]:
-        from datetime import timedelta
-
-        from otelcockpit.rollout.history import timeline
-        from otelcockpit.rollout.journal import Journal, default_path
-        from otelcockpit.rollout.records import from_journal
-
-        since = self.now() - timedelta(days=7)
-        path = default_path()
-        if not path.exists():
-            return (), timeline(None, revisions, since=since), {}
-        journal = Journal(path)
-        try:
-            rec = from_journal(journal, snap.collectors, context=self.settings.context.name, since=since)
-            return rec.rollouts, timeline(journal, revisions, since=since), dict(rec.collector_targets)
-        finally:
-            journal.close()
-
-    # ---- staged pushes (the engine runs in this process for the demo and Fleet Management) -----
     def rollout_view(self, rollout_id: str) -> Any:
-        if self.remote_rollouts is not None:
-            self._fetch_remote_view(rollout_id)  # the screen shows the newest known, refreshed each second
-            return self._remote_views.get(rollout_id)
-        from otelcockpit.rollout.engine import build_view
-        from otelcockpit.rollout.journal import Journal, default_path
-
-        if not default_path().exists():
-            return None
-        journal = Journal(default_path())
-        try:
-            rec = journal.get(rollout_id)
-            return build_view(journal, rec, failures=50) if rec else None
-        finally:
-            journal.close()
+        """The newest known view of a rollout (the screen shows it; a fresh one is fetched each time)."""
+        self._fetch_view(rollout_id)
+        return self._views.get(rollout_id)
 
     @work(group="rollout-fetch", exclusive=True, exit_on_error=False)
-    async def _fetch_remote_view(self, rollout_id: str) -> None:
-        from otelcockpit.rollout_targets.opamp import view_from_json
-
+    async def _fetch_view(self, rollout_id: str) -> None:
+        svc = self.rollout_service
+        if svc is None:
+            return
         try:
-            self._remote_views[rollout_id] = view_from_json(await self.remote_rollouts.get(rollout_id))
+            self._views[rollout_id] = await svc.view(rollout_id)
         except CockpitError:
             return
         screen = self.top_screen()
@@ -539,6 +518,8 @@ class CockpitApp(App[int]):
         if snap.stale:
             self.notify(f"refused: the data is stale ({snap.stale_reason})", title="Refused", severity="error")
             return
+        if self._service() is None:
+            return
         suffix = ".yaml" if pipeline.config_type.value == "otel" else ".alloy"
         if os.environ.get("VISUAL") or os.environ.get("EDITOR"):
             text = edit_with_external_editor(self, pipeline.contents, suffix)
@@ -550,217 +531,170 @@ class CockpitApp(App[int]):
         self.push_screen(EditScreen(pipeline), lambda text: self._review(pipeline, text) if text is not None else None)
 
     def _review(self, pipeline: Pipeline, text: str) -> None:
-        from otelcockpit.rollout.model import Gates, parse_canary, parse_duration, parse_waves
-        from otelcockpit.rollout.planner import make_plan
+        from otelcockpit.rollout.options import PlanOptions
+        from otelcockpit.rollout.service import PushRequest
 
         if text == pipeline.contents:
             self.notify("no change to push", severity="warning")
             return
-        snap = self.snapshot
-        assert snap is not None
-        new = replace(pipeline, contents=text)
+        svc = self._service()
+        if svc is None:
+            return
         production = self.settings.context.production
+        requests: dict[int, tuple[Any, Any]] = {}
 
-        body: dict[str, Any] = {}
-
-        def plan(canary: str, waves: str, max_failures: str, soak: str) -> Any:
-            """The plan for the review's fields (their raw text; a bad value raises a one-line error)."""
-            failures = max_failures.strip() or "0"
-            if not failures.isdigit():
-                raise CockpitError("max failures must be a whole number")
-            return make_plan(snap, new, canary=parse_canary(canary or None), waves=parse_waves(waves or None),
-                             production=production,
-                             gates=Gates(max_failures=int(failures), soak_seconds=parse_duration(soak or "0s", "soak")))
-
-        async def server_plan(canary: str, waves: str, max_failures: str, soak: str) -> Any:
-            """On the OpAMP backend the server plans (its agents, its assignments) and will run it."""
-            failures = max_failures.strip() or "0"
-            if not failures.isdigit():
-                raise CockpitError("max failures must be a whole number")
-            body.clear()
-            body.update(config=new.name, contents=text, canary=canary or None, waves=waves or None,
-                        max_failures=int(failures), soak=soak or "0s", production=production, author=self._author())
-            return await self.remote_rollouts.plan(body)
+        async def plan(canary: str, waves: str, max_failures: str, soak: str) -> Any:
+            """The plan for the review's fields, from the rollout service (a bad field: one line)."""
+            options = PlanOptions(
+                canary=canary.strip() or "none", waves=waves.strip() or None,
+                max_failures=max_failures.strip() or None, soak=soak.strip() or None,
+            )  # fmt: skip
+            req = PushRequest(pipeline.name, text, options, self.settings.identity, production)
+            planned = await svc.plan(req)
+            requests[id(planned)] = (planned, req)  # Start launches the request of the plan on screen
+            return planned
 
         # A later phase's work pushed while an earlier phase is below its threshold: say so.
         warnings: list[str] = []
         if self.adoption is not None:
             from otelcockpit.adoption.phases import warnings_for_pipeline
 
-            warnings = warnings_for_pipeline(self.adoption.phases, new)
-
+            warnings = warnings_for_pipeline(self.adoption.phases, replace(pipeline, contents=text))
+        d = svc.defaults
+        fields = (d.canary or "", d.waves or "", str(d.max_failures or "0"), d.soak or "")
         name = self.settings.context.name if production else None
-        remote = self.remote_rollouts is not None
         self.push_screen(
-            ReviewScreen(new, server_plan if remote else plan, production_name=name, warnings=warnings),
-            lambda p: (self._launch_remote(dict(body)) if remote else self._launch(p)) if p else None,
+            ReviewScreen(replace(pipeline, contents=text), plan, production_name=name, warnings=warnings, fields=fields),
+            lambda p: self._launch(requests[id(p)][1], p) if p is not None and id(p) in requests else None,
         )
 
     @work(group="rollout-launch", exit_on_error=False)
-    async def _launch_remote(self, body: dict[str, Any]) -> None:
-        from otelcockpit.rollout_targets.opamp import view_from_json
-
+    async def _launch(self, req: Any, reviewed: Any) -> None:
+        svc = self._service()
+        if svc is None:
+            return
         try:
-            data = await self.remote_rollouts.start(body)
+            view = await svc.start(req, reviewed=reviewed)
         except CockpitError as exc:
             self.notify(exc.message, title="Refused", severity="error")
             return
-        view = view_from_json(data)
-        self._remote_views[view.id] = view
-        self.notify(f"rollout {view.id} of {view.pipeline} runs in the OpAMP server", title="Rollout")
+        self._views[view.id] = view
+        self.notify(f"rollout {view.id} of {view.pipeline} started by {req.author}", title="Rollout")
         self.push_screen(RolloutScreen(view.id))
         self.request_changes(force=True)
 
-    @work(group="rollout-launch", exit_on_error=False)
-    async def _launch(self, plan: Any) -> None:
-        from otelcockpit.rollout.engine import RolloutEngine
-        from otelcockpit.rollout.history import pipeline_target
-        from otelcockpit.rollout.journal import Journal, default_path
-        from otelcockpit.rollout_targets import make_target
-
-        try:
-            target = make_target(self.backend)
-            revisions = (self.snapshot.revisions.get(plan.pipeline) if self.snapshot else None) or (
-                await self.backend.revisions(plan.pipeline) if self.backend else ()
-            )
-            journal = Journal(default_path())
-        except CockpitError as exc:
-            self.notify(exc.message, title="Refused", severity="error")
-            return
-        try:
-            # The rollback target is fixed when the rollout starts: the last known good revision.
-            rollback = pipeline_target(journal, plan.pipeline, tuple(revisions)).revision
-            rid = RolloutEngine(journal, target).create(
-                plan,
-                backend=self.settings.backend,
-                context=self.settings.context.name,
-                author=self._author(),
-                rollback_revision=rollback.id if rollback else "",
-            )
-        except CockpitError as exc:
-            self.notify(exc.message, title="Refused", severity="error")
-            return
-        finally:
-            journal.close()
-        self._run_rollout(rid)
-        self.push_screen(RolloutScreen(rid))
-
-    @work(group="rollout-run", exit_on_error=False)
-    async def _run_rollout(self, rollout_id: str) -> None:
-        from otelcockpit.rollout.engine import RolloutEngine
-        from otelcockpit.rollout.journal import Journal, default_path
-        from otelcockpit.rollout_targets import make_target
-
-        journal = Journal(default_path())
-        try:
-            engine = RolloutEngine(journal, make_target(self.backend), poll_interval=0.5)
-            view = await engine.run(rollout_id)
-            self.notify(f"rollout {rollout_id} {view.state.value}" + (f": {view.reason}" if view.reason else ""),
-                        title="Rollout", severity="information" if view.state.value == "completed" else "warning")
-        except CockpitError as exc:
-            self.notify(exc.message, title="Rollout", severity="error")
-        finally:
-            journal.close()
-            self.request_changes(force=True)
-            self.poll()
-
     def rollout_command(self, rollout_id: str, what: str) -> None:
+        """P r A B on a rollout: pause and resume at once; abort and roll back after a confirmation
+        that says what they will change."""
         if self.read_only:  # not bound in read-only; a second guard all the same
             self.notify("read-only: refused", severity="error")
             return
-        if self.remote_rollouts is not None and what in ("resume", "pause"):
-            self._server_action(rollout_id, what)
-            return
-        if what == "resume":
-            self._run_rollout(rollout_id)
-            return
-        if what == "pause":
-            self._rollout_op(rollout_id, "pause")
-            return
-        label = {"abort": "Abort", "rollback": "Roll back"}[what]
-        body = (
-            f"Abort rollout {rollout_id}? Every staged collector goes back to the live version."
-            if what == "abort"
-            else f"Roll back the pipeline of rollout {rollout_id} to its rollback target?"
-        )
-        run = self._server_action if self.remote_rollouts is not None else self._rollout_op
-        self._confirm(f"{label} rollout", body, label, lambda: run(rollout_id, what))
+        if what in ("pause", "resume"):
+            self._rollout_action(rollout_id, what)
+        elif what == "abort":
+            v = self._views.get(rollout_id)
+            base = f" (revision {v.plan.base_revision})" if v is not None and v.plan.base_revision else ""
+            self._confirm(
+                "Abort rollout",
+                f"Abort rollout {rollout_id}? Every collector it staged goes back to the live version{base}; "
+                "the stages not reached are never offered the new one.",
+                "Abort",
+                lambda: self._rollout_action(rollout_id, "abort"),
+            )
+        else:
+            self._plan_rollback(rollout_id=rollout_id)
 
     @work(group="rollout-op", exit_on_error=False)
-    async def _server_action(self, rollout_id: str, what: str) -> None:
-        from otelcockpit.rollout_targets.opamp import view_from_json
-
+    async def _rollout_action(self, rollout_id: str, what: str) -> None:
+        svc = self._service()
+        if svc is None:
+            return
+        fn = {"pause": svc.pause, "resume": svc.resume, "abort": svc.abort}[what]
         try:
-            data = await self.remote_rollouts.action(rollout_id, what)
+            result = await fn(rollout_id, self.settings.identity)
         except CockpitError as exc:
             self.notify(exc.message, title="Refused", severity="error")
             return
-        if isinstance(data, dict) and "id" in data and "stages" in data:
-            self._remote_views[rollout_id] = view_from_json(data)
-        self.notify(f"{what}: rollout {rollout_id}", title="Rollout")
+        self._views[rollout_id] = result.view
+        self.notify(result.message, title="Rollout")
         self.request_changes(force=True)
         self.poll()
 
     @work(group="rollout-op", exit_on_error=False)
-    async def _rollout_op(self, rollout_id: str, what: str) -> None:
-        from otelcockpit.rollout.engine import RolloutEngine
-        from otelcockpit.rollout.history import pipeline_target
-        from otelcockpit.rollout.journal import Journal, default_path
-        from otelcockpit.rollout_targets import make_target
-
-        journal = Journal(default_path())
+    async def _plan_rollback(self, *, rollout_id: str = "", pipeline: str = "", to: str | None = None) -> None:
+        """Plan a rollback (its target, what it aborts, its blast radius) and ask before doing it."""
+        svc = self._service()
+        if svc is None:
+            return
         try:
-            engine = RolloutEngine(journal, make_target(self.backend))
-            if what == "pause":
-                message = engine.pause(rollout_id)
-            elif what == "abort":
-                message = await engine.abort(rollout_id)
-            else:
-                rec = journal.require(rollout_id)
-                revisions = await self.backend.revisions(rec.pipeline) if self.backend else ()
-                # Rolling back a rollout returns its collectors to what they ran before it: the
-                # revision that was live when it was planned (else the pipeline's last known good).
-                wanted = rec.plan.base_revision or rec.rollback_revision
-                rev = next((r for r in revisions if r.id == wanted), None)
-                if rev is None:
-                    rev = pipeline_target(journal, rec.pipeline, revisions).revision
-                if rev is None:
-                    raise CockpitError(f"no rollback target for {rec.pipeline}")
-                message = await engine.rollback(rec.pipeline, revision=rev.id, snapshot=rev.snapshot, author=self._author())
-            self.notify(message, title="Rollout")
+            plan = await (svc.rollback_plan_for(rollout_id) if rollout_id else svc.rollback_plan(pipeline, to))
         except CockpitError as exc:
             self.notify(exc.message, title="Refused", severity="error")
-        finally:
-            journal.close()
-            self.request_changes(force=True)
-            self.poll()
+            return
+        self._confirm("Roll back", plan.describe(), "Roll back", lambda: self._rollback(plan))
+
+    @work(group="rollout-op", exit_on_error=False)
+    async def _rollback(self, plan: Any) -> None:
+        svc = self._service()
+        if svc is None:
+            return
+        try:
+            result = await svc.rollback(plan, self.settings.identity)
+        except CockpitError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+            return
+        self.notify(result.message(), title="Rolled back")
+        self.revisions_changed(plan.pipeline)
+        self.request_changes(force=True)
+        self.poll()
+
+    def pipeline_target(self, name: str, revisions: Any) -> Revision | None:
+        """A pipeline's rollback target as the rollout service says it (the same everywhere: the
+        detail, the list, the cockpit, ``rollback``); until its records arrive, what the history alone
+        tells (the revision before the live one that is a version of its own)."""
+        from otelcockpit.rollout.history import pipeline_target
+
+        known = self.pipeline_targets.get(name)
+        if known is not None and known.live_revision == (revisions[-1].id if revisions else known.live_revision):
+            return known.revision
+        return pipeline_target(None, name, tuple(revisions)).revision
+
+    def revisions_changed(self, pipeline: str) -> None:
+        """A pipeline's history changed (a rollback, a push): open screens read it again."""
+        screen = self.top_screen()
+        if isinstance(screen, PipelineDetailScreen) and screen.pipeline_name == pipeline:
+            screen.reload_revisions()
 
     def sign_off(self, item: Any) -> None:
+        """A note, then a confirmation that says who signs off what (Cancel focused)."""
         from otelcockpit.adoption import signoff
 
-        def got(note: str | None) -> None:
-            if note is None:
-                return
+        who_ = self.settings.identity
+        state = "passes" if item.passed else "does NOT pass its automatic check"
+
+        def sign(note: str) -> None:
             try:
                 signoff.sign_off(
-                    item.id,
-                    self._author(),
-                    note=note,
-                    at=self.now(),
-                    context=self.settings.context.name,
-                    read_only=self.read_only,
+                    item.id, who_, note=note, at=self.now(), context=self.settings.context.name, read_only=self.read_only
                 )
             except CockpitError as exc:
                 self.notify(exc.message, title="Refused", severity="error")
                 return
-            self.notify(f"{item.id} signed off by {self._author()}", title="Signed off")
+            self.notify(f"{item.id} signed off by {who_}", title="Signed off")
             self.request_adoption(force=True)
 
-        state = "passes" if item.passed else "does NOT pass its automatic check"
-        self.push_screen(
-            PromptScreen(f"Sign off {item.id} ({state}) as {self._author()}: a note (enter to sign)", "why it is done", None),
-            got,
-        )
+        def got(note: str | None) -> None:
+            if note is None:
+                return
+            self._confirm(
+                "Sign off",
+                f"Sign off {item.id} ({state}) as {who_}, with the note:\n  {note or '(none)'}\n"
+                "The phase checklist counts it as done from now on.",
+                "Sign off",
+                lambda: sign(note),
+            )
+
+        self.push_screen(PromptScreen(f"Sign off {item.id} ({state}) as {who_}: a note", "why it is done", None), got)
 
     async def load_revisions(self, pipeline: str) -> tuple[Revision, ...]:
         if self.backend is None:
@@ -843,12 +777,17 @@ class CockpitApp(App[int]):
             new = settings_mod.resolve(**kwargs)
         except CockpitError as exc:
             return exc.message
-        old_backend = self.backend
+        old_backend, old_rollouts = self.backend, self.rollout_service
         self.settings = new
         self.read_only = new.read_only
         self.backend = None
+        self.rollout_service = None
         self.snapshot = None
+        self.rollouts, self.changes, self.collector_targets, self.pipeline_targets = (), None, {}, {}
+        self._views.clear()
         self.adoption, self.adoption_error, self._adoption_sources, self._adoption_for = None, "", None, None
+        if old_rollouts is not None:
+            self.run_worker(old_rollouts.close(), exit_on_error=False)
         if old_backend is not None:
             self.run_worker(old_backend.close(), exit_on_error=False)
         self.refresh_status()
@@ -902,7 +841,12 @@ class CockpitApp(App[int]):
             self.switch_view(self.history.pop(), remember=False)
 
     def action_refresh(self) -> None:
+        """ctrl+r: the fleet, the rollout records and an open pipeline's history, all read again."""
         self.poll()
+        self.request_changes(force=True)
+        screen = self.top_screen()
+        if isinstance(screen, PipelineDetailScreen):
+            screen.reload_revisions()
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -974,7 +918,7 @@ class CockpitApp(App[int]):
         self.poll()
 
     def _author(self) -> str:
-        return os.environ.get("USER", "") or "otelcockpit"
+        return self.settings.identity
 
     def toggle_collector(self, c: Collector) -> None:
         verb = "Disable" if c.enabled else "Enable"
@@ -1020,18 +964,12 @@ class CockpitApp(App[int]):
         self._confirm(f"{verb} pipeline", body, verb, lambda: self.push_change(change))
 
     def rollback_pipeline(self, name: str, rev: Revision) -> None:
-        if rev.snapshot is None or rev.operation.value == "delete":
-            self.notify("that revision has no contents to restore", severity="warning")
+        """``R`` on a revision: through the rollout service (it aborts a rollout in flight, refuses
+        the live revision, and the confirmation names the target and the blast radius)."""
+        if self.read_only:
+            self.notify("read-only: refused", severity="error")
             return
-        restored = replace(rev.snapshot, id="", created_at=None, updated_at=None)
-        change = Change(PIPELINE_UPSERT, {"pipeline": restored}, author=self._author(), note=f"rollback to {rev.id}")
-        self._confirm(
-            "Roll back pipeline",
-            f"Restore {name} to revision {rev.id} ({rev.author or '?'})?\nThis upserts that revision's snapshot "
-            "as a new revision.",
-            "Roll back",
-            lambda: self.push_change(change),
-        )
+        self._plan_rollback(pipeline=name, to=rev.id)
 
     # ---- exit ----------------------------------------------------------------------------------
     def fail(self, message: str) -> None:
@@ -1087,6 +1025,8 @@ class CockpitApp(App[int]):
 
     async def on_unmount(self) -> None:
         self.save_state()
+        if self.rollout_service is not None:
+            await self.rollout_service.close()
         if self.backend is not None:
             await self.backend.close()
 

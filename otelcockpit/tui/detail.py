@@ -18,7 +18,7 @@ from textual.widgets.option_list import Option
 
 from otelcockpit.actions import dangerous_actions
 from otelcockpit.errors import CockpitError
-from otelcockpit.fleet.history import previous_of, rollback_target
+from otelcockpit.fleet.history import previous_of
 from otelcockpit.fleet.model import (
     Collector,
     ComponentHealth,
@@ -175,7 +175,7 @@ class CollectorDetailScreen(DetailScreen):
             parts.append(Text("  no pipeline matches this collector", style="dim"))
         for name in c.pipelines:
             revs = snap.revisions.get(name, ())
-            target = rollback_target(revs)
+            target = self.app.pipeline_target(name, revs)  # type: ignore[attr-defined]
             line = Text(f"  {name}", style="bold")
             if revs:
                 line.append(f"  live rev {revs[-1].id}", style="")
@@ -249,12 +249,19 @@ class PipelineDetailScreen(DetailScreen):
         crumb.append(" Pipelines › ", style="dim")
         crumb.append(self.pipeline_name, style="bold")
         self.query_one("#crumb", Static).update(crumb)
+        await self._load_revisions()
+        self.query_one("#revs", OptionList).focus()
+
+    async def _load_revisions(self) -> None:
         self.revisions = await self.app.load_revisions(self.pipeline_name)  # type: ignore[attr-defined]
         self.refresh_from(self.app.snapshot)  # type: ignore[attr-defined]
         revs = self.query_one("#revs", OptionList)
-        revs.focus()
         if self.revisions:
             revs.highlighted = len(self.revisions) - 1
+
+    def reload_revisions(self) -> None:
+        """The history changed (a rollback, a push, ctrl+r): read it again, cursor on the live one."""
+        self.run_worker(self._load_revisions(), group="revisions", exclusive=True, exit_on_error=False)
 
     def refresh_from(self, snap: FleetSnapshot | None) -> None:
         if snap is None:
@@ -288,7 +295,7 @@ class PipelineDetailScreen(DetailScreen):
                 head.append(("" if n == 0 else "; ") + f"{f.severity} line {f.line or '-'}: {f.message}", style=style)
             if len(findings) > 3:
                 head.append(f" (+{len(findings) - 3} more: otelcockpit pipeline show {p.name})", style="dim")
-            target = rollback_target(self.revisions)
+            target = self.app.pipeline_target(self.pipeline_name, self.revisions)  # type: ignore[attr-defined]
             head.append("\nrollback target ", style="bold")
             head.append(f"rev {target.id} by {who(target.author)}, {age_text(target.created_at, now)} ago" if target else "none")
         self.query_one("#head", Static).update(head)

@@ -334,22 +334,12 @@ class IncidentApp(CockpitApp):
         self.report: Any = None
         self.report_error = ""
         self._report_at = -1e9
-        self._progress_cache: dict[Any, Any] = {}  # server rollouts' progress, read again only when they change
 
     def switch_context(self, name: str) -> str | None:
         error = super().switch_context(name)
         self.read_only = True
         self.report, self.report_error = None, ""
-        self._progress_cache.clear()
         return error
-
-    def _journal(self) -> Path | None:
-        if self.journal_path is not None:
-            return self.journal_path
-        from otelcockpit.rollout.journal import default_path
-
-        path = default_path()
-        return path if path.exists() else None
 
     def request_report(self, *, force: bool = False) -> None:
         if self.snapshot is None or self.backend is None:
@@ -373,8 +363,7 @@ class IncidentApp(CockpitApp):
                 revisions,
                 hours=self.hours,
                 now=self.now(),
-                journal_path=self._journal(),
-                progress_cache=self._progress_cache,
+                rollouts=self.rollout_service,
                 backend=self.backend,
             )
         except (CockpitError, OSError) as exc:

@@ -11,7 +11,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from otelcockpit.fleet.history import rollback_target
 from otelcockpit.fleet.model import FleetSnapshot, Pipeline, Revision, age_text
 from otelcockpit.tui.view import View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
@@ -70,7 +69,7 @@ class PipelinesView(View):
         rows = []
         for p in snap.pipelines:
             revs = snap.revisions.get(p.name, ())
-            row = PipelineRow(p, counts.get(p.name, 0), rollback_target(revs), len(revs))
+            row = PipelineRow(p, counts.get(p.name, 0), self.app.pipeline_target(p.name, revs), len(revs))  # type: ignore[attr-defined]
             old = self._rows.get(p.name)
             rows.append(old if old == row else row)  # keep identity when nothing changed
         self._rows = {r.pipeline.name: r for r in rows}

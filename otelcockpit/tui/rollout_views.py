@@ -29,6 +29,7 @@ from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 from otelcockpit.errors import CockpitError
 from otelcockpit.fleet.model import Pipeline, age_text
 from otelcockpit.rollout.model import RolloutPlan, RolloutView
+from otelcockpit.rollout.options import gates_text, plan_words
 from otelcockpit.tui.detail import DetailScreen, who
 from otelcockpit.tui.render import unified_text
 from otelcockpit.tui.view import TableView, bindings_for
@@ -120,6 +121,9 @@ def edit_with_external_editor(app: Any, contents: str, suffix: str) -> str | Non
 # ---- review -----------------------------------------------------------------------------------
 def plan_summary(plan: RolloutPlan) -> RichGroup:
     parts: list[Any] = []
+    for line in plan_words(plan):
+        style = "bold red" if line.startswith("ALL AT ONCE") else ""
+        parts.append(Text(("⚠ " if style else "· ") + line, style=style))
     radius = plan.blast_radius
     head = Text()
     head.append("Blast radius ", style="bold")
@@ -136,9 +140,7 @@ def plan_summary(plan: RolloutPlan) -> RichGroup:
         stages.add_row(s.name, str(len(s.collector_ids)))
     parts.append(Text("\nStages", style="bold"))
     parts.append(stages)
-    g = plan.gates
-    parts.append(Text(f"Gates: max {g.max_failures} failure(s) · soak {g.soak_seconds:.0f}s · apply timeout {g.apply_timeout:.0f}s"
-                      f"{' · health required' if g.health_required else ''}{' · manual continue' if g.manual else ''}"))
+    parts.append(Text("Gates: " + gates_text(plan.gates)))
     if plan.findings:
         parts.append(Text("\nPolicy findings", style="bold"))
         for f in plan.findings:
@@ -169,12 +171,21 @@ class ReviewScreen(Screen[RolloutPlan | None]):
     ReviewScreen #error { color: $error; height: auto; padding: 0 1; }
     """
 
-    def __init__(self, new: Pipeline, make_plan: Any, *, production_name: str | None, warnings: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        new: Pipeline,
+        make_plan: Any,
+        *,
+        production_name: str | None,
+        warnings: list[str] | None = None,
+        fields: tuple[str, str, str, str] = ("5%", "25%,100%", "0", "1m"),
+    ) -> None:
         super().__init__()
         self.new = new
         self.warnings = warnings or []
         self.make_plan = make_plan  # (canary, waves, max_failures, soak) -> RolloutPlan
         self.production_name = production_name
+        self.fields = fields  # the context's default plan, as the fields start
         self.plan: RolloutPlan | None = None
 
     def compose(self) -> ComposeResult:
@@ -183,14 +194,14 @@ class ReviewScreen(Screen[RolloutPlan | None]):
         with Vertical(id="form"):
             with Horizontal():
                 yield Label("canary")
-                yield Input("1", id="canary", placeholder='N, P% or matchers like env="dev"')
+                yield Input(self.fields[0], id="canary", placeholder='N, P%, matchers like env="dev", or none')
                 yield Label("waves")
-                yield Input("25%,100%", id="waves")
+                yield Input(self.fields[1], id="waves")
             with Horizontal():
                 yield Label("failures")
-                yield Input("0", id="max-failures")
+                yield Input(self.fields[2], id="max-failures")
                 yield Label("soak")
-                yield Input("10s", id="soak")
+                yield Input(self.fields[3], id="soak")
         yield Static("", id="error")
         with VerticalScroll(id="plan"):
             yield Static("", id="plan-text")
@@ -212,6 +223,8 @@ class ReviewScreen(Screen[RolloutPlan | None]):
         if event.input.id == "typed":
             self.update_start()
         else:
+            self.plan = None  # Start stays off until the plan for these fields is on screen
+            self.update_start()
             self.replan()
 
     def replan(self) -> None:

@@ -18,8 +18,9 @@ from otelcockpit.rollout.incident import build_report, context_for_commands, rol
 from otelcockpit.rollout.journal import Journal
 from otelcockpit.rollout.model import Gates, parse_canary, parse_waves
 from otelcockpit.rollout.planner import make_plan
-from otelcockpit.rollout.records import from_journal
-from otelcockpit.rollout_targets import make_target
+from otelcockpit.rollout.local import SnapshotFleet
+from otelcockpit.rollout.service import RolloutService
+from otelcockpit.backends.base import staging_target as make_target
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -196,13 +197,17 @@ def test_a_paused_rollout_and_the_stage_that_reached_a_collector(tmp_path: Path)
         await engine.run(rid)
         snap = await backend.snapshot()
         revisions = await all_revisions(backend, snap)
-        return clock, journal, rid, plan, snap, revisions
-
-    clock, journal, rid, plan, snap, revisions = asyncio.run(go())
-    try:
+        service = RolloutService(
+            journal, SnapshotFleet(backend, make_target(backend), name="demo", context=""), close_journal=False
+        )
         canary = plan.stages[0].collector_ids[0]
         broken = tuple(replace(c, health=Health.UNHEALTHY) if c.id == canary else c for c in snap.collectors)
-        records = from_journal(journal, broken, with_progress=True)
+        records = await service.records(broken, since=clock() - timedelta(days=1), now=clock(), with_progress=True)
+        return clock, journal, rid, plan, snap, revisions, broken, records
+
+    clock, journal, rid, plan, snap, revisions, broken, records = asyncio.run(go())
+    try:
+        canary = plan.stages[0].collector_ids[0]
         report = build_report(replace(snap, collectors=broken), revisions, now=clock(), records=records)
     finally:
         journal.close()

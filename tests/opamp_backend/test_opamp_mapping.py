@@ -6,10 +6,9 @@ from otelcockpit.backends.opamp import (
     NO_HEALTH_REASON,
     agent_to_collector,
     parse_event,
-    render_files,
     selector_matchers,
-    split_files,
 )
+from otelcockpit.fleet.configfiles import render_files, split_files
 from otelcockpit.fleet.model import CollectorType, ConfigStatus, Health
 
 

@@ -18,12 +18,12 @@ from otelcockpit.opamp_server.store import Store
 
 
 def mutating_endpoints(tmp_path: Path, tokens: Path) -> list[tuple[str, str]]:
-    from otelcockpit.opamp_server.rollouts import RolloutService
+    from otelcockpit.opamp_server.rollout_routes import ServerRollouts
 
     store = Store(tmp_path / "list.db")
     try:
         hub = Hub(store)
-        rollouts = RolloutService(hub, tmp_path / "list.rollouts.sqlite3")
+        rollouts = ServerRollouts(hub, tmp_path / "list.rollouts.sqlite3")
         app = build_admin_app(hub, load_tokens(tokens), rollouts=rollouts)
         declared = list(app.state.mutating)
         safe = set(app.state.safe_posts)  # POSTs that change nothing (rollout plan)

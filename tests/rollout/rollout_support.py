@@ -115,7 +115,7 @@ class FakeTarget:
             self.agents[cid].hash, self.agents[cid].status, self.agents[cid].offered = "old", "applied", ""
         self.attributed.clear()
 
-    async def rollback(self, pipeline: str, snapshot: Pipeline | None) -> str:
+    async def rollback(self, pipeline: str, snapshot: Pipeline | None, *, author: str = "") -> str:
         self.rolled_back.append((pipeline, snapshot))
         return "rev-rollback"
 

@@ -18,7 +18,7 @@ from otelcockpit.rollout.history import collector_targets, pipeline_target
 from otelcockpit.rollout.journal import Journal
 from otelcockpit.rollout.model import ROLLOUT_ATTRIBUTE, Gates, RolloutState, parse_canary, parse_waves
 from otelcockpit.rollout.planner import make_plan
-from otelcockpit.rollout_targets import make_target
+from otelcockpit.backends.base import staging_target as make_target
 
 PIPELINE = "linux_host_metrics"
 

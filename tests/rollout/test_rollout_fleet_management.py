@@ -24,7 +24,7 @@ from otelcockpit.rollout.engine import RolloutEngine
 from otelcockpit.rollout.journal import Journal
 from otelcockpit.rollout.model import ROLLOUT_ATTRIBUTE, Gates, RolloutState, parse_canary, parse_waves
 from otelcockpit.rollout.planner import make_plan
-from otelcockpit.rollout_targets import make_target
+from otelcockpit.backends.base import staging_target as make_target
 
 PIPELINE = "linux_host_metrics"
 
@@ -115,7 +115,7 @@ def test_fm_cli_start_status_changes_rollback(tmp_path: Path, fm_fake: Any) -> N
     old = pipeline_named(state, PIPELINE)["contents"]
     new = tmp_path / "new.alloy"
     new.write_text(old + "// via the CLI\n")
-    proc = run_cli(["rollout", "start", "--pipeline", PIPELINE, "--file", str(new), "--canary", "10%", "--waves", "50%", "--poll", "0.05", "--yes", *g], env)
+    proc = run_cli(["rollout", "start", "--pipeline", PIPELINE, "--file", str(new), "--canary", "10%", "--waves", "50%", "--soak", "0s", "--poll", "0.05", "--yes", *g], env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "completed" in proc.stdout
     rid = next(w for w in proc.stdout.split() if w.startswith("r") and len(w) == 9 and w[1:].isalnum())
@@ -123,7 +123,7 @@ def test_fm_cli_start_status_changes_rollback(tmp_path: Path, fm_fake: Any) -> N
 
     proc = run_cli(["rollout", "status", rid, "--json"], env)
     data = json.loads(proc.stdout)
-    assert data["state"] == "completed" and [s["state"] for s in data["stages"]] == ["done"] * 3
+    assert data["state"] == "completed" and [s["state"] for s in data["stages"]] == ["applied"] * 3
     proc = run_cli(["rollout", "status"], env)
     assert rid in proc.stdout and "completed" in proc.stdout
 
@@ -185,8 +185,8 @@ def test_fm_kill_9_mid_rollout_then_resume(tmp_path: Path, fm_fake: Any) -> None
     data = json.loads(status.stdout)
     assert data["state"] == "paused", data
     assert data["current_stage"] == 1 and "interrupted at stage 2" in data["reason"]
-    assert data["stages"][0]["state"] == "done"
-    assert data["stages"][1]["state"] in ("soaking", "applied", "done")
+    assert data["stages"][0]["state"] == "applied"
+    assert data["stages"][1]["state"] in ("soaking", "applied")
     assert all(s["state"] == "pending" for s in data["stages"][2:])
     # Nothing continued without an operator: no write reached the fake after the kill.
     time.sleep(0.5)

@@ -51,11 +51,11 @@ class MemoryAdapter:
     async def get_pipeline(self, name: str) -> Pipeline | None:
         return self.pipelines.get(name)
 
-    async def upsert_pipeline(self, pipeline: Pipeline) -> str:
+    async def upsert_pipeline(self, pipeline: Pipeline, *, author: str = "") -> str:
         self.pipelines[pipeline.name] = pipeline
         return self._wrote(f"upsert {pipeline.name} {pipeline.contents.strip()} {list(pipeline.matchers)}")
 
-    async def delete_pipeline(self, name: str) -> str:
+    async def delete_pipeline(self, name: str, *, author: str = "") -> str:
         del self.pipelines[name]
         return self._wrote(f"delete {name}")
 
@@ -65,12 +65,12 @@ class MemoryAdapter:
     async def collectors_with(self, key: str, value: str) -> set[str]:
         return {cid for cid, attrs in self.remote.items() if attrs.get(key) == value}
 
-    async def set_attribute(self, ids: Sequence[str], key: str, value: str) -> None:
+    async def set_attribute(self, ids: Sequence[str], key: str, value: str, *, author: str = "") -> None:
         for cid in ids:
             self.remote[cid][key] = value
         self._wrote(f"set {key} on {sorted(ids)}")
 
-    async def remove_attribute(self, ids: Sequence[str], key: str) -> None:
+    async def remove_attribute(self, ids: Sequence[str], key: str, *, author: str = "") -> None:
         for cid in ids:
             self.remote[cid].pop(key, None)
         self._wrote(f"remove {key} from {sorted(ids)}")

@@ -37,6 +37,8 @@ def test_cli_plan_start_status_changes_rollback_and_read_only(serve: ServeProces
             "50%,100%",
             "--apply-timeout",
             "20s",
+            "--soak",
+            "0s",
         ]
         env = _env(tmp_path, WRITE_TOKEN)
 
@@ -71,7 +73,7 @@ def test_cli_plan_start_status_changes_rollback_and_read_only(serve: ServeProces
         assert r.returncode == 0, r.stderr
         started = json.loads(r.stdout)
         rid = started["id"]
-        assert started["backend"] == "opamp" and started["new_version"] == 2
+        assert started["backend"] == "opamp" and started["plan"]["new"]["id"] == "2"
         r = cli("rollout", "status", *src, rid, "--watch", env=env)
         assert r.returncode == 0, r.stderr
         assert f"rollout {rid}" in r.stdout and "state completed" in r.stdout, r.stdout
@@ -87,15 +89,15 @@ def test_cli_plan_start_status_changes_rollback_and_read_only(serve: ServeProces
         r = cli("changes", *src, "--since", "1h", "--json", env=env)
         assert r.returncode == 0, r.stderr
         kinds = [c["kind"] for c in json.loads(r.stdout)["changes"]]
-        assert "rollout.completed" in kinds and "rollout.create" in kinds
+        assert "rollout.completed" in kinds and "rollout.planned" in kinds
 
         # rollback to the last known good: version 1 again on every agent
         r = cli("rollback", *src, "gateway", "--now", env=env)
         assert r.returncode == 0, r.stderr
-        assert "version 2 -> version 1" in r.stdout, r.stdout
+        assert "from revision 2 to revision 1" in r.stdout, r.stdout
         wait_for(lambda: all_applied(serve, v1, 6), 15)
         assert wait_state(serve, rid, "rolled_back")["state"] == "rolled_back"
         r = cli("rollback", *src, "gateway", "--now", "--to", "7", env=env)
-        assert r.returncode == 1 and "no version 7" in r.stderr and r.stderr.count("\n") == 1
+        assert r.returncode == 2 and "--to 7: not a revision of gateway" in r.stderr and r.stderr.count("\n") == 1
     finally:
         stop_all(procs)

@@ -52,7 +52,7 @@ def test_kill_9_mid_rollout_then_restart_resumes_paused(tmp_path: Path) -> None:
         assert after["state"] == "paused", after
         assert after["reason"].startswith("interrupted at stage"), after["reason"]
         assert after["current_stage"] >= 1
-        assert after["stages"][0]["state"] == "done" and after["stages"][0]["applied"] == 2
+        assert after["stages"][0]["state"] == "applied" and after["stages"][0]["applied"] == 2
         wait_agents(sp2, 12, timeout=30)
         time.sleep(max(0.0, 3.0 - (time.monotonic() - killed_at)))
         # nothing continued without an operator: the last wave was never offered version 2,

@@ -69,6 +69,7 @@ def test_canary_and_waves_complete_on_ws_and_http_agents(serve: ServeProcess) ->
             "canary": "2",
             "waves": "50%,100%",
             "apply_timeout": "20s",
+            "soak": "0s",
             "author": "alice",
         }
         status, view = serve.api("POST", "/rollouts", body)
@@ -78,7 +79,8 @@ def test_canary_and_waves_complete_on_ws_and_http_agents(serve: ServeProcess) ->
         assert [s["name"] for s in stages] == ["canary", "wave 1 (50%)", "wave 2 (100%)"]
         assert [len(s["collector_ids"]) for s in stages] == [2, 6, 8]
         assert sum(view["plan"]["blast_radius"]["by_env"].values()) == 16
-        assert view["new_version"] == 2 and view["author"] == "alice"
+        # recorded as the admin token's name, with the person the client acts for
+        assert view["new_version"] == 2 and view["author"] == "tester (alice)"
         done = wait_state(serve, view["id"], "completed", "paused")
         assert done["state"] == "completed", done["reason"]
         assert done["result_revision"] == "2"
@@ -121,7 +123,7 @@ def test_failures_pause_at_the_gate_then_rollback_returns_every_agent(serve: Ser
         assert fails(V2, 12, 3, 0.35) >= 2
         v1 = setup_v1(serve, 16, body=salted_v1(12, 3, 0.35))
         body = {"config": "gateway", "files": {"collector.yaml": V2}, "canary": "25%", "waves": "100%",
-                "max_failures": 0, "apply_timeout": "20s"}  # fmt: skip
+                "max_failures": 0, "apply_timeout": "20s", "soak": "0s"}  # fmt: skip
         events = EventReader(serve)
         status, view = serve.api("POST", "/rollouts", body)
         assert status == 201, view
@@ -161,7 +163,7 @@ def test_failures_pause_at_the_gate_then_rollback_returns_every_agent(serve: Ser
         # `rollback gateway` with a rollout in flight (never folded): it is aborted, every agent back on 1
         status, out = serve.api("POST", "/configs/gateway/rollback", {})
         assert status == 200, out
-        assert out["to_revision"] == "1" and "aborted" in out["source"]
+        assert out["to_revision"] == "1" and out["aborted"] == [again["id"]], out
         assert rollout(serve, again["id"])["state"] == "rolled_back"
         wait_for(lambda: all_applied(serve, v1, 16), 20)
     finally:
@@ -173,19 +175,21 @@ def test_refusals(serve: ServeProcess) -> None:
     assert status == 201
     status, body = serve.api("POST", "/rollouts", {"config": "gateway", "version": 1})
     assert status == 409 and "assigned to no agent" in body["error"]
-    status, body = serve.api("POST", "/rollouts", {"config": "nope"})
-    assert status == 409 and "error" in body
+    status, body = serve.api("POST", "/rollouts", {"config": "nope", "version": 1})
+    assert status == 404 and "error" in body
+    status, body = serve.api("POST", "/rollouts", {"config": "gateway"})
+    assert status == 400 and "give the new version" in body["error"]
     serve.api("POST", "/assignments", {"config": "gateway", "version": 1, "selector": ""})
     status, body = serve.api("POST", "/rollouts", {"config": "gateway", "version": 1})
     assert status == 409 and "already live" in body["error"]
     status, body = serve.api("POST", "/rollouts", {"config": "gateway", "files": {"c.yaml": "a: 2\n"}})
-    assert status == 409 and "reaches no agent" in body["error"]
+    assert status == 409 and "reaches no collector" in body["error"]
     status, body = serve.api(
         "POST", "/rollouts", {"config": "gateway", "files": {"c.yaml": "a: 2\n"}, "canary": "x=~["}
     )
     assert status in (409, 422) and "error" in body
     status, body = serve.api("POST", "/rollouts", {"config": "gateway", "files": {"c.yaml": "a: [1,\n"}})
-    assert status == 422 and "policy error" in body["error"] and "[syntax]" in body["error"], body
+    assert status == 409 and "policy error" in body["error"] and "[syntax]" in body["error"], body
     status, body = serve.api("POST", "/rollouts/plan", {"config": "gateway", "files": {"c.yaml": "a: [1,\n"}})
     assert status == 200 and body["plan"]["blocked"] is True  # the plan shows what blocks it
     assert serve.api("GET", "/rollouts")[1] == {"rollouts": []}
@@ -207,11 +211,11 @@ def test_pause_resume_explicit_continue_and_abort(serve: ServeProcess) -> None:
         paused = wait_state(serve, rid, "paused")
         assert "explicit continue" in paused["reason"] and paused["stages"][0]["applied"] == 2
         status, out = serve.api("POST", f"/rollouts/{rid}/resume", {})
-        assert status == 200 and out["rollout"]["running_here"] is True, out
+        assert status == 200 and out["rollout"]["state"] == "running", out
         wait_for(lambda: rollout(serve, rid)["stages"][1]["soaking"] == 6, 5, 0.05)
         status, out = serve.api("POST", f"/rollouts/{rid}/pause", {})  # mid-soak: the server's runner stops
         assert status == 200, out
-        assert out["rollout"]["state"] == "paused" and out["rollout"]["reason"] == "paused by operator"
+        assert out["rollout"]["state"] == "paused" and out["rollout"]["reason"] == "paused by tester"
         status, out = serve.api("POST", f"/rollouts/{rid}/abort", {})
         assert status == 200, out
         assert out["rollout"]["state"] == "aborted"

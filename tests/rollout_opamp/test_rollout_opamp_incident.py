@@ -19,7 +19,7 @@ def test_incident_reads_the_servers_rollouts_and_rollback_targets(serve: ServePr
         wait_agents(serve, 6)
         v1 = setup_v1(serve, 6)
         body = {"config": "gateway", "files": {"collector.yaml": V2}, "canary": "2", "waves": "100%",
-                "manual": True, "apply_timeout": "20s", "author": "alice"}  # fmt: skip
+                "manual": True, "apply_timeout": "20s", "soak": "0s", "author": "alice"}  # fmt: skip
         status, view = serve.api("POST", "/rollouts", body)
         assert status == 201, view
         paused = wait_state(serve, view["id"], "paused")
@@ -60,21 +60,24 @@ def test_incident_reads_the_servers_rollouts_and_rollback_targets(serve: ServePr
     # The incident screen reads again every few seconds: a rollout's per-collector progress (a row
     # per agent) is fetched again only when the rollout changed.
     async def twice() -> tuple[Any, Any, int]:
-        from otelcockpit.rollout.records import from_server
-        from otelcockpit.rollout_targets.opamp import OpAmpRollouts
+        from datetime import timedelta
+
+        from otelcockpit.backends.opamp_rollouts import RemoteRollouts
+        from otelcockpit.fleet.model import utcnow
 
         gets = 0
 
-        class Counting(OpAmpRollouts):
-            async def get(self, rollout_id: str, *, collectors: bool = False) -> dict[str, Any]:
+        class Counting(RemoteRollouts):
+            async def progress(self, rollout_id: str) -> Any:
                 nonlocal gets
                 gets += 1
-                return await super().get(rollout_id, collectors=collectors)
+                return await super().progress(rollout_id)
 
-        cache: dict[Any, Any] = {}
         async with Counting(serve.admin_url, READ_TOKEN) as client:
-            first = await from_server(client, since_seconds=3600, with_progress=True, progress_cache=cache)
-            again = await from_server(client, since_seconds=3600, with_progress=True, progress_cache=cache)
+            now = utcnow()
+            since = now - timedelta(hours=1)
+            first = await client.records((), since=since, now=now, with_progress=True)
+            again = await client.records((), since=since, now=now, with_progress=True)
         return first, again, gets
 
     first, again, gets = asyncio.run(twice())

@@ -48,6 +48,7 @@ async def test_push_from_the_tui_runs_in_the_server(fleet, monkeypatch, tmp_path
         assert isinstance(review, ReviewScreen)
         review.query_one("#canary").value = "1"
         review.query_one("#waves").value = "100%"
+        review.query_one("#soak").value = "0s"
         for _ in range(100):  # the server plans it
             await pilot.pause(0.05)
             if review.plan is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from otelcockpit.adoption import signoff
 from otelcockpit.tui.adoption_views import PhasesView, ServiceDetailScreen, ServicesView
 from otelcockpit.tui.fleet_view import GroupPicker
-from otelcockpit.tui.widgets import PromptScreen
+from otelcockpit.tui.widgets import ConfirmScreen, PromptScreen
 
 
 async def wait_adoption(pilot) -> None:
@@ -89,6 +89,21 @@ async def test_phases_view_items_journeys_and_signoff(make_app, wait_loaded, pla
         for ch in "ok for now":
             await pilot.press(ch if ch != " " else "space")
         await pilot.press("enter")
+        # A confirmation says who signs off what, with the note; Cancel is focused: enter cancels.
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        body = plain(app.screen.query_one("#body"))
+        assert failing.id in body and "ok for now" in body and app.settings.identity in body
+        assert app.screen.query_one("#cancel").has_focus
+        await pilot.press("enter")
+        await pilot.pause()
+        assert failing.id not in signoff.latest(context="demo")
+        await pilot.press("s")
+        for ch in "ok for now":
+            await pilot.press(ch if ch != " " else "space")
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("tab", "enter")  # Sign off
         stored = signoff.latest(context="demo")
         assert stored[failing.id].note == "ok for now"
         for _ in range(200):

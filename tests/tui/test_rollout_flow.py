@@ -41,8 +41,18 @@ async def review_with(pilot, *, failures: str, canary: str = "1", waves: str = "
     screen.query_one("#waves").value = waves
     screen.query_one("#max-failures").value = failures
     screen.query_one("#soak").value = "0s"
-    await pilot.pause()
+    await planned(pilot, screen)
     return screen
+
+
+async def planned(pilot, screen: ReviewScreen, seconds: float = 10) -> None:
+    """Wait until the review shows the plan of its current fields (the service plans off the UI)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await pilot.pause(0.05)
+        if screen.plan is not None:
+            return
+    raise AssertionError(f"the review showed no plan within {seconds}s: {screen.query_one('#error').render()}")
 
 
 async def wait_state(pilot, rid: str, states: set[str], seconds: float = 40) -> object:
@@ -107,6 +117,7 @@ async def test_policy_error_disables_start(fast_app, wait_loaded):
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, ReviewScreen)
+        await planned(pilot, screen)
         assert screen.plan is not None and screen.plan.blocking
         assert screen.query_one("#start").disabled
 

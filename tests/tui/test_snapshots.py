@@ -132,10 +132,16 @@ def test_push_editor(snap_compare, make_app, wait_loaded, size):
 
 
 async def _edit_and_review(pilot):
+    import time
+
     await pilot.press("u")
     await pilot.pause()
     pilot.app.screen.query_one("TextArea").insert("// scrape every 15s\n", (0, 0))
     await pilot.press("ctrl+s")
+    end = time.monotonic() + 10
+    while getattr(pilot.app.screen, "plan", None) is None:  # the rollout service plans off the UI
+        assert time.monotonic() < end, "the review showed no plan within 10 s"
+        await pilot.pause(0.05)
     await pilot.pause()
 
 
@@ -151,7 +157,7 @@ async def _planned_rollout(pilot):
     from otelcockpit.rollout.journal import Journal, default_path
     from otelcockpit.rollout.model import CanarySpec
     from otelcockpit.rollout.planner import make_plan
-    from otelcockpit.rollout_targets import make_target
+    from otelcockpit.backends.base import staging_target as make_target
     from otelcockpit.tui.rollout_views import RolloutScreen
 
     app = pilot.app

@@ -27,6 +27,8 @@ from otelcockpit.backends.base import (
     PIPELINE_UPSERT,
     Change,
     PushResult,
+    RolloutSettings,
+    local_rollouts,
     refuse_if_stale,
 )
 from otelcockpit.backends.fleet_management.client import (
@@ -419,6 +421,16 @@ class FleetManagementBackend:
         for key in remove:
             ops.append({"op": "REMOVE", "path": path(str(key))})
         return ops
+
+    def rollout_adapter(self, read_only: bool) -> Any:
+        from otelcockpit.backends.fleet_management.rollouts import FleetManagementAdapter
+
+        return FleetManagementAdapter(self, read_only=read_only)
+
+    def rollouts(self, settings: RolloutSettings) -> Any:
+        """Local rollouts staged through remote attributes and a temporary pipeline (FM's own advice);
+        the v1 API reports no config status, so the gates are the soak and an explicit continue."""
+        return local_rollouts(self, settings, self.name)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -17,7 +17,7 @@ from otelcockpit.backends.base import (
     PIPELINE_UPSERT,
     Change,
 )
-from otelcockpit.errors import CockpitError
+from otelcockpit.errors import CockpitError, ReadOnlyError
 from otelcockpit.fleet.model import FleetSnapshot, Pipeline
 from otelcockpit.rollout.engine import Observation
 
@@ -29,13 +29,16 @@ class DemoAdapter:
     reports_status = True
     reports_health = True
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, *, read_only: bool = False) -> None:
         self.backend = backend
+        self.read_only = read_only
 
     async def _snap(self) -> FleetSnapshot:
         return await self.backend.snapshot()
 
     async def _push(self, change: Change) -> str:
+        if self.read_only:
+            raise ReadOnlyError(f"read-only: refused to {change.describe()}")
         result = await self.backend.push(change)
         if not result.ok:
             raise CockpitError(f"demo: {result.message}")
@@ -44,11 +47,11 @@ class DemoAdapter:
     async def get_pipeline(self, name: str) -> Pipeline | None:
         return (await self._snap()).pipeline(name)
 
-    async def upsert_pipeline(self, pipeline: Pipeline) -> str:
-        return await self._push(Change(PIPELINE_UPSERT, {"pipeline": pipeline}, author=AUTHOR))
+    async def upsert_pipeline(self, pipeline: Pipeline, *, author: str) -> str:
+        return await self._push(Change(PIPELINE_UPSERT, {"pipeline": pipeline}, author=author or AUTHOR))
 
-    async def delete_pipeline(self, name: str) -> str:
-        return await self._push(Change(PIPELINE_DELETE, {"name": name}, author=AUTHOR))
+    async def delete_pipeline(self, name: str, *, author: str) -> str:
+        return await self._push(Change(PIPELINE_DELETE, {"name": name}, author=author or AUTHOR))
 
     async def latest_revision(self, name: str) -> str:
         revs = await self.backend.revisions(name)
@@ -57,11 +60,13 @@ class DemoAdapter:
     async def collectors_with(self, key: str, value: str) -> set[str]:
         return {c.id for c in (await self._snap()).collectors if c.remote_attributes.get(key) == value}
 
-    async def set_attribute(self, ids: Sequence[str], key: str, value: str) -> None:
-        await self._push(Change(COLLECTOR_SET_REMOTE_ATTRIBUTES, {"ids": list(ids), "set": {key: value}}, author=AUTHOR))
+    async def set_attribute(self, ids: Sequence[str], key: str, value: str, *, author: str) -> None:
+        payload = {"ids": list(ids), "set": {key: value}}
+        await self._push(Change(COLLECTOR_SET_REMOTE_ATTRIBUTES, payload, author=author or AUTHOR))
 
-    async def remove_attribute(self, ids: Sequence[str], key: str) -> None:
-        await self._push(Change(COLLECTOR_SET_REMOTE_ATTRIBUTES, {"ids": list(ids), "remove": [key]}, author=AUTHOR))
+    async def remove_attribute(self, ids: Sequence[str], key: str, *, author: str) -> None:
+        payload = {"ids": list(ids), "remove": [key]}
+        await self._push(Change(COLLECTOR_SET_REMOTE_ATTRIBUTES, payload, author=author or AUTHOR))
 
     async def observe(self, ids: Sequence[str]) -> Mapping[str, Observation]:
         snap = await self._snap()

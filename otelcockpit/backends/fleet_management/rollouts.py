@@ -1,6 +1,7 @@
 """Grafana Fleet Management as a rollout target (BulkUpdateCollectors + a temporary pipeline).
 
-The v1 API reports neither config status nor health, so the gates are the soak time and an
+Fleet Management records who made each revision from the access token itself (the API takes no
+author), so ``author`` is not sent. The v1 API reports neither config status nor health, so the gates are the soak time and an
 explicit continue (``--manual``); a staged collector counts as applied once the attribute that
 moves it onto the new version is set.
 """
@@ -8,7 +9,6 @@ moves it onto the new version is set.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from otelcockpit.backends.fleet_management.backend import (
     FleetManagementBackend,
@@ -60,12 +60,12 @@ class FleetManagementAdapter:
             return ""
         return max(revs, key=lambda r: (r.created_at, int(r.id) if r.id.isdigit() else 0)).id
 
-    async def upsert_pipeline(self, pipeline: Pipeline) -> str:
+    async def upsert_pipeline(self, pipeline: Pipeline, *, author: str) -> str:
         self._write(f"upsert pipeline {pipeline.name}")
         await self.client.upsert_pipeline(pipeline_to_json(pipeline))
         return await self.latest_revision(pipeline.name)
 
-    async def delete_pipeline(self, name: str) -> str:
+    async def delete_pipeline(self, name: str, *, author: str) -> str:
         self._write(f"delete pipeline {name}")
         pid = await self._pipeline_id(name)
         if not pid:
@@ -82,11 +82,11 @@ class FleetManagementAdapter:
         found = await self.client.list_collectors([f'{key}="{value}"'])
         return {str(c["id"]) for c in found if (c.get("remoteAttributes") or {}).get(key) == value}
 
-    async def set_attribute(self, ids: Sequence[str], key: str, value: str) -> None:
+    async def set_attribute(self, ids: Sequence[str], key: str, value: str, *, author: str) -> None:
         self._write(f"set {key} on {len(ids)} collector(s)")
         await self.client.bulk_update_collectors(list(ids), self.backend.remote_attribute_ops({key: value}, ()))
 
-    async def remove_attribute(self, ids: Sequence[str], key: str) -> None:
+    async def remove_attribute(self, ids: Sequence[str], key: str, *, author: str) -> None:
         self._write(f"remove {key} from {len(ids)} collector(s)")
         await self.client.bulk_update_collectors(list(ids), self.backend.remote_attribute_ops({}, (key,)))
 
@@ -95,7 +95,3 @@ class FleetManagementAdapter:
 
     async def offered_hashes(self, ids: Sequence[str]) -> Mapping[str, str]:
         return {}
-
-
-def adapter_for(backend: Any) -> FleetManagementAdapter:
-    return FleetManagementAdapter(backend)
