@@ -11,16 +11,16 @@ import pytest
 
 from otelcockpit import settings as settings_mod
 from otelcockpit.backends import all_revisions, make_backend
+from otelcockpit.backends.base import staging_target as make_target
 from otelcockpit.backends.demo import DemoBackend
 from otelcockpit.fleet.model import Health
 from otelcockpit.rollout.engine import RolloutEngine
 from otelcockpit.rollout.incident import build_report, context_for_commands, rollback_command
 from otelcockpit.rollout.journal import Journal
+from otelcockpit.rollout.local import SnapshotFleet
 from otelcockpit.rollout.model import Gates, parse_canary, parse_waves
 from otelcockpit.rollout.planner import make_plan
-from otelcockpit.rollout.local import SnapshotFleet
 from otelcockpit.rollout.service import RolloutService
-from otelcockpit.backends.base import staging_target as make_target
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from rollout_fm_support import cli_env, run_cli
 from rollout_support import VirtualClock
 
+from otelcockpit.backends.base import staging_target as make_target
 from otelcockpit.backends.demo import DemoBackend
 from otelcockpit.fleet.matchers import compile_matchers, matches_getter
 from otelcockpit.fleet.model import ConfigStatus, Health
@@ -18,7 +19,6 @@ from otelcockpit.rollout.history import collector_targets, pipeline_target
 from otelcockpit.rollout.journal import Journal
 from otelcockpit.rollout.model import ROLLOUT_ATTRIBUTE, Gates, RolloutState, parse_canary, parse_waves
 from otelcockpit.rollout.planner import make_plan
-from otelcockpit.backends.base import staging_target as make_target
 
 PIPELINE = "linux_host_metrics"
 

@@ -18,13 +18,13 @@ from typing import Any
 
 from rollout_fm_support import CREDS, REPO, RecordingState, cli_env, recording_state, run_cli
 
+from otelcockpit.backends.base import staging_target as make_target
 from otelcockpit.backends.fleet_management import FleetClient
 from otelcockpit.backends.fleet_management.backend import FleetManagementBackend
 from otelcockpit.rollout.engine import RolloutEngine
 from otelcockpit.rollout.journal import Journal
 from otelcockpit.rollout.model import ROLLOUT_ATTRIBUTE, Gates, RolloutState, parse_canary, parse_waves
 from otelcockpit.rollout.planner import make_plan
-from otelcockpit.backends.base import staging_target as make_target
 
 PIPELINE = "linux_host_metrics"
 

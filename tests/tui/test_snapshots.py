@@ -153,11 +153,11 @@ def test_push_review(snap_compare, make_app, wait_loaded, size):
 
 async def _planned_rollout(pilot):
     """A rollout created in the journal with a fixed id (not run: a frozen clock applies nothing)."""
+    from otelcockpit.backends.base import staging_target as make_target
     from otelcockpit.rollout.engine import RolloutEngine
     from otelcockpit.rollout.journal import Journal, default_path
     from otelcockpit.rollout.model import CanarySpec
     from otelcockpit.rollout.planner import make_plan
-    from otelcockpit.backends.base import staging_target as make_target
     from otelcockpit.tui.rollout_views import RolloutScreen
 
     app = pilot.app
