@@ -209,8 +209,9 @@ class OpAmpApi:
     async def agent(self, uid: str) -> dict[str, Any]:
         return await self.request("GET", f"/agents/{quote(uid, safe='')}")
 
-    async def restart(self, uid: str) -> dict[str, Any]:
-        return await self.request("POST", f"/agents/{quote(uid, safe='')}/restart")
+    async def restart(self, uid: str, *, requested_by: str = "") -> dict[str, Any]:
+        body = {"requested_by": requested_by} if requested_by else None
+        return await self.request("POST", f"/agents/{quote(uid, safe='')}/restart", json_body=body)
 
     async def configs(self) -> dict[str, Any]:
         return await self.request("GET", "/configs")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -136,13 +135,12 @@ def _run_api(
     return asyncio.run(go())
 
 
-def _author(args: argparse.Namespace) -> str:
+def _author(args: argparse.Namespace, settings: Any) -> str:
+    """Who the server records this write for (with the admin token's name): ``--author``, else the
+    operator's identity (the context's ``identity``, ``OTELCOCKPIT_USER``, the OS user)."""
     if getattr(args, "author", None):
         return str(args.author)
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name in some containers
-        return "otelcockpit"
+    return str(settings.identity)
 
 
 def _read_files(specs: list[str], content_type: str | None) -> dict[str, dict[str, str]]:
@@ -208,7 +206,7 @@ def cmd_config_create(args: argparse.Namespace) -> int:
     files = _read_files(args.files, args.content_type)
 
     async def go(settings: Any, api: Any) -> int:
-        created = await api.create_config(args.name, files, author=_author(args), note=args.note)
+        created = await api.create_config(args.name, files, author=_author(args, settings), note=args.note)
         if args.json:
             print_json(created)
         else:
@@ -281,7 +279,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
         selector = _check_matchers(args.match)
 
     async def go(settings: Any, api: Any) -> int:
-        a = await api.assign(name, version, selector, priority=args.priority, author=_author(args))
+        a = await api.assign(name, version, selector, priority=args.priority, author=_author(args, settings))
         if args.json:
             print_json(a)
         else:
@@ -389,7 +387,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     async def go(settings: Any, api: Any) -> int:
-        out = await api.restart(args.uid)
+        out = await api.restart(args.uid, requested_by=settings.identity)
         if args.json:
             print_json(out or {"queued": True})
         else:

@@ -25,7 +25,7 @@ from otelcockpit import __version__
 from otelcockpit.errors import ConfigError
 from otelcockpit.fleet.matchers import MatcherError, matches
 from otelcockpit.opamp_server.hub import Hub, HubError, parse_selector
-from otelcockpit.opamp_server.views import agent_detail_json, now_text, parse_uid
+from otelcockpit.opamp_server.views import agent_detail_json, now_text, parse_uid, who
 
 ROLES = ("read", "write")
 KEEPALIVE_SECONDS = 15.0
@@ -113,6 +113,11 @@ def build_admin_app(
             raise HubError(400, "the request body must be a JSON object")
         return data
 
+    async def body_json_or_empty(request: Request) -> dict[str, Any]:
+        """An optional JSON body (``{"requested_by": ...}``); none at all is an empty one."""
+        raw = await request.body()
+        return await body_json(request) if raw.strip() else {}
+
     def agent_or_404(text: str) -> Any:
         uid = parse_uid(text)
         state = hub.agents.get(uid) if uid is not None else None
@@ -162,7 +167,7 @@ def build_admin_app(
 
     async def restart(request: Request, tok: Token) -> Response:
         state = agent_or_404(request.path_params["uid"])
-        await hub.request_restart(state.uid, tok.name)
+        await hub.request_restart(state.uid, who(tok, await body_json_or_empty(request)))
         return JSONResponse({"queued": True}, status_code=202)
 
     async def configs(request: Request, tok: Token) -> Response:
@@ -186,7 +191,9 @@ def build_admin_app(
         data = await body_json(request)
         name = data.get("name")
         files = data.get("files")
-        author = data.get("author") or tok.name
+        if data.get("author") is not None and not isinstance(data.get("author"), str):
+            raise HubError(400, "'author' must be a string")
+        author = who(tok, data)
         note = data.get("note") or ""
         if not isinstance(name, str) or not name:
             raise HubError(400, "'name' must be a non-empty string")
@@ -202,7 +209,7 @@ def build_admin_app(
             parsed[str(fname)] = (f["body"], ct)
         if not isinstance(author, str) or not isinstance(note, str):
             raise HubError(400, "'author' and 'note' must be strings")
-        cv = await hub.create_config(name, parsed, author, note, tok.name)
+        cv = await hub.create_config(name, parsed, author, note, author)
         return JSONResponse(cv.json(), status_code=201)
 
     async def config(request: Request, tok: Token) -> Response:
@@ -233,7 +240,9 @@ def build_admin_app(
         version = data.get("version")
         selector = data.get("selector", "")
         priority = data.get("priority", 0)
-        author = data.get("author") or tok.name
+        if data.get("author") is not None and not isinstance(data.get("author"), str):
+            raise HubError(400, "'author' must be a string")
+        author = who(tok, data)
         if not isinstance(config_name, str) or not config_name:
             raise HubError(400, "'config' must be a non-empty string")
         if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
@@ -244,14 +253,14 @@ def build_admin_app(
             raise HubError(400, "'priority' must be a whole number")
         if not isinstance(author, str):
             raise HubError(400, "'author' must be a string")
-        out = await hub.create_assignment(config_name, version, selector, priority, author, tok.name)
+        out = await hub.create_assignment(config_name, version, selector, priority, author, author)
         return JSONResponse(out, status_code=201)
 
     async def delete_assignment(request: Request, tok: Token) -> Response:
         raw = request.path_params["id"]
         if not raw.isdigit():
             raise HubError(400, f"assignment id must be a whole number, got {raw!r}")
-        await hub.delete_assignment(int(raw), tok.name)
+        await hub.delete_assignment(int(raw), who(tok, await body_json_or_empty(request)))
         return Response(status_code=204)
 
     async def audit(request: Request, tok: Token) -> Response:

@@ -26,6 +26,7 @@ from otelcockpit.fleet.configfiles import render_files
 from otelcockpit.fleet.model import utcnow
 from otelcockpit.opamp_server.hub import Hub, HubError
 from otelcockpit.opamp_server.rollout_fleet import HubFleet
+from otelcockpit.opamp_server.views import who
 from otelcockpit.rollout.journal import Journal
 from otelcockpit.rollout.model import RolloutState, RolloutView, parse_duration
 from otelcockpit.rollout.options import PlanOptions
@@ -37,15 +38,6 @@ OPTION_KEYS = ("canary", "waves", "max_failures", "soak", "apply_timeout", "manu
 
 def journal_path(db: Path) -> Path:
     return db.with_name(db.stem + ".rollouts.sqlite3")
-
-
-def who(tok: Any, body: Mapping[str, Any]) -> str:
-    """The person a write is recorded as: the admin token's name, and whom the client acts for."""
-    claimed = body.get("requested_by") or body.get("author")
-    name = str(getattr(tok, "name", "") or "admin")
-    if isinstance(claimed, str) and claimed.strip() and claimed.strip() != name:
-        return f"{name} ({claimed.strip()[:64]})"
-    return name
 
 
 def push_request(hub: Hub, body: Mapping[str, Any], author: str) -> PushRequest:

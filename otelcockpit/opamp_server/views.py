@@ -18,6 +18,18 @@ from otelcockpit.opamp_server.core import (
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
 
 
+def who(tok: Any, body: Any = None) -> str:
+    """The person a write is recorded as: the admin token's name, with whom the client says it acts
+    for (``requested_by``, or ``author``) in parentheses when that differs."""
+    name = str(getattr(tok, "name", "") or "admin")
+    claimed = ""
+    if isinstance(body, dict):
+        raw = body.get("requested_by") or body.get("author")
+        if isinstance(raw, str):
+            claimed = " ".join(raw.split())[:64]
+    return f"{name} ({claimed})" if claimed and claimed != name else name
+
+
 def ts(epoch: float | None) -> str | None:
     if epoch is None:
         return None

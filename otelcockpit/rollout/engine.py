@@ -156,7 +156,7 @@ class RolloutEngine:
         return build_view(self.journal, self.journal.require(rollout_id), failures=failures)
 
     # ---- running --------------------------------------------------------------------------------
-    async def run(self, rollout_id: str) -> RolloutView:
+    async def run(self, rollout_id: str, *, actor: str = "") -> RolloutView:
         """Start or resume: runs until the rollout completes, pauses (gate, operator) or is aborted."""
         rec = self.journal.require(rollout_id)
         if rec.state not in ACTIVE_STATES:
@@ -179,7 +179,7 @@ class RolloutEngine:
                 rollout_id,
                 rec.pipeline,
                 "rollout.resumed" if was == RolloutState.PAUSED else "rollout.started",
-                rec.author,
+                actor or rec.author,
                 f"{rec.plan.collector_count} collector(s)",
                 f"{'resumed' if was == RolloutState.PAUSED else 'started'} at stage {rec.current_stage + 1}"
                 f" of {len(rec.plan.stages)}",
@@ -297,18 +297,19 @@ class RolloutEngine:
         if (live.contents, tuple(live.matchers), live.enabled) != (base.contents, tuple(base.matchers), base.enabled):
             raise CockpitError(f"pipeline {rec.pipeline} changed since the plan was made; plan again")
 
-    def _pause(self, rec: RolloutRecord, reason: str) -> None:
+    def _pause(self, rec: RolloutRecord, reason: str, actor: str = "") -> None:
+        """Pause (``actor``: the person who asked; none for the engine's own gates)."""
         self.journal.set_state(rec.id, RolloutState.PAUSED, reason)
-        self.journal.event(rec.id, rec.pipeline, "rollout.paused", rec.author, "", reason)
+        self.journal.event(rec.id, rec.pipeline, "rollout.paused", actor or rec.author, "", reason)
         self._emit(rec.id)
 
     async def _handle_request(self, rec: RolloutRecord, request: str) -> RolloutView:
-        """An operator's request to the runner: ``pause`` or ``abort``, with ``:REASON`` (who asked)."""
-        what, _, reason = request.partition(":")
+        """An operator's request to the runner (:func:`encode_request`): pause or abort, by whom, why."""
+        what, actor, reason = decode_request(request)
         if what == "abort":
-            await self._cleanup(rec, reason or "aborted by operator")
+            await self._cleanup(rec, reason or "aborted by operator", actor)
         else:
-            self._pause(rec, reason or "paused by operator")
+            self._pause(rec, reason or "paused by operator", actor)
         return self.view(rec.id)
 
     async def _run_stage(
@@ -489,7 +490,7 @@ class RolloutEngine:
             self.on_progress(self.view(rollout_id))
 
     # ---- operator actions -----------------------------------------------------------------------
-    def pause(self, rollout_id: str, reason: str = "paused by operator") -> str:
+    def pause(self, rollout_id: str, reason: str = "paused by operator", actor: str = "") -> str:
         """Pause: a live runner is asked (it stops at its next poll); otherwise the state is set now."""
         rec = self.journal.require(rollout_id)
         if rec.state == RolloutState.PAUSED:
@@ -497,29 +498,31 @@ class RolloutEngine:
         if rec.state not in ACTIVE_STATES:
             raise CockpitError(f"rollout {rollout_id} is {rec.state.value}: it cannot be paused")
         if rec.state == RolloutState.RUNNING and self.journal.runner_alive(rec):
-            self.journal.request(rollout_id, f"pause:{reason}")
+            self.journal.request(rollout_id, encode_request("pause", actor, reason))
             return f"asked the process running rollout {rollout_id} (pid {rec.runner_pid}) to pause it"
-        self._pause(rec, reason)
+        self._pause(rec, reason, actor)
         return f"paused rollout {rollout_id}"
 
-    async def abort(self, rollout_id: str, reason: str = "aborted by operator") -> str:
+    async def abort(self, rollout_id: str, reason: str = "aborted by operator", actor: str = "") -> str:
         """Abort: every staged collector back on the live version, temporary parts removed."""
         rec = self.journal.require(rollout_id)
         if rec.state not in ACTIVE_STATES:
             raise CockpitError(f"rollout {rollout_id} is {rec.state.value}: it cannot be aborted")
         if rec.state == RolloutState.RUNNING and self.journal.runner_alive(rec):
-            self.journal.request(rollout_id, f"abort:{reason}")
+            self.journal.request(rollout_id, encode_request("abort", actor, reason))
             return f"asked the process running rollout {rollout_id} (pid {rec.runner_pid}) to abort it"
-        await self._cleanup(rec, reason)
+        await self._cleanup(rec, reason, actor)
         return f"aborted rollout {rollout_id}: staged collectors are back on the live version of {rec.pipeline}"
 
-    async def _cleanup(self, rec: RolloutRecord, reason: str) -> None:
+    async def _cleanup(self, rec: RolloutRecord, reason: str, actor: str = "") -> None:
         if self.journal.step(rec.id, "prepare") is not None:
             self.journal.begin_step(rec.id, "abort.cleanup")
             await self.target.cleanup(rec)
             self.journal.finish_step(rec.id, "abort.cleanup")
         self.journal.set_state(rec.id, RolloutState.ABORTED, reason)
-        self.journal.event(rec.id, rec.pipeline, "rollout.aborted", rec.author, "", reason, rec.rollback_revision)
+        self.journal.event(
+            rec.id, rec.pipeline, "rollout.aborted", actor or rec.author, "", reason, rec.rollback_revision
+        )
         self._emit(rec.id)
 
     async def rollback(
@@ -537,7 +540,7 @@ class RolloutEngine:
                 raise CockpitError(
                     f"rollout {active.id} of {pipeline} is running in process {active.runner_pid}: pause or abort it first"
                 )
-            await self._cleanup(active, f"aborted by a rollback of {pipeline} to revision {revision}")
+            await self._cleanup(active, f"aborted by a rollback of {pipeline} to revision {revision}", author)
         new_rev = await self.target.rollback(pipeline, snapshot, author=author)
         if rolled_back_from and rolled_back_from != revision:
             self.journal.record_bad(pipeline, rolled_back_from, f"rolled back to revision {revision} by {author or '-'}")
@@ -560,6 +563,17 @@ class RolloutEngine:
             revision,
         )
         return str(new_rev or "")
+
+
+def encode_request(what: str, actor: str, reason: str) -> str:
+    """An operator's request to the process running a rollout (the journal's ``request`` column)."""
+    return "\x1f".join((what, actor, reason))
+
+
+def decode_request(text: str) -> tuple[str, str, str]:
+    what, _, rest = text.partition("\x1f")
+    actor, _, reason = rest.partition("\x1f")
+    return what, actor, reason
 
 
 def _rolled_back(p: CollectorProgress, o: Observation) -> bool:

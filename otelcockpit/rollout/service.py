@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from otelcockpit.errors import CockpitError, PushRefused, ReadOnlyError, UsageError
 from otelcockpit.fleet.model import Collector, CollectorTarget, FleetSnapshot, Pipeline, Revision, rfc3339
-from otelcockpit.rollout.engine import RolloutEngine, Target, build_view
+from otelcockpit.rollout.engine import RolloutEngine, Target, build_view, encode_request
 from otelcockpit.rollout.history import (
     SOURCE_WORDS,
     ChangeEntry,
@@ -336,6 +336,7 @@ class RolloutService:
         )
         self.poll_interval = poll_interval
         self._drives: dict[str, asyncio.Event] = {}  # rollouts driven here -> "resume" signal while paused
+        self._resumed_by: dict[str, str] = {}  # rollout -> who resumed it (the engine records it)
         self._close_journal = close_journal
 
     # ---- internals --------------------------------------------------------------------------------
@@ -369,7 +370,7 @@ class RolloutService:
         try:
             while True:
                 resume.clear()
-                view = await self.engine.run(rollout_id)
+                view = await self.engine.run(rollout_id, actor=self._resumed_by.pop(rollout_id, ""))
                 if view.state != RolloutState.PAUSED or not self.runs_in_background:
                     return view
                 while not resume.is_set():
@@ -402,14 +403,14 @@ class RolloutService:
                 return
             await asyncio.sleep(0.01)
 
-    async def _stop(self, rollout_id: str, what: str, reason: str) -> None:
+    async def _stop(self, rollout_id: str, what: str, reason: str, actor: str = "") -> None:
         """Stop a rollout (``abort``) wherever it runs: a runner is asked and waited for; a rollout
         nobody runs is cleaned up here."""
         rec = self.journal.require(rollout_id)
         if rec.state not in ACTIVE_STATES:
             return
         if rec.state == RolloutState.RUNNING and self.journal.runner_alive(rec):
-            self.journal.request(rollout_id, f"{what}:{reason}")
+            self.journal.request(rollout_id, encode_request(what, actor, reason))
             deadline = time.monotonic() + STOP_WAIT_SECONDS
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -423,7 +424,7 @@ class RolloutService:
                 )
         rec = self.journal.require(rollout_id)
         if what == "abort" and rec.state in ACTIVE_STATES:
-            await self.engine.abort(rollout_id, reason)
+            await self.engine.abort(rollout_id, reason, actor)
 
     # ---- planning and starting ---------------------------------------------------------------
     async def plan(self, req: PushRequest) -> RolloutPlan:
@@ -499,7 +500,7 @@ class RolloutService:
             if on_progress is not None:
                 self._listeners.append(on_progress)
             try:
-                return await self.engine.run(rollout_id)
+                return await self.engine.run(rollout_id, actor=self._resumed_by.pop(rollout_id, ""))
             finally:
                 if on_progress is not None:
                     self._listeners.remove(on_progress)
@@ -515,7 +516,7 @@ class RolloutService:
     async def pause(self, rollout_id: str, author: str) -> ActionResult:
         self._write(f"pause rollout {rollout_id}")
         rec = self._mine(rollout_id)
-        message = self.engine.pause(rollout_id, f"paused by {author or 'an operator'}")
+        message = self.engine.pause(rollout_id, f"paused by {author or 'an operator'}", author)
         if rec.state == RolloutState.RUNNING and self.journal.runner_alive(rec):
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.journal.require(rollout_id).state == RolloutState.RUNNING:
@@ -536,7 +537,7 @@ class RolloutService:
         busy = [r for r in self.journal.active_for(rec.pipeline) if r.id != rollout_id and r.state == RolloutState.RUNNING]
         if busy:
             raise CockpitError(f"rollout {busy[0].id} of {rec.pipeline} is running; pause or abort it first")
-        self.journal.event(rollout_id, rec.pipeline, "rollout.resume", author, "", f"resumed by {author or '-'}")
+        self._resumed_by[rollout_id] = author
         if self.spawn is None:
             return ActionResult(f"resuming rollout {rollout_id}", self.engine.view(rollout_id))
         signal = self._drives.get(rollout_id)
@@ -555,7 +556,7 @@ class RolloutService:
         rec = self._mine(rollout_id)
         if rec.state not in ACTIVE_STATES:
             raise CockpitError(f"rollout {rollout_id} is {rec.state.value}: it cannot be aborted")
-        await self._stop(rollout_id, "abort", f"aborted by {author or 'an operator'}")
+        await self._stop(rollout_id, "abort", f"aborted by {author or 'an operator'}", author)
         view = self.engine.view(rollout_id)
         return ActionResult(
             f"aborted rollout {rollout_id}: staged collectors are back on revision {rec.plan.base_revision or '-'} "
@@ -638,7 +639,7 @@ class RolloutService:
         for rid in plan.aborts:
             rec = self.journal.get(rid)
             if rec is not None and rec.state in ACTIVE_STATES:
-                await self._stop(rid, "abort", f"aborted by a rollback of {plan.pipeline} by {author or '-'}")
+                await self._stop(rid, "abort", f"aborted by a rollback of {plan.pipeline} by {author or '-'}", author)
                 self.journal.set_state(
                     rid,
                     RolloutState.ROLLED_BACK,

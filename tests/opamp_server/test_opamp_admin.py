@@ -70,7 +70,8 @@ def test_configs_assignments_and_audit(serve: ServeProcess) -> None:
     status, v1 = serve.api(
         "POST", "/configs", {"name": "base", "files": files, "author": "ann", "note": "first"}
     )
-    assert status == 201 and v1["version"] == 1 and v1["author"] == "ann" and len(v1["hash"]) == 64
+    # recorded as the admin token's name, with the person the client says it acts for
+    assert status == 201 and v1["version"] == 1 and v1["author"] == "tester (ann)" and len(v1["hash"]) == 64
     status, v2 = serve.api("POST", "/configs", {"name": "base", "files": files, "note": "same files again"})
     assert status == 201 and v2["version"] == 2 and v2["hash"] == v1["hash"]  # canonical hash
     status, listing = serve.api("GET", "/configs")
@@ -118,7 +119,7 @@ def test_configs_assignments_and_audit(serve: ServeProcess) -> None:
         "config.create",
         "config.create",
     ]
-    assert all(e["actor"] == "tester" for e in audit["entries"])
+    assert [e["actor"] for e in audit["entries"]] == ["tester"] * 4 + ["tester (ann)"]
     assert audit["entries"][3]["target"] == "base@2"
     assert serve.api("GET", "/audit?limit=0")[0] == 400
     status, body = serve.api("GET", "/no/such/endpoint")
