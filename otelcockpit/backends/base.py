@@ -52,6 +52,29 @@ class Change:
             return f"set remote attributes on {len(p['ids'])} collector(s)"
         return self.kind
 
+    def explain(self, snapshot: FleetSnapshot | None) -> str:
+        """What the change will do, in words (every face's confirmation says this)."""
+        p = self.payload
+        snap_collectors = {c.id: c for c in snapshot.collectors} if snapshot is not None else {}
+        if self.kind in (COLLECTOR_SET_ENABLED, COLLECTOR_SET_REMOTE_ATTRIBUTES):
+            names = [snap_collectors[i].name if i in snap_collectors else i for i in p["ids"]]
+            who = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            if self.kind == COLLECTOR_SET_ENABLED:
+                verb = "Enable" if p["enabled"] else "Disable"
+                tail = (
+                    "" if p["enabled"] else "\nA disabled collector receives an empty configuration from the fleet."
+                )
+                return f"{verb} remote configuration for {who}?{tail}"
+            parts = [f"set {k}={v}" for k, v in dict(p.get("set") or {}).items()]
+            parts += [f"remove {k}" for k in p.get("remove") or ()]
+            return f"{'; '.join(parts).capitalize()} on {who}?\nPipelines matched by these collectors may change."
+        if self.kind == PIPELINE_SET_ENABLED:
+            verb = "Enable" if p["enabled"] else "Disable"
+            n = sum(1 for c in snap_collectors.values() if p["name"] in c.pipelines)
+            tail = f"\n{n} collector(s) stop receiving it." if not p["enabled"] else ""
+            return f"{verb} pipeline {p['name']}?{tail}"
+        return f"{self.describe()}?"
+
 
 @dataclass(frozen=True)
 class PushResult:

@@ -922,11 +922,8 @@ class CockpitApp(App[int]):
 
     def toggle_collector(self, c: Collector) -> None:
         verb = "Disable" if c.enabled else "Enable"
-        body = f"{verb} remote configuration for {c.name}?"
-        if c.enabled:
-            body += "\nA disabled collector receives an empty configuration."
         change = Change(COLLECTOR_SET_ENABLED, {"ids": [c.id], "enabled": not c.enabled}, author=self._author())
-        self._confirm(f"{verb} collector", body, verb, lambda: self.push_change(change))
+        self._confirm(f"{verb} collector", change.explain(self.snapshot), verb, lambda: self.push_change(change))
 
     def set_remote_attribute(self, c: Collector) -> None:
         def validate(text: str) -> str | None:
@@ -944,24 +941,14 @@ class CockpitApp(App[int]):
             key, value = key.strip(), value.strip()
             payload = {"ids": [c.id], "set": {key: value}} if value else {"ids": [c.id], "remove": [key]}
             change = Change(COLLECTOR_SET_REMOTE_ATTRIBUTES, payload, author=self._author())
-            self._confirm(
-                "Set remote attribute",
-                f"{'Set' if value else 'Remove'} {key}{'=' + value if value else ''} on {c.name}?\n"
-                "Pipelines matched by this collector may change.",
-                "Apply",
-                lambda: self.push_change(change),
-            )
+            self._confirm("Set remote attribute", change.explain(self.snapshot), "Apply", lambda: self.push_change(change))
 
         self.push_screen(PromptScreen(f"Remote attribute for {c.name} (key=value)", "rollout=canary", validate), got)
 
     def toggle_pipeline(self, p: Pipeline) -> None:
         verb = "Disable" if p.enabled else "Enable"
-        n = sum(1 for c in self.snapshot.collectors if p.name in c.pipelines) if self.snapshot else 0
-        body = f"{verb} pipeline {p.name}?"
-        if p.enabled:
-            body += f"\n{n} collector(s) stop receiving it."
         change = Change(PIPELINE_SET_ENABLED, {"name": p.name, "enabled": not p.enabled}, author=self._author())
-        self._confirm(f"{verb} pipeline", body, verb, lambda: self.push_change(change))
+        self._confirm(f"{verb} pipeline", change.explain(self.snapshot), verb, lambda: self.push_change(change))
 
     def rollback_pipeline(self, name: str, rev: Revision) -> None:
         """``R`` on a revision: through the rollout service (it aborts a rollout in flight, refuses
