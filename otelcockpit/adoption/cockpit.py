@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from otelcockpit.adoption.conventions import Conventions, Violation, check, load_conventions
-from otelcockpit.adoption.eligibility import Eligibility, Rule, evaluate_all, load_rules
-from otelcockpit.adoption.inventory import Inventory, load_inventory, merge_discovered
+from otelcockpit.adoption.discovery import merge_discovered
+from otelcockpit.adoption.eligibility import Eligibility, Rule, evaluate_all, load_knowledge
+from otelcockpit.adoption.inventory import Inventory, load_inventory
 from otelcockpit.adoption.journeys import Journey, JourneyCoverage, journey_coverage, load_journeys
 from otelcockpit.adoption.phases import PhaseReport, SignOff, compute_phases
 from otelcockpit.adoption.signals import FleetView
 from otelcockpit.errors import UsageError
 from otelcockpit.fleet.model import FleetSnapshot
 
-GROUP_KEYS = ("team", "path", "platform", "language")
+GROUP_KEYS = ("team", "path", "platform", "language", "status")
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,11 @@ def analyse(
     rules: Sequence[Rule] | None = None,
     thresholds: Mapping[int, float] | None = None,
 ) -> AdoptionData:
-    merged = merge_discovered(inventory, snapshot.collectors)
-    elig = tuple(evaluate_all(merged.services, rules if rules is not None else load_rules()))
-    by_name = {e.name: e for e in elig}
     view = FleetView.build(snapshot)
+    merged = merge_discovered(inventory, snapshot.collectors, view)
+    kb = load_knowledge()
+    elig = tuple(evaluate_all(merged.services, rules if rules is not None else kb.rules, knowledge=kb))
+    by_name = {e.name: e for e in elig}
     jcov = tuple(journey_coverage(journeys, merged, by_name, view))
     phases = compute_phases(view, merged, by_name, journeys, signoffs=signoffs, thresholds=thresholds)
     violations = tuple(check(conventions, snapshot.collectors, merged)) if conventions else ()
@@ -119,13 +121,64 @@ def load_sources(sources: Sources) -> tuple[Inventory, tuple[Journey, ...], Conv
     return inventory, journeys, conventions
 
 
+@dataclass(frozen=True)
+class DecisionCounts:
+    """How many services have a decided path, a conditional one (and which fields to fill to
+    decide them), or none: what a rollout lead plans with."""
+
+    services: int
+    decided: int
+    conditional: int
+    unknown: int
+    fill: tuple[tuple[str, int], ...]  # (inventory field, services that need it), most first
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "services": self.services,
+            "decided": self.decided,
+            "conditional": self.conditional,
+            "unknown": self.unknown,
+            "fill": dict(self.fill),
+        }
+
+    def fill_text(self, limit: int = 3) -> str:
+        return ", ".join(f"{f} {n}" for f, n in self.fill[:limit])
+
+
+def decision_counts(items: Sequence[Eligibility]) -> DecisionCounts:
+    fill: dict[str, int] = {}
+    for e in items:
+        if e.status != "decided":
+            for f in dict.fromkeys(f.field for f in e.fill):
+                fill[f] = fill.get(f, 0) + 1
+    return DecisionCounts(
+        services=len(items),
+        decided=sum(1 for e in items if e.status == "decided"),
+        conditional=sum(1 for e in items if e.status == "conditional"),
+        unknown=sum(1 for e in items if e.status == "unknown"),
+        fill=tuple(sorted(fill.items(), key=lambda kv: (-kv[1], kv[0]))),
+    )
+
+
+def counts_by_team(items: Sequence[Eligibility]) -> dict[str, DecisionCounts]:
+    teams: dict[str, list[Eligibility]] = {}
+    for e in items:
+        teams.setdefault(e.service.team or "unknown", []).append(e)
+    return {team: decision_counts(es) for team, es in sorted(teams.items())}
+
+
 def group_by(items: Sequence[Eligibility], key: str) -> dict[str, list[Eligibility]]:
     """Group services like the Fleet view: by team, path, platform or language."""
     if key not in GROUP_KEYS:
         raise UsageError(f"group by one of {', '.join(GROUP_KEYS)}")
     out: dict[str, list[Eligibility]] = {}
     for e in items:
-        value = e.path if key == "path" else getattr(e.service, key) or "unknown"
+        if key == "path":
+            value = e.path
+        elif key == "status":
+            value = e.status
+        else:
+            value = getattr(e.service, key) or "unknown"
         out.setdefault(value, []).append(e)
     return dict(sorted(out.items()))
 
@@ -134,6 +187,8 @@ def service_attr(e: Eligibility, key: str) -> str:
     """A service's value for filters: ``path``, ``blockers`` (count) or any inventory field."""
     if key == "path":
         return e.path
+    if key == "status":
+        return e.status
     if key == "name":
         return e.name
     if key == "code_change":

@@ -1,19 +1,19 @@
 """The service inventory (``services.yaml``), merged with what the fleet discovers.
 
-A missing field stays missing (``None``): the eligibility engine turns it into ``unknown`` with a
-reason, never a guess. An unknown language or platform is an error naming the file and line.
+A missing field stays missing (``None``): the eligibility engine tries every value it can take and
+says which answer depends on it, never a guess. An unknown language or platform is an error naming
+the file and line.
 
-Discovery: agents and SDK-embedded OpAMP clients report ``service.name``,
-``telemetry.sdk.language``, ``process.runtime.*``, ``os.type`` and ``host.arch``. Those reports
-fill fields the file leaves empty; where the file and a report disagree, the conflict is kept on
-the service (``conflicts``) and shown, not silently resolved: the file's value stays in force.
+Every value carries its origin (:class:`Origin`): ``inventory`` (file:line), ``discovered`` (which
+agents or collectors reported it, see :mod:`otelcockpit.adoption.discovery`) or ``assumed`` (a
+documented default). Where the file and a report disagree, the conflict is kept on the service
+(``conflicts``) and shown, not silently resolved: the file's value stays in force.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,8 @@ FIELDS = (
     "libc",
     "glibc_version",
     "kernel",
+    "host_distro",
+    "k8s_distribution",
     "btf",
     "privileged_allowed",
     "host_pid_allowed",
@@ -90,11 +92,20 @@ BOOL_FIELDS = (
     "head_sampling_at_source",
     "can_rebuild_image",
 )
-# Documented defaults (the header of services.yaml says so); every other field has none.
+K8S_DISTRIBUTIONS = ("eks", "eks-fargate", "gke", "gke-autopilot", "aks", "openshift", "other")
+# Documented defaults (the header of services.yaml says so): shown as "assumed"; every other field
+# has none.
 DEFAULTS: Mapping[str, Any] = {
     "can_rebuild_image": True,
     "head_sampling_at_source": False,
     "runtime_flavor": "standard",  # HotSpot/OpenJDK, CPython, CoreCLR, node: say so when it is not
+    "existing_sdk": "none",  # say so when the code already carries an OpenTelemetry SDK
+}
+DEFAULT_REASONS: Mapping[str, str] = {
+    "can_rebuild_image": "default: the team can rebuild its image",
+    "head_sampling_at_source": "default: no sampling in the SDK",
+    "runtime_flavor": "default: the standard runtime (HotSpot/OpenJDK, CPython, CoreCLR, node)",
+    "existing_sdk": "default: no OpenTelemetry SDK in the code",
 }
 
 # What a discovered attribute means for the inventory.
@@ -120,6 +131,22 @@ ARCH_MAP = {
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a value came from: ``inventory`` (file:line), ``discovered`` (which reporters, which
+    attribute) or ``assumed`` (a documented default, or an assumption the engine states)."""
+
+    kind: str  # inventory | discovered | assumed
+    detail: str = ""
+
+    def text(self, *, short: bool = True) -> str:
+        detail = self.detail
+        if short and self.kind == "inventory" and detail:
+            # file:line by file name only (an inventory's directory says nothing to the reader)
+            detail = detail.replace("\\", "/").rsplit("/", 1)[-1]
+        return f"{self.kind} ({detail})" if detail else self.kind
+
+
+@dataclass(frozen=True)
 class Conflict:
     field: str
     inventory: str
@@ -140,6 +167,10 @@ class Service:
     discovered: Mapping[str, str] = field(default_factory=dict)  # field -> value filled from discovery
     conflicts: tuple[Conflict, ...] = ()
     only_discovered: bool = False
+    origins: Mapping[str, Origin] = field(default_factory=dict)  # field -> where its value came from
+    # field -> the values the fleet reports where the service may run (several hosts disagree,
+    # e.g. a node pool of amd64 and arm64 nodes); the field itself stays unknown
+    candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def get(self, key: str) -> Any:
         """A field's value, a documented default, or None (unknown). Derived fields included."""
@@ -158,6 +189,20 @@ class Service:
         if key == "os" and self.fields.get("platform") == "windows":
             return "windows"
         return DEFAULTS.get(key)
+
+    def origin_of(self, key: str) -> Origin | None:
+        """Where the value of ``key`` comes from (None when it is unknown)."""
+        if key in self.origins:
+            return self.origins[key]
+        if key in self.fields:
+            return Origin("inventory", self.origin)
+        if key in self.candidates:
+            return Origin("discovered")
+        if key == "os" and self.fields.get("platform") == "windows":
+            return Origin("inventory", "platform windows")
+        if key in DEFAULTS:
+            return Origin("assumed", DEFAULT_REASONS.get(key, "default"))
+        return None
 
     @property
     def team(self) -> str:
@@ -302,13 +347,23 @@ def parse_inventory(text: str, origin: str) -> Inventory:
                     f"{at('platform')}: service {name!r}: unknown platform {platform!r} (one of {', '.join(PLATFORMS)})"
                 )
             fields["platform"] = platform
+        k8s = fields.get("k8s_distribution")
+        if k8s is not None:
+            k8s = k8s.lower()
+            if k8s not in K8S_DISTRIBUTIONS:
+                raise ConfigError(
+                    f"{at('k8s_distribution')}: service {name!r}: unknown k8s_distribution {k8s!r} "
+                    f"(one of {', '.join(K8S_DISTRIBUTIONS)})"
+                )
+            fields["k8s_distribution"] = k8s
         inst = fields.get("instrumentation")
         if inst is not None and inst not in INSTRUMENTATION_STATES:
             raise ConfigError(
                 f"{at('instrumentation')}: service {name!r}: unknown instrumentation {inst!r} "
                 f"(one of {', '.join(INSTRUMENTATION_STATES)})"
             )
-        services.append(Service(name=name, fields=fields, origin=at("name")))
+        origins = {key: Origin("inventory", at(key)) for key in fields}
+        services.append(Service(name=name, fields=fields, origin=at("name"), origins=origins))
     return Inventory(services=tuple(services), path=origin)
 
 
@@ -328,107 +383,9 @@ def load_inventory(path: Path | str) -> Inventory:
 # ---- discovery --------------------------------------------------------------------------------
 
 
-def _normalise_runtime(value: str) -> str:
-    return value.strip().lstrip("v")
+def merge_discovered(inventory: Inventory, collectors: Sequence[Any], view: Any = None) -> Inventory:
+    """See :func:`otelcockpit.adoption.discovery.merge_discovered` (kept here for callers that
+    know the inventory module only)."""
+    from otelcockpit.adoption.discovery import merge_discovered as merge
 
-
-def discovered_reports(collectors: Iterable[Any]) -> dict[str, list[tuple[str, dict[str, str]]]]:
-    """What agents report about applications: service name -> [(reporter, {field: value})].
-
-    Only reporters that name an SDK language count (a Collector reporting its own
-    ``service.name`` such as ``otelcol-contrib`` is not an application).
-    """
-    out: dict[str, list[tuple[str, dict[str, str]]]] = {}
-    for c in collectors:
-        attr = c.attr
-        name = attr("service.name")
-        lang = attr("telemetry.sdk.language")
-        if not name or not lang:
-            continue
-        found: dict[str, str] = {"language": SDK_LANGUAGE_MAP.get(lang.lower(), lang.lower())}
-        runtime = attr("process.runtime.version")
-        if runtime:
-            found["runtime_version"] = _normalise_runtime(runtime)
-        rname = attr("process.runtime.name")
-        if rname and "graal" in rname.lower() and "native" in rname.lower():
-            found["runtime_flavor"] = "graalvm-native"
-        os_type = attr("os.type")
-        if os_type:
-            found["os"] = os_type.lower()
-        arch = attr("host.arch")
-        if arch:
-            found["arch"] = ARCH_MAP.get(arch.lower(), arch.lower())
-        out.setdefault(name, []).append((getattr(c, "name", "") or getattr(c, "id", "agent"), found))
-    return out
-
-
-def _same(field_name: str, inventory_value: Any, discovered: str) -> bool:
-    a = str(inventory_value).strip().lower()
-    b = discovered.strip().lower()
-    if field_name == "language":
-        fam = {"kotlin": "java", "scala": "java"}
-        return fam.get(a, a) == fam.get(b, b)
-    if field_name == "runtime_version":
-        # "21" matches "21.0.4"; "net8.0" matches "8.0.10"; "3.12" matches "3.12.7"
-        a2 = re.sub(r"^(netcoreapp|net)", "", a)
-        return b == a2 or b.startswith(a2 + ".") or a2.startswith(b + ".")
-    return a == b
-
-
-def merge_discovered(inventory: Inventory, collectors: Sequence[Any]) -> Inventory:
-    """Fill unknown fields from what agents report; keep disagreements as conflicts.
-
-    Services reported by agents but absent from the file are added (``only_discovered``).
-    """
-    reports = discovered_reports(collectors)
-    if not reports:
-        return inventory
-    out: list[Service] = []
-    for svc in inventory.services:
-        rep = reports.pop(svc.name, None)
-        if not rep:
-            out.append(svc)
-            continue
-        fields = dict(svc.fields)
-        filled: dict[str, str] = {}
-        conflicts: list[Conflict] = []
-        for reporter, found in rep:
-            for key, value in found.items():
-                if key in svc.fields:
-                    if not _same(key, svc.fields[key], value) and not any(
-                        c.field == key and c.discovered == value for c in conflicts
-                    ):
-                        conflicts.append(Conflict(key, str(svc.fields[key]), value, reporter))
-                elif key in filled:
-                    if filled[key] != value and not any(
-                        c.field == key and c.discovered == value for c in conflicts
-                    ):
-                        conflicts.append(Conflict(key, f"{filled[key]} (discovered)", value, reporter))
-                else:
-                    filled[key] = value
-                    fields[key] = value
-        out.append(replace(svc, fields=fields, discovered=filled, conflicts=tuple(conflicts)))
-    for name, rep in sorted(reports.items()):
-        fields: dict[str, Any] = {}
-        filled = {}
-        conflicts = []
-        for reporter, found in rep:
-            for key, value in found.items():
-                if key in fields and fields[key] != value:
-                    conflicts.append(Conflict(key, f"{fields[key]} (discovered)", value, reporter))
-                else:
-                    fields.setdefault(key, value)
-                    filled.setdefault(key, value)
-        if fields.get("language") not in LANGUAGES:
-            fields.pop("language", None)
-        out.append(
-            Service(
-                name=name,
-                fields=fields,
-                origin="discovered",
-                discovered=filled,
-                conflicts=tuple(conflicts),
-                only_discovered=True,
-            )
-        )
-    return Inventory(services=tuple(out), path=inventory.path)
+    return merge(inventory, collectors, view)

@@ -19,7 +19,15 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "eligibility", parents=parents, help="zero-code instrumentation path per service (--inventory FILE)"
     )
     p.add_argument("--service", metavar="NAME", help="one service, with its reasons, rules and sources")
-    p.add_argument("--group", choices=("team", "path", "platform", "language"), help="group the services")
+    p.add_argument(
+        "--explain",
+        metavar="SERVICE",
+        help="the walk through the rules for one service: each rule, the facts it read and where they came "
+        "from, the assumption made, the source, and what would change the answer",
+    )
+    p.add_argument(
+        "--group", choices=("team", "path", "platform", "language", "status"), help="group the services"
+    )
     p.add_argument(
         "--match", metavar="FILTER", help='matchers on service fields, e.g. team="identity",path=~"obi|sdk"'
     )
@@ -86,14 +94,46 @@ def _short(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _note(e: Any) -> str:
+    """The last column of the table: why unknown, what to fill, or the first blocker."""
+    if e.status == "unknown":
+        return e.unknowns[0] if e.unknowns else ""
+    if e.status == "conditional":
+        return "fill " + ", ".join(f.field for f in e.fill) + ": " + e.condition
+    n = len(e.blockers)
+    return (f"{n}: " if n else "") + (e.blockers[0] if e.blockers else "")
+
+
+def _counts_line(counts: Any) -> str:
+    fill = f" (fill: {counts.fill_text()})" if counts.fill else ""
+    return (
+        f"{counts.services} services: {counts.decided} decided, {counts.conditional} conditional{fill}, "
+        f"{counts.unknown} unknown"
+    )
+
+
 def cmd_eligibility(args: argparse.Namespace) -> int:
     async def go(settings: Any, backend: Any) -> int:
+        from otelcockpit.adoption.cockpit import counts_by_team, decision_counts
+
         data, _ = await _data(settings, backend)
         items = list(data.eligibility)
         if args.match:
             from otelcockpit.adoption.cockpit import filter_services
 
             items = filter_services(items, args.match)
+        if args.explain:
+            from otelcockpit.adoption.explain import explain, render_text
+
+            e = data.service(args.explain)
+            if e is None:
+                raise UsageError(f"no service {args.explain!r} in the inventory")
+            x = explain(e)
+            if args.json:
+                print_json(x.as_json())
+            else:
+                print("\n".join(render_text(x)))
+            return 0
         if args.service:
             e = data.service(args.service)
             if e is None:
@@ -107,6 +147,7 @@ def cmd_eligibility(args: argparse.Namespace) -> int:
                         "status": a.status,
                         "rank": a.rank,
                         "reason": a.reason,
+                        "condition": a.condition,
                         "blockers": list(a.blockers),
                         "checks": list(a.checks),
                         "unknown": list(a.unknown),
@@ -118,9 +159,17 @@ def cmd_eligibility(args: argparse.Namespace) -> int:
                 print_json(out)
                 return 0
             j = e.as_json()
-            for key in ("name", "team", "language", "platform", "path", "code_change"):
+            for key in ("name", "team", "language", "platform", "path", "status", "code_change"):
                 print(f"{key:<13}{j[key]}")
+            if e.condition:
+                print(f"{'condition':<13}{e.condition}")
             print(f"{'alternatives':<13}{', '.join(j['alternatives']) or '-'}")
+            for a in e.assumptions:
+                print(f"{'assumption':<13}{a}")
+            if e.fill:
+                print("fill in:")
+                for f in e.fill:
+                    print(f"  - {f.text()}")
             for title, key in (("reasons", "reasons"), ("blockers", "blockers")):
                 print(f"{title}:")
                 for r in j[key] or ["-"]:
@@ -132,24 +181,30 @@ def cmd_eligibility(args: argparse.Namespace) -> int:
             print("rules:")
             for rid in e.rules:
                 print(f"  - {rid}: {e.sources.get(rid, '')}")
+            print(f"(otelcockpit eligibility --explain {e.name} walks through every rule)")
             return 0
         if args.json:
-            print_json({"services": [e.as_json() for e in items]})
+            print_json(
+                {
+                    "services": [e.as_json() for e in items],
+                    "counts": {
+                        "total": decision_counts(items).as_json(),
+                        "teams": {t: c.as_json() for t, c in counts_by_team(items).items()},
+                    },
+                }
+            )
             return 0
-        headers = ("NAME", "TEAM", "LANGUAGE", "PLATFORM", "PATH", "BLOCKERS")
+        headers = ("NAME", "TEAM", "LANGUAGE", "PLATFORM", "PATH", "STATUS", "NOTE")
 
         def row(e: Any) -> tuple[Any, ...]:
-            first = (
-                e.unknowns[0] if e.path == "unknown" and e.unknowns else (e.blockers[0] if e.blockers else "")
-            )
-            n = len(e.blockers)
             return (
                 e.name,
                 e.service.team or "-",
                 e.service.language or "-",
                 e.service.platform or "-",
                 e.path,
-                (f"{n}: " if n else "") + _short(first, 60),
+                e.status,
+                _short(_note(e), 60),
             )
 
         if args.group:
@@ -158,13 +213,15 @@ def cmd_eligibility(args: argparse.Namespace) -> int:
             for value, group in group_by(items, args.group).items():
                 print(f"== {args.group} {value} ({len(group)})")
                 print_table(headers, [row(e) for e in group])
+            print(_counts_line(decision_counts(items)))
             return 0
         print_table(headers, [row(e) for e in items])
+        print(_counts_line(decision_counts(items)))
         conflicted = [e for e in items if e.service.conflicts]
         if conflicted:
             print(
-                f"{len(conflicted)} service(s) where the inventory and what agents report disagree "
-                f"(see --service NAME): {', '.join(e.name for e in conflicted[:10])}"
+                f"{len(conflicted)} service(s) where the inventory and what the fleet reports disagree "
+                f"(see --explain NAME): {', '.join(e.name for e in conflicted[:10])}"
             )
         return 0
 

@@ -17,6 +17,10 @@ ELIGIBILITY_KEYS = [
     "language",
     "platform",
     "path",
+    "status",
+    "condition",
+    "fill",
+    "assumptions",
     "alternatives",
     "blockers",
     "reasons",
@@ -43,7 +47,7 @@ def run_json(*args: str) -> Any:
 
 def test_eligibility_json_shape() -> None:
     data = run_json("eligibility")
-    assert list(data) == ["services"]
+    assert list(data) == ["services", "counts"]
     assert len(data["services"]) >= 60
     for s in data["services"]:
         assert list(s) == ELIGIBILITY_KEYS
@@ -52,10 +56,13 @@ def test_eligibility_json_shape() -> None:
     by = {s["name"]: s for s in data["services"]}
     assert by["article-api"]["path"] == "operator" and by["article-api"]["code_change"] is False
     assert by["session-store"]["path"] == "sdk" and by["session-store"]["code_change"] is True
-    assert by["breaking-news-push"]["path"] == "unknown"
-    assert (
-        by["breaking-news-push"]["reasons"][0] == "kernel version unknown: OBI eligibility cannot be decided"
-    )
+    # the kernel the inventory leaves out is what the node agents of its cluster report
+    assert by["breaking-news-push"]["path"] == "obi" and by["breaking-news-push"]["status"] == "decided"
+    assert by["podcast-feed"]["status"] == "conditional"
+    assert by["podcast-feed"]["fill"][0]["field"] == "runtime_version"
+    total = data["counts"]["total"]
+    assert total["services"] == len(data["services"]) == total["decided"] + total["conditional"] + total["unknown"]
+    assert sum(t["services"] for t in data["counts"]["teams"].values()) == total["services"]
 
 
 def test_eligibility_with_an_inventory_file_and_a_service_detail(tmp_path: Path) -> None:
@@ -69,10 +76,11 @@ def test_eligibility_with_an_inventory_file_and_a_service_detail(tmp_path: Path)
     assert [s["name"] for s in data["services"]] == ["api"]
     assert data["services"][0]["path"] == "injector"
     detail = run_json("eligibility", "--inventory", str(inv), "--service", "api")
-    assert detail["path"] == "injector" and detail["sources"]["injector-vm"].startswith("eligibility.md")
+    assert detail["path"] == "injector" and detail["sources"]["injector-vm"].startswith("https://")
     assert {p["path"]: p["status"] for p in detail["paths"]}["obi"] == "eligible"
     text = run("eligibility", "--inventory", str(inv), "--service", "api")
-    assert text.returncode == 0 and "injector-vm: eligibility.md" in text.stdout
+    assert text.returncode == 0
+    assert "injector-vm: https://github.com/open-telemetry/opentelemetry-injector/" in text.stdout
 
 
 def test_unknown_language_exits_2_with_file_and_line(tmp_path: Path) -> None:
@@ -91,14 +99,16 @@ def test_eligibility_table_and_grouping() -> None:
     proc = run("eligibility", "--group", "path")
     assert proc.returncode == 0
     assert "== path lambda-layer (4)" in proc.stdout
-    assert proc.stdout.splitlines()[1].split()[:6] == [
+    assert proc.stdout.splitlines()[1].split()[:7] == [
         "NAME",
         "TEAM",
         "LANGUAGE",
         "PLATFORM",
         "PATH",
-        "BLOCKERS",
+        "STATUS",
+        "NOTE",
     ]
+    assert proc.stdout.splitlines()[-1].startswith("66 services: 64 decided, 2 conditional (fill: ")
 
 
 def test_phases_json_and_text() -> None:

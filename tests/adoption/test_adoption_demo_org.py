@@ -184,7 +184,15 @@ def test_group_by_like_the_fleet_view(demo: AdoptionData) -> None:
         "sdk",
         "unknown",
     }
-    assert {e.name for e in by_path["unknown"]} == {"breaking-news-push", "podcast-feed", "crossword-engine"}
+    # The demo leaves fields out on purpose: the fleet fills breaking-news-push's kernel (its node
+    # agents report it); podcast-feed (no runtime version) and crossword-engine (privileged allowed
+    # not known) get a path that depends on the field to fill.
+    assert "unknown" not in by_path
+    by_status = group_by(demo.eligibility, "status")
+    assert {e.name for e in by_status["conditional"]} == {"podcast-feed", "crossword-engine"}
+    bnp = demo.service("breaking-news-push")
+    assert bnp.path == "obi" and bnp.status == "decided" and bnp.service.discovered["kernel"]
+    assert {f.field for f in demo.service("podcast-feed").fill} == {"runtime_version"}
     assert {e.name for e in by_path["lambda-layer"]} == {
         "fraud-scoring",
         "receipt-mailer",

@@ -83,7 +83,7 @@ def test_inventory_errors_name_file_and_line(tmp_path: Path, body: str, expected
     assert str(f) in exc.value.message
 
 
-def test_missing_kernel_gives_unknown_with_the_reason() -> None:
+def test_missing_kernel_makes_the_path_conditional_on_it() -> None:
     s = Service(
         "bnp",
         {
@@ -100,14 +100,15 @@ def test_missing_kernel_gives_unknown_with_the_reason() -> None:
         },
     )
     e = evaluate(s)
-    assert e.path == "unknown"
-    assert e.reasons[0] == "kernel version unknown: OBI eligibility cannot be decided"
-    assert e.code_change is None
+    assert (e.path, e.status) == ("obi", "conditional")
+    assert [f.field for f in e.fill] == ["kernel"]
+    assert ("< 4.18", "compile-time") in [(v, p) for v, p, _ in e.fill[0].choices]
+    assert e.code_change is False
     assert "compile-time" in e.alternatives  # what remains if OBI turns out impossible
-    assert "obi-kernel-too-old" in e.rules
+    assert "obi-kernel-too-old" in e.rules and e.sources["obi-kernel-too-old"].startswith("https://")
 
 
-def test_unknown_on_a_lower_ranked_path_does_not_hide_the_recommendation() -> None:
+def test_undecided_lower_ranked_path_does_not_hide_the_recommendation() -> None:
     s = Service(
         "ev",
         {
@@ -125,25 +126,32 @@ def test_unknown_on_a_lower_ranked_path_does_not_hide_the_recommendation() -> No
         },
     )
     e = evaluate(s)
-    assert e.path == "injector"
-    assert "BTF unknown: OBI eligibility cannot be decided" in e.reasons
-    assert e.assessment("obi").status == "unknown"
+    assert (e.path, e.status) == ("injector", "decided")
+    obi = e.assessment("obi")
+    assert obi.status == "unknown" and "BTF unknown: OBI eligibility cannot be decided" in obi.unknown
+    assert "BTF unknown: OBI eligibility cannot be decided" in e.unknowns
 
 
 @pytest.mark.parametrize(
-    ("fields", "reason"),
+    ("fields", "status", "fill"),
     [
-        (
-            {"platform": "kubernetes", "operator_installed": True},
-            "language unknown: operator eligibility cannot be decided",
-        ),
+        ({"platform": "kubernetes", "operator_installed": True}, "unknown", {"language"}),
+        ({"language": "java", "runtime_version": "21"}, "unknown", {"platform"}),
         (
             {"platform": "kubernetes", "language": "python", "libc": "glibc", "operator_installed": True},
-            "runtime version unknown: operator eligibility cannot be decided",
+            "conditional",
+            {"runtime_version"},
         ),
         (
-            {"platform": "kubernetes", "language": "nodejs", "runtime_version": "20.11.1", "libc": "glibc"},
-            "operator installed unknown: operator eligibility cannot be decided",
+            {
+                "platform": "kubernetes",
+                "language": "nodejs",
+                "runtime_version": "20.11.1",
+                "libc": "glibc",
+                "node_module_system": "cjs",
+            },
+            "conditional",
+            {"operator_installed"},
         ),
         (
             {
@@ -152,25 +160,28 @@ def test_unknown_on_a_lower_ranked_path_does_not_hide_the_recommendation() -> No
                 "runtime_version": "20.11.1",
                 "operator_installed": True,
             },
-            "Node.js module system unknown: operator eligibility cannot be decided",
+            "conditional",
+            {"node_module_system"},
         ),
         (
-            {
-                "platform": "vm",
-                "language": "cpp",
-                "os": "linux",
-                "arch": "amd64",
-                "kernel": "6.1",
-                "btf": True,
-            },
-            "privileged allowed unknown: OBI eligibility cannot be decided",
+            {"platform": "vm", "language": "cpp", "os": "linux", "arch": "amd64", "kernel": "6.1", "btf": True},
+            "conditional",
+            {"privileged_allowed"},
         ),
     ],
 )
-def test_each_missing_field_names_what_it_blocks(fields: dict[str, object], reason: str) -> None:
+def test_each_missing_field_is_named_as_the_field_to_fill(
+    fields: dict[str, object], status: str, fill: set[str]
+) -> None:
     e = evaluate(Service("x", fields))
-    assert e.path == "unknown"
-    assert reason in e.reasons
+    assert e.status == status
+    assert {f.field for f in e.fill} == fill
+    if status == "unknown":
+        assert e.path == "unknown" and e.code_change is None
+        assert any(f"{next(iter(fill))} unknown" in r for r in e.reasons)
+    else:
+        assert e.path != "unknown" and e.condition.startswith(e.path)
+        assert all(f.choices for f in e.fill)
 
 
 FIELD_VALUES = {
@@ -203,10 +214,15 @@ FIELD_VALUES = {
 def test_any_subset_of_fields_never_crashes_and_never_guesses(fields: dict[str, object]) -> None:
     e = evaluate(Service("fuzz", fields))
     assert e.path in (*PATHS, "unknown")
+    assert e.status in ("decided", "conditional", "unknown")
     if e.path == "unknown":
-        assert e.unknowns and e.code_change is None
+        assert e.status == "unknown" and e.unknowns and e.code_change is None
     else:
         assert isinstance(e.code_change, bool)
+    if e.status == "conditional":
+        # the answer names each field to fill and what each of its values gives
+        assert e.fill and all(f.choices for f in e.fill), e.fill
+        assert e.condition.startswith(e.path)
     assert e.path not in e.alternatives
 
 
