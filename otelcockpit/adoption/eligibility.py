@@ -750,7 +750,7 @@ class Facts:
             return None
         if platform == "windows":
             return "windows"
-        self._note("os", ov, Origin("assumed", f"platform {platform}: Linux (Windows hosts are platform windows)"), "")
+        self._note("os", ov, Origin("assumed", f"platform {platform}: Windows hosts are platform windows"), "")
         return "linux"
 
     def _dotnet_framework(self, ov: Mapping[str, Any]) -> Any:

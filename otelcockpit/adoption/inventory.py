@@ -102,10 +102,10 @@ DEFAULTS: Mapping[str, Any] = {
     "existing_sdk": "none",  # say so when the code already carries an OpenTelemetry SDK
 }
 DEFAULT_REASONS: Mapping[str, str] = {
-    "can_rebuild_image": "default: the team can rebuild its image",
-    "head_sampling_at_source": "default: no sampling in the SDK",
-    "runtime_flavor": "default: the standard runtime (HotSpot/OpenJDK, CPython, CoreCLR, node)",
-    "existing_sdk": "default: no OpenTelemetry SDK in the code",
+    "can_rebuild_image": "default: image rebuildable",
+    "head_sampling_at_source": "default: no SDK sampling",
+    "runtime_flavor": "default: the standard runtime",
+    "existing_sdk": "default: no SDK in the code",
 }
 
 # What a discovered attribute means for the inventory.

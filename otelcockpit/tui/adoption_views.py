@@ -25,8 +25,15 @@ from otelcockpit.tui.view import GroupingMixin, TableView, View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 from otelcockpit.tui.widgets import StatusRow
 
-SERVICE_GROUP_KEYS = ("team", "path", "platform", "language")
+SERVICE_GROUP_KEYS = ("team", "path", "platform", "language", "status")
 PATH_CLASS = {"sdk": "vtable--error", "unknown": "vtable--unknown", "compile-time": "vtable--degraded"}
+
+
+def path_cell(e: Eligibility) -> tuple[str, str | None]:
+    """The path, with "?" when it is conditional on a field to fill."""
+    if e.status == "conditional":
+        return e.path + "?", "vtable--degraded"
+    return e.path, PATH_CLASS.get(e.path)
 
 
 def loading_text(app: Any, what: str) -> Text:
@@ -43,7 +50,7 @@ class ServiceTable(VirtualTable[Eligibility]):
             Column("team", "TEAM", 11, lambda e: (e.service.team or "-", None), flex=1),
             Column("lang", "LANG", 7, lambda e: (e.service.language or "?", None)),
             Column("platform", "PLATFORM", 11, lambda e: (e.service.platform or "?", None)),
-            Column("path", "PATH", 14, lambda e: (e.path, PATH_CLASS.get(e.path))),
+            Column("path", "PATH", 15, path_cell),
             Column(
                 "code",
                 "CODE",
@@ -58,6 +65,10 @@ class ServiceTable(VirtualTable[Eligibility]):
 
 
 def first_blocker(e: Eligibility) -> str:
+    if e.status == "conditional" and e.fill:
+        return "fill " + ", ".join(f.field for f in e.fill) + ": " + e.condition
+    if e.status == "unknown" and e.unknowns:
+        return e.unknowns[0]
     if not e.blockers:
         return "-"
     more = f" (+{len(e.blockers) - 1})" if len(e.blockers) > 1 else ""
@@ -66,7 +77,7 @@ def first_blocker(e: Eligibility) -> str:
 
 def service_search(e: Eligibility) -> str:
     s = e.service
-    return " ".join((e.name, s.team, s.language, s.platform, e.path, *s.journeys)).lower()
+    return " ".join((e.name, s.team, s.language, s.platform, e.path, e.status, *s.journeys)).lower()
 
 
 class ServicesView(GroupingMixin, View):
@@ -127,7 +138,9 @@ class ServicesView(GroupingMixin, View):
         t.append(f"{self.table.shown}/{total}" if self.filter_text else str(total), style="bold")
         code = sum(1 for e in data.eligibility if e.code_change)
         unknown = sum(1 for e in data.eligibility if e.code_change is None)
-        t.append(f" · zero-code {total - code - unknown} · code change {code} · unknown {unknown}")
+        conditional = sum(1 for e in data.eligibility if e.status == "conditional")
+        t.append(f" · zero-code {total - code - unknown} · code change {code}")
+        t.append(f" · conditional (path?) {conditional} · unknown {unknown}")
         if self.filter_text:
             t.append(f" · /{self.filter_text}")
         if self.group_key:
@@ -157,20 +170,30 @@ class ServicesView(GroupingMixin, View):
         key = self.group_key or "team"
         counts: Counter[str] = Counter()
         code: Counter[str] = Counter()
+        open_: Counter[str] = Counter()
         paths: dict[str, Counter[str]] = {}
         for e in self.table.visible_rows():
             value = service_attr(e, key) or "unknown"
             counts[value] += 1
             code[value] += 1 if e.code_change else 0
+            open_[value] += 1 if e.status != "decided" else 0
             paths.setdefault(value, Counter())[e.path] += 1
         dt.clear(columns=True)
         dt.add_column(key.upper(), key="value")
         dt.add_column("SERVICES", key="n")
         dt.add_column("CODE CHANGE", key="code")
+        dt.add_column("UNDECIDED", key="open")
         dt.add_column("PATHS", key="paths")
         for value in sorted(counts, key=lambda v: (-counts[v], v)):
             top = ", ".join(f"{p} {n}" for p, n in paths[value].most_common(3))
-            dt.add_row(value, Text(str(counts[value]), justify="right"), Text(str(code[value]), justify="right"), top, key=value)
+            dt.add_row(
+                value,
+                Text(str(counts[value]), justify="right"),
+                Text(str(code[value]), justify="right"),
+                Text(str(open_[value]), justify="right"),
+                top,
+                key=value,
+            )
 
     @on(DataTable.RowSelected, "#svc-groups")
     def group_selected(self, event: DataTable.RowSelected) -> None:
@@ -198,6 +221,7 @@ class ServiceDetailScreen(DetailScreen):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.service_name = name
+        self._explained: tuple[Eligibility, Any] | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusRow()
@@ -221,14 +245,24 @@ class ServiceDetailScreen(DetailScreen):
         if e is None:
             content.update(Text("this service is not in the inventory any more", style="bold red"))
             return
-        content.update(render_service(e, data))
+        if self._explained is None or self._explained[0] is not e:
+            from otelcockpit.adoption.explain import explain
+
+            self._explained = (e, explain(e))
+        content.update(render_service(e, data, self._explained[1]))
 
 
-def render_service(e: Eligibility, data: AdoptionData | None) -> RichGroup:
+ORIGIN_STYLE = {"inventory": "", "discovered": "cyan", "assumed": "yellow", "unknown": "dim"}
+
+
+def render_service(e: Eligibility, data: AdoptionData | None, x: Any = None) -> RichGroup:
+    """The Services view's detail: the answer, what to fill, the facts with their origin, the
+    conflicts, every path, and the walk through the rules (the same as ``eligibility --explain``)."""
     s = e.service
     parts: list[Any] = []
     head = Text()
     head.append(f"{e.path}", style="bold")
+    head.append(f"  {e.status}", style={"decided": "green", "conditional": "yellow"}.get(e.status, "red"))
     if e.code_change is None:
         head.append("  path unknown: a missing field decides it", style="yellow")
     elif e.code_change:
@@ -238,18 +272,40 @@ def render_service(e: Eligibility, data: AdoptionData | None) -> RichGroup:
     if e.alternatives:
         head.append(f"   alternatives: {', '.join(e.alternatives)}", style="dim")
     parts.append(head)
+    if e.condition:
+        parts.append(Text(f"  {e.condition}", style="yellow"))
+    for a in e.assumptions:
+        parts.append(Text(f"  {a}", style="dim"))
+    if e.fill:
+        parts.append(Text("\nFill in", style="bold"))
+        for f in e.fill:
+            line = Text(f"  • {f.label} ({f.field})")
+            if f.choices:
+                line.append(": " + "; ".join(f"{v} → {p}" for v, p, _ in f.choices), style="yellow")
+            parts.append(line)
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
     facts.add_column()
-    for key in ("team", "language", "runtime_version", "platform", "os", "distro", "arch", "libc", "kernel",
-                "btf", "privileged_allowed", "operator_installed", "module_system", "instrumentation", "tier"):
-        value = s.get(key)
-        facts.add_row(key, "unknown" if value is None else str(value))
+    facts.add_row("team", s.team or "-")
+    rows = x.facts if x is not None else ()
+    for f in rows:
+        if f.kind == "unknown" and not f.value.startswith("unknown (tried"):
+            continue  # a field the rules never needed here
+        cell = Text(f.value)
+        cell.append(f"  {f.origin}", style=ORIGIN_STYLE.get(f.kind, "") or "dim")
+        facts.add_row(f.field, cell)
+    if s.instrumentation:
+        facts.add_row("instrumentation", s.instrumentation)
     if s.journeys:
         facts.add_row("journeys", ", ".join(s.journeys))
     # file:line of the entry, by file name only (an inventory's directory says nothing to the reader)
     facts.add_row("from", s.origin.replace("\\", "/").rsplit("/", 1)[-1] if s.origin else "-")
+    parts.append(Text("\nFacts (value · where it came from)", style="bold"))
     parts.append(facts)
+    if s.conflicts:
+        parts.append(Text("\nInventory and discovery disagree (the file wins until you fix one)", style="bold"))
+        for c in s.conflicts:
+            parts.append(Text(f"  • {c.text()}", style="yellow"))
     if e.reasons:
         parts.append(Text("\nWhy", style="bold"))
         for r in e.reasons:
@@ -262,28 +318,38 @@ def render_service(e: Eligibility, data: AdoptionData | None) -> RichGroup:
         parts.append(Text("\nUnknown", style="bold"))
         for u in e.unknowns:
             parts.append(Text(f"  • {u}", style="dim"))
-    if s.conflicts:
-        parts.append(Text("\nInventory and discovery disagree (the file wins until you fix one)", style="bold"))
-        for c in s.conflicts:
-            parts.append(Text(f"  • {c.text()}", style="yellow"))
     if e.paths:
         paths = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
         paths.add_column("PATH", no_wrap=True)
         paths.add_column("STATUS", no_wrap=True)
         paths.add_column("WHY")
         for a in sorted(e.paths, key=lambda a: a.rank):
-            style = {"eligible": "green", "blocked": "red", "unknown": "yellow"}.get(a.status, "")
+            style = {"eligible": "green", "blocked": "red", "unknown": "yellow", "conditional": "yellow"}.get(a.status, "")
             why = a.reason
-            if a.blockers:
+            if a.status == "conditional" and a.condition:
+                why += " — if " + a.condition
+            elif a.blockers:
                 why += " — " + "; ".join(a.blockers)
             paths.add_row(a.path, Text(a.status, style=style), why)
         parts.append(Text("\nEvery path", style="bold"))
         parts.append(paths)
-    if e.rules:
-        parts.append(Text("\nRules that decided it", style="bold"))
-        for rid in e.rules:
-            src = e.sources.get(rid, "")
-            parts.append(Text(f"  {rid}", style="bold").append(f"  {src}", style="dim"))
+    if x is not None and x.steps:
+        parts.append(Text("\nThe walk through the rules (best-ranked path first)", style="bold"))
+        for n, step in enumerate(x.steps, 1):
+            line = Text(f"  {n}. ")
+            line.append(step.rule, style="bold")
+            line.append(" " + step.head()[len(step.rule) + 1 :])
+            parts.append(line)
+            if step.facts:
+                parts.append(
+                    Text("     " + "; ".join(f"{f.field}={f.value} ({f.origin})" for f in step.facts), style="dim")
+                )
+            if step.assumption:
+                parts.append(Text(f"     assumption: {step.assumption}", style="yellow"))
+            for src in step.sources:
+                parts.append(Text(f"     {src}", style="dim"))
+            if step.changes:
+                parts.append(Text("     would change: " + "; ".join(c.text() for c in step.changes), style="cyan"))
     return RichGroup(*parts)
 
 

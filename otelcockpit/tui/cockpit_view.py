@@ -1,7 +1,8 @@
 """The cockpit: the whole rollout on one screen, each panel one key away from its full view.
 
 Panels: fleet health by env and region with the data age; eligibility (services per path, how many
-need a code change); the phase checklist with each phase's progress and the first failing item; the
+need a code change, how many are decided, conditional on a field to fill, or unknown, and on a tall
+terminal the teams with fields to fill); the phase checklist with each phase's progress and the first failing item; the
 rollout staged or running; and every pipeline changed in the last 24 hours with its rollback target.
 At 80x24 every panel is one line and the changes list gets the rest; taller terminals get details.
 """
@@ -92,6 +93,8 @@ def place_lines(snap: FleetSnapshot, rows: int) -> list[Text]:
 
 
 def eligibility_panel(app: Any, *, detailed: bool) -> Text:
+    from otelcockpit.adoption.cockpit import counts_by_team, decision_counts
+
     data = app.adoption
     t = Text(no_wrap=not detailed, overflow="ellipsis")
     t.append("[3] Services ", style="bold")
@@ -102,12 +105,25 @@ def eligibility_panel(app: Any, *, detailed: bool) -> Text:
     code = sum(1 for e in data.eligibility if e.code_change)
     unknown = sum(1 for e in data.eligibility if e.code_change is None)
     paths = Counter(e.path for e in data.eligibility)
+    counts = decision_counts(data.eligibility)
     t.append(f"{total}  zero-code {total - code - unknown}", style="green")
     t.append("  code change ")
     t.append(str(code), style="red" if code else "")
-    if unknown:
-        t.append(f"  unknown {unknown}", style="yellow")
+    # decided / conditional (the fields to fill) / unknown: what a rollout lead plans with
+    t.append(f"  conditional {counts.conditional}", style="yellow" if counts.conditional else "")
+    t.append(f"  unknown {counts.unknown}", style="yellow" if counts.unknown else "")
+    if counts.fill:
+        t.append(f" · fill {counts.fill_text()}", style="yellow")
     t.append("  · " + " ".join(f"{p} {n}" for p, n in paths.most_common()), style="dim")
+    if detailed:
+        for team, c in counts_by_team(data.eligibility).items():
+            if c.conditional or c.unknown:
+                t.append(f"\n  {team[:16]:<16} {c.services:>3} service{'s' if c.services != 1 else ''}: ")
+                t.append(f"{c.decided} decided, ")
+                t.append(f"{c.conditional} conditional", style="yellow" if c.conditional else "")
+                t.append(f", {c.unknown} unknown", style="yellow" if c.unknown else "")
+                if c.fill:
+                    t.append(f" · fill {c.fill_text()}", style="dim")
     return t
 
 

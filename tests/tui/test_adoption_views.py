@@ -48,23 +48,64 @@ async def test_services_view_filter_group_and_detail(make_app, wait_loaded, plai
         assert isinstance(app.screen, ServiceDetailScreen)
         text = plain(app.screen.query_one("#content"))
         e = app.adoption.service(app.screen.service_name)
-        assert e.path in text and "Every path" in text and "Rules that decided it" in text
+        assert e.path in text and "Every path" in text and "The walk through the rules" in text
         for rule in e.rules:
             assert rule in text
 
 
-async def test_unknown_fields_show_as_unknown_with_reason(make_app, wait_loaded, plain):
+async def test_service_detail_shows_what_to_fill_the_origins_and_the_walk(make_app, wait_loaded, plain):
+    """The demo leaves podcast-feed's runtime version out: the detail says the path is conditional,
+    which field to fill and what each value gives, where every fact came from, and walks through
+    the rules exactly as ``eligibility --explain`` does."""
+    from otelcockpit.adoption.explain import explain
+
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
         await pilot.press("3")
         await wait_adoption(pilot)
-        unknown = [e for e in app.adoption.eligibility if e.code_change is None]
-        assert unknown, "the demo inventory leaves some fields out on purpose"
-        app.query_one(ServicesView).table.move_to_key(unknown[0].name)
+        view = app.query_one(ServicesView)
+        crumb = plain(view.query_one("#crumb"))
+        assert "conditional (path?) 2" in crumb and "unknown 0" in crumb
+        # group by status: the conditional ones are one enter away
+        await pilot.press("g")
+        assert isinstance(app.screen, GroupPicker)
+        for _ in range(4):
+            await pilot.press("down")
+        await pilot.press("enter")
+        assert view.group_key == "status"
+        groups = view.query_one("#svc-groups")
+        values = [str(groups.get_row_at(i)[0]) for i in range(groups.row_count)]
+        assert set(values) == {"decided", "conditional"}
+        for _ in range(values.index("conditional")):
+            await pilot.press("down")
+        await pilot.press("enter")  # drill into the group: status="conditional"
+        assert view.filter_text == 'status="conditional"'
+        rows = [e.name for e in view.table.visible_rows()]
+        assert sorted(rows) == ["crossword-engine", "podcast-feed"]
+        shown = "\n".join(view.table.render_line(y).text for y in range(view.table.size.height))
+        assert "operator?" in shown and "obi?" in shown  # the path, marked conditional
+        view.table.move_to_key("podcast-feed")
+        await pilot.press("enter")
+        assert isinstance(app.screen, ServiceDetailScreen)
+        text = plain(app.screen.query_one("#content"))
+        assert "operator  conditional" in text
+        assert "operator if runtime version ≥ 3.10" in text
+        assert "Fill in" in text and "runtime version (runtime_version): < 3.10 → sdk; ≥ 3.10 → operator" in text
+        assert "inventory (services.yaml:" in text and "assumed (default: image rebuildable)" in text
+        e = app.adoption.service("podcast-feed")
+        for n, step in enumerate(explain(e).steps, 1):
+            assert f"{n}. {step.rule}" in text
+        assert "would change: if operator installed were false: agent-in-image" in text
+        await pilot.press("escape")
+        # a value the fleet filled shows where it came from
+        app.set_filter("breaking-news-push")
+        await pilot.pause()
         await pilot.press("enter")
         text = plain(app.screen.query_one("#content"))
-        assert "path unknown" in text and "Unknown" in text
+        assert "obi  decided" in text
+        flat = " ".join(text.split())
+        assert "kernel 6.1.112-124.190.amzn2023 discovered (the 64 node agents of cluster prod-us-1" in flat
 
 
 async def test_phases_view_items_journeys_and_signoff(make_app, wait_loaded, plain):
