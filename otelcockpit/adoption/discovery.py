@@ -337,11 +337,7 @@ def _merge_service(
                     origins[target] = Origin(
                         "discovered", f"one of {_counts_text(counter)} on {host.label}, {attribute}"
                     )
-    if (
-        fields == svc.fields
-        and candidates == svc.candidates
-        and len(conflicts) == len(svc.conflicts)
-    ):
+    if fields == svc.fields and candidates == svc.candidates and len(conflicts) == len(svc.conflicts):
         return svc
     return replace(
         svc,

@@ -482,7 +482,9 @@ def _parse_distros(raw: Any, origin: str) -> list[DistroFact]:
                 libc=str(d["libc"]) if d.get("libc") else None,
                 glibc={str(k): str(v) for k, v in (d.get("glibc") or {}).items()},
                 kernel={str(k): str(v) for k, v in (d.get("kernel") or {}).items()},
-                source="; ".join(d["source"]) if isinstance(d.get("source"), list) else str(d.get("source") or ""),
+                source="; ".join(d["source"])
+                if isinstance(d.get("source"), list)
+                else str(d.get("source") or ""),
             )
         )
     return out
@@ -501,7 +503,12 @@ def _load_file(path: Path) -> tuple[list[Rule], set[str], dict[str, FieldDomain]
             disabled.add(str(raw["id"]))
             continue
         rules.append(_parse_rule(raw, str(path)))
-    return rules, disabled, _parse_fields(data.get("fields"), str(path)), _parse_distros(data.get("distros"), str(path))
+    return (
+        rules,
+        disabled,
+        _parse_fields(data.get("fields"), str(path)),
+        _parse_distros(data.get("distros"), str(path)),
+    )
 
 
 def builtin_rules_path() -> Path:
@@ -706,7 +713,9 @@ class Facts:
         kernel = self.base("kernel", ov)
         if isinstance(kernel, str):
             if re.search(r"\.el\d+", kernel):
-                self._note("host_family", ov, self.svc.origin_of("kernel"), f"kernel {kernel} is a RHEL build (.el)")
+                self._note(
+                    "host_family", ov, self.svc.origin_of("kernel"), f"kernel {kernel} is a RHEL build (.el)"
+                )
                 return "rhel"
             if re.search(r"amzn|generic|-aws|-azure|-gcp|cos|bottlerocket", kernel, re.I):
                 return "other"
@@ -738,7 +747,9 @@ class Facts:
         g = d.glibc.get(release) or d.glibc.get(release.split(".")[0])
         if g is None:
             return None
-        self._note("glibc_version", ov, self._origin_of("distro", ov), f"{distro} ships glibc {g} ({d.source})")
+        self._note(
+            "glibc_version", ov, self._origin_of("distro", ov), f"{distro} ships glibc {g} ({d.source})"
+        )
         return parse_version(g, VERSION_FIELDS["glibc_version"])
 
     def _os(self, ov: Mapping[str, Any]) -> Any:
@@ -750,7 +761,9 @@ class Facts:
             return None
         if platform == "windows":
             return "windows"
-        self._note("os", ov, Origin("assumed", f"platform {platform}: Windows hosts are platform windows"), "")
+        self._note(
+            "os", ov, Origin("assumed", f"platform {platform}: Windows hosts are platform windows"), ""
+        )
         return "linux"
 
     def _dotnet_framework(self, ov: Mapping[str, Any]) -> Any:
@@ -889,7 +902,10 @@ def eval_condition(value: Any, cond: Any) -> str:
 
 
 def eval_rule(
-    rule: Rule, facts: Facts | Service, values: dict[str, Any] | None = None, ov: Mapping[str, Any] | None = None
+    rule: Rule,
+    facts: Facts | Service,
+    values: dict[str, Any] | None = None,
+    ov: Mapping[str, Any] | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """(true|false|unknown, the fields that left it undecided). ``values`` memoises field values."""
     if isinstance(facts, Service):
@@ -954,7 +970,9 @@ def _caveat_text(rule: Rule, missing: Sequence[str]) -> str:
     return f"if it applies ({what} unknown): " + "; ".join(rule.blockers or (rule.reason,))
 
 
-def _assess(states: Sequence[State]) -> tuple[list[PathAssessment], PathAssessment | None, list[PathAssessment], list[Rule]]:
+def _assess(
+    states: Sequence[State],
+) -> tuple[list[PathAssessment], PathAssessment | None, list[PathAssessment], list[Rule]]:
     """(every path assessed, the chosen one, the undecided better-ranked ones, the notes)."""
     cand: dict[str, dict[str, Any]] = {}
     blocks: dict[str, list[tuple[Rule, str, tuple[str, ...]]]] = {}
@@ -1175,7 +1193,9 @@ _BASE_UNITS = {
 }
 
 
-def _classes(values: Sequence[Any], conds: Sequence[Any]) -> tuple[tuple[Any, ...], dict[Any, tuple[Any, ...]]]:
+def _classes(
+    values: Sequence[Any], conds: Sequence[Any]
+) -> tuple[tuple[Any, ...], dict[Any, tuple[Any, ...]]]:
     """Values the conditions cannot tell apart, grouped: (one value per group, value -> group)."""
     groups: dict[tuple[str, ...], list[Any]] = {}
     for v in values:
@@ -1196,7 +1216,9 @@ def _domain(name: str, facts: Facts, conds: Sequence[Any]) -> Unit | None:
             return None
         constants = [c for cond in conds for c in condition_constants(cond)]
         points = version_intervals(rng, constants)
-        return Unit(name, tuple(points), "range" if rng else "versions", rng.text if rng else "", fills=(name,))
+        return Unit(
+            name, tuple(points), "range" if rng else "versions", rng.text if rng else "", fills=(name,)
+        )
     spec = kb.fields.get(name)
     if spec is not None:
         kind, values, because, source = "vocabulary", spec.values, "", ""
@@ -1205,7 +1227,9 @@ def _domain(name: str, facts: Facts, conds: Sequence[Any]) -> Unit | None:
                 kind, values, because, source = "narrowed", n.values, n.because, n.source
                 break
         reps, classes = _classes(values, conds)
-        return Unit(name, reps, kind, because, source, fills=(name,), classes=classes, everything=tuple(values))
+        return Unit(
+            name, reps, kind, because, source, fills=(name,), classes=classes, everything=tuple(values)
+        )
     if name in BOOL_FIELDS or name in ("has_sdk", "dotnet_framework", "container"):
         return Unit(name, (True, False), "bool", fills=(name,))
     return None
@@ -1279,6 +1303,7 @@ def _combo_text(unit: Unit, values: Sequence[Any]) -> str:
     """``is true``, ``is amd64 or arm64``, ``≥ 20.6.0``."""
     if unit.kind in ("range", "versions"):
         return _interval_runs(unit, values)
+
     def size(vs: Iterable[Any]) -> int:
         return sum(len(unit.classes.get(v, (v,))) for v in vs)
 
@@ -1329,7 +1354,9 @@ def _assumption(unit: Unit) -> str:
     lab = label(unit.name)
     values = " or ".join(value_text(v) for v in unit.all_values())
     if unit.kind == "narrowed":
-        return f"assuming {lab} is {values} ({unit.because})" if unit.because else f"assuming {lab} is {values}"
+        return (
+            f"assuming {lab} is {values} ({unit.because})" if unit.because else f"assuming {lab} is {values}"
+        )
     if unit.kind == "discovered":
         return f"assuming {lab} is what the fleet reports: {values} ({unit.because})"
     if unit.kind == "range" and len(unit.values) > 1:
@@ -1439,7 +1466,9 @@ def _unknown(
             unknowns.extend(a.unknown)
     reasons = list(unknowns)
     if too_many:
-        reasons.insert(0, f"too many fields unknown at once ({', '.join(label(f) for f in fields)}): fill some")
+        reasons.insert(
+            0, f"too many fields unknown at once ({', '.join(label(f) for f in fields)}): fill some"
+        )
     rule_ids: list[str] = []
     for a in undecided:
         rule_ids.extend(a.rules)
@@ -1457,9 +1486,10 @@ def _unknown(
         reasons.append(n.reason)
         rule_ids.append(n.id)
     rule_ids = list(dict.fromkeys(rule_ids))
-    fills = tuple(
-        Fill(FILL_FIELD.get(f, f), label(f)) for f in dict.fromkeys(fields)
-    )
+    by_field: dict[str, Fill] = {}
+    for f in fields:
+        by_field.setdefault(FILL_FIELD.get(f, f), Fill(FILL_FIELD.get(f, f), label(f)))
+    fills = tuple(by_field.values())
     return Eligibility(
         service=svc,
         path=UNKNOWN,
@@ -1636,7 +1666,11 @@ def _union(parent: dict[int, int], a: int, b: int) -> None:
 
 
 def _plans(
-    facts: Facts, states: Sequence[State], relevant: Sequence[int], units: Sequence[Unit], ov: Mapping[str, Any]
+    facts: Facts,
+    states: Sequence[State],
+    relevant: Sequence[int],
+    units: Sequence[Unit],
+    ov: Mapping[str, Any],
 ) -> dict[str, Plan] | None:
     """For every path the relevant rules touch: its groups of fields and, per group, the values for
     which nothing blocks it (and, for the candidacy group, some eligible rule holds)."""
@@ -1644,9 +1678,7 @@ def _plans(
     assessments, _, _, _ = _assess(states)
     by_path = {a.path: a for a in assessments}
     hard = {p for r, st, _ in states if st == TRUE and r.outcome == "block" for p in r.paths}
-    certain_candidate = {
-        p for r, st, _ in states if st == TRUE and r.outcome == "eligible" for p in r.paths
-    }
+    certain_candidate = {p for r, st, _ in states if st == TRUE and r.outcome == "eligible" for p in r.paths}
     touched: dict[str, list[int]] = {}
     for i in relevant:
         for p in states[i][0].paths:
@@ -1797,15 +1829,20 @@ def _decide(
     rep: dict[str, Any] = dict(ov)
     for u in units:
         rep[u.name] = u.values[0]
-    for plan in ([plans[best]] if best in plans else []):
+    for plan in [plans[best]] if best in plans else []:
         for g in plan.groups:
             if g.ok:
-                first = min(g.ok, key=lambda c: tuple(units[u].values.index(v) for u, v in zip(g.units, c, strict=True)))
+                first = min(
+                    g.ok,
+                    key=lambda c: tuple(units[u].values.index(v) for u, v in zip(g.units, c, strict=True)),
+                )
                 for u, v in zip(g.units, first, strict=True):
                     rep[units[u].name] = v
     rmemo: dict[str, Any] = {}
     rstates = [
-        (r, *eval_rule(r, facts, rmemo, rep)) if st == UNK and r.outcome in ("eligible", "block") else (r, st, m)
+        (r, *eval_rule(r, facts, rmemo, rep))
+        if st == UNK and r.outcome in ("eligible", "block")
+        else (r, st, m)
         for r, st, m in states
     ]
     rep_assess, chosen, _, notes = _assess(rstates)
@@ -1826,7 +1863,9 @@ def _decide(
             merged.append(rep_by.get(a.path, a) if rep_by.get(a.path, a).status == "eligible" else a)
         elif plan.status == "never":
             reasons = tuple(dict.fromkeys(w for g in plan.groups for ws in g.why.values() for w in ws))
-            merged.append(PathAssessment(**{**a.__dict__, "status": "blocked", "blockers": reasons, "unknown": ()}))
+            merged.append(
+                PathAssessment(**{**a.__dict__, "status": "blocked", "blockers": reasons, "unknown": ()})
+            )
         else:
             cond = _plan_condition(units, plan)
             merged.append(
@@ -1843,7 +1882,11 @@ def _decide(
     for p, plan in plans.items():
         if not any(m.path == p for m in merged) and plan.status == "some":
             cond = _plan_condition(units, plan)
-            merged.append(PathAssessment(p, CONDITIONAL, plan.rank, plan.reason, condition=cond, unknown=(f"eligible if {cond}",)))
+            merged.append(
+                PathAssessment(
+                    p, CONDITIONAL, plan.rank, plan.reason, condition=cond, unknown=(f"eligible if {cond}",)
+                )
+            )
     merged.sort(key=lambda a: (a.rank, PATHS.index(a.path)))
     # which fields decide, what each value gives, what was assumed
     deciding: list[int] = []
@@ -1889,9 +1932,17 @@ def _decide(
                         if qp is None:
                             ps.add(q)  # eligible whatever the value
                             break
-                        if qp.possible(i, v) if i in {x for g in qp.groups for x in g.units} else qp.status != "never":
+                        if (
+                            qp.possible(i, v)
+                            if i in {x for g in qp.groups for x in g.units}
+                            else qp.status != "never"
+                        ):
                             ps.add(q)
-                        if qp.certain(i, v) if i in {x for g in qp.groups for x in g.units} else qp.status == "always":
+                        if (
+                            qp.certain(i, v)
+                            if i in {x for g in qp.groups for x in g.units}
+                            else qp.status == "always"
+                        ):
                             break
                 by_value[v] = ps
             fills.append(Fill(u.fill_field, label(u.name), tuple(_choices(u, by_value, why))))

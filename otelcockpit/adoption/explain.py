@@ -282,7 +282,10 @@ def explain(e: Eligibility, rules: Sequence[Rule] | None = None) -> Explanation:
             # service (its language and platform conditions hold) and could change the answer
             if rule.outcome not in ("block", "eligible"):
                 continue
-            if any(k in IDENTITY_FIELDS and eval_condition(facts.get(k, {}), c) != TRUE for k, c in rule.when.items()):
+            if any(
+                k in IDENTITY_FIELDS and eval_condition(facts.get(k, {}), c) != TRUE
+                for k, c in rule.when.items()
+            ):
                 continue
             if not rule.when or all(k in IDENTITY_FIELDS for k in rule.when):
                 continue
@@ -296,7 +299,11 @@ def explain(e: Eligibility, rules: Sequence[Rule] | None = None) -> Explanation:
         else:
             what = ", ".join(dict.fromkeys(label(m) for m in missing))
             decided_by = [m for m in missing if m in units]
-            result = f"depends on {what}" if decided_by else f"undecided ({what} unknown; the answer does not depend on it)"
+            result = (
+                f"depends on {what}"
+                if decided_by
+                else f"undecided ({what} unknown; the answer does not depend on it)"
+            )
         fact_lines_rule = tuple(_fact_line(facts, k, units) for k in rule.when)
         assumption = ""
         for k in rule.when:

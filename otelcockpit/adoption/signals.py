@@ -127,7 +127,17 @@ def service_collector_indexes(view: FleetView, svc: Service) -> list[int]:
     platform = svc.get("platform")
     env, region, cluster = svc.get("env"), svc.get("region"), svc.get("cluster")
     if platform == "kubernetes" and cluster:
-        return view.group("cluster", "role").get((str(cluster), "node-agent"), [])
+        nodes = view.group("cluster", "role").get((str(cluster), "node-agent"), [])
+        # collectors that describe themselves with the semantic conventions: on a node of the cluster
+        semconv = [
+            i
+            for i in view.group("k8s.cluster.name").get((str(cluster),), [])
+            if view.collectors[i].attr("k8s.node.name")
+        ]
+        if not semconv:
+            return nodes
+        seen = set(nodes)
+        return nodes + [i for i in semconv if i not in seen]
     if platform == "vm":
         if env is None or region is None:
             return [
