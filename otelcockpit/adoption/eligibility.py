@@ -815,6 +815,8 @@ TRUE, FALSE, UNK = "true", "false", "unknown"
 
 
 def _eq(value: Any, expected: Any) -> bool:
+    if type(value) is str and type(expected) is str:
+        return value == expected or value.lower() == expected.lower()
     if isinstance(value, tuple):
         e = version_tuple(expected)
         return e is not None and compare_versions(value, e) == 0
@@ -864,7 +866,7 @@ def condition_constants(cond: Any) -> list[Const]:
 def _eval_point(value: Any, cond: Any) -> str:
     if isinstance(cond, list):
         return TRUE if any(_eq(value, c) for c in cond) else FALSE
-    if not isinstance(cond, Mapping):
+    if not isinstance(cond, dict):  # rules' conditions are plain (or line-numbered) dicts
         return TRUE if _eq(value, cond) else FALSE
     result = TRUE
     for op, arg in cond.items():
@@ -893,12 +895,45 @@ def _eval_point(value: Any, cond: Any) -> str:
 def eval_condition(value: Any, cond: Any) -> str:
     if value is None:
         return UNK
-    if isinstance(value, VInterval):
+    kind = type(value)
+    if kind is VInterval:
         return _eval_point(value.point, cond)
-    if isinstance(value, VRange):
+    if kind is VRange:
         results = {_eval_point(p.point, cond) for p in version_intervals(value, condition_constants(cond))}
         return results.pop() if len(results) == 1 else UNK
     return _eval_point(value, cond)
+
+
+_Check = Any  # a compiled condition: value -> true | false | unknown
+
+
+def _compile(cond: Any) -> _Check:
+    """A faster test for the common conditions (a string, a list of strings) on string values;
+    anything else goes through :func:`eval_condition`."""
+    items = cond if isinstance(cond, list) else [cond] if isinstance(cond, str) else None
+    if items is None or not all(isinstance(c, str) for c in items):
+        return lambda value: eval_condition(value, cond)
+    lowered = frozenset(c.lower() for c in items)
+
+    def check(value: Any) -> str:
+        if type(value) is str:
+            return TRUE if value.lower() in lowered else FALSE
+        return eval_condition(value, cond)
+
+    return check
+
+
+_COMPILED: dict[int, tuple[Mapping[str, Any], tuple[tuple[str, _Check], ...]]] = {}
+
+
+def _checks(rule: Rule) -> tuple[tuple[str, _Check], ...]:
+    hit = _COMPILED.get(id(rule.when))
+    if hit is None or hit[0] is not rule.when:
+        hit = (rule.when, tuple((k, _compile(c)) for k, c in rule.when.items()))
+        if len(_COMPILED) > 4096:
+            _COMPILED.clear()
+        _COMPILED[id(rule.when)] = hit
+    return hit[1]
 
 
 def eval_rule(
@@ -913,14 +948,14 @@ def eval_rule(
     ov = ov or {}
     missing: list[str] = []
     state = TRUE
-    for key, cond in rule.when.items():
+    for key, check in _checks(rule):
         if values is not None and key in values:
             value = values[key]
         else:
             value = facts.get(key, ov)
             if values is not None:
                 values[key] = value
-        r = eval_condition(value, cond)
+        r = UNK if value is None else check(value)
         if r == FALSE:
             return FALSE, ()
         if r == UNK:
@@ -1238,6 +1273,8 @@ def _domain(name: str, facts: Facts, conds: Sequence[Any]) -> Unit | None:
 def _relevant(states: Sequence[State]) -> list[int]:
     """The undecided eligible and block rules that can change which path is chosen: not those of a
     path blocked for certain, nor of paths that rank below a path eligible for certain."""
+    if not any(s == UNK and r.outcome in ("eligible", "block") for r, s, _ in states):
+        return []
     big = (10**6, len(PATHS))
     hard = {p for r, s, _ in states if s == TRUE and r.outcome == "block" for p in r.paths}
     soft = {p for r, s, _ in states if s == UNK and r.outcome == "block" for p in r.paths}
@@ -1365,6 +1402,18 @@ def _assumption(unit: Unit) -> str:
     return ""
 
 
+_SOURCES: dict[int, tuple[tuple[Rule, ...], dict[str, str]]] = {}
+
+
+def _sources_of(rules: tuple[Rule, ...]) -> dict[str, str]:
+    hit = _SOURCES.get(id(rules))
+    if hit is None or hit[0] is not rules:
+        hit = (rules, {r.id: r.source for r in rules})
+        _SOURCES.clear()
+        _SOURCES[id(rules)] = hit
+    return hit[1]
+
+
 def evaluate(
     svc: Service,
     rules: Iterable[Rule] | None = None,
@@ -1381,7 +1430,7 @@ def evaluate(
     for rule in rules:
         s, m = eval_rule(rule, facts, memo, ov)
         states.append((rule, s, m))
-    sources = {r.id: r.source for r in rules}
+    sources = _sources_of(rules)
     relevant = _relevant(states)
     if not relevant:
         return _result(svc, facts, states, sources, DECIDED)
@@ -1778,16 +1827,34 @@ def _walk(assessments: Sequence[PathAssessment], plans: Mapping[str, Plan]) -> l
     return out
 
 
+_GROUP_TEXT: dict[Any, tuple[str, int]] = {}
+
+
+def _group_text(local: Sequence[Unit], ok: set[tuple[Any, ...]]) -> tuple[str, int]:
+    """(the condition text of one group, how many alternatives it has), memoised: services of one
+    kind share their groups."""
+    key = (
+        tuple((u.name, u.kind, u.values, tuple(sorted((str(k), v) for k, v in u.classes.items()))) for u in local),
+        frozenset(ok),
+    )
+    hit = _GROUP_TEXT.get(key)
+    if hit is None:
+        cubes = _cover(local, ok)
+        hit = (_describe(local, cubes), len(cubes))
+        if len(_GROUP_TEXT) > 4096:
+            _GROUP_TEXT.clear()
+        _GROUP_TEXT[key] = hit
+    return hit
+
+
 def _plan_condition(units: Sequence[Unit], plan: Plan) -> str:
     simple: list[str] = []
     compound: list[str] = []
     for g in plan.groups:
         if g.full:
             continue
-        local = [units[u] for u in g.units]
-        cubes = _cover(local, g.ok)
-        text = _describe(local, cubes)
-        if text and len(cubes) > 1:
+        text, alternatives = _group_text([units[u] for u in g.units], g.ok)
+        if text and alternatives > 1:
             compound.append(f"({text})")
         elif text:
             simple.append(text)
