@@ -330,3 +330,30 @@ def test_a_bad_user_rule_is_a_config_error_with_file_and_line(tmp_path: Path) ->
     with pytest.raises(ConfigError) as exc:
         load_rules(f)
     assert exc.value.message.startswith(f"{f}:2: rule x: outcome must be one of")
+
+
+def test_user_fields_and_distros_add_to_the_builtin_ones(tmp_path: Path) -> None:
+    from otelcockpit.adoption.eligibility import load_knowledge
+
+    f = tmp_path / "rules.yaml"
+    f.write_text(
+        "fields:\n"
+        "  arch:\n"
+        "    values: [amd64, arm64]            # this organisation runs nothing else\n"
+        "distros:\n"
+        "  - match: [wolfi]\n"
+        "    family: other\n"
+        "    libc: glibc\n"
+        "    source: https://github.com/wolfi-dev/os\n"
+    )
+    kb = load_knowledge(f)
+    java = Service("j", {"language": "java", "runtime_version": "17", "platform": "vm", "distro": "wolfi"})
+    e = evaluate(java, knowledge=kb)
+    assert (e.path, e.status) == ("injector", "decided")  # only amd64 and arm64 are possible here
+    assert e.facts.fact("libc").value == "glibc"
+    assert evaluate(java).status == "conditional"  # the built-in vocabulary has s390x and ppc64le
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fields:\n  arch:\n    values: amd64\n")
+    with pytest.raises(ConfigError) as exc:
+        load_knowledge(bad)
+    assert exc.value.message == f"{bad}:3: field arch: needs a values list"
