@@ -964,11 +964,6 @@ def eval_rule(
     return state, tuple(missing)
 
 
-def field_value(svc: Service, name: str) -> Any:
-    """A field as the rules read it (derived fields included), without overrides."""
-    return Facts(svc, builtin_knowledge()).get(name, {})
-
-
 # ---- choosing a path from the rules' states -------------------------------------------------
 
 
@@ -1360,20 +1355,6 @@ def _interval_runs(unit: Unit, values: Sequence[Any]) -> str:
         else:
             runs.append([unit.values[i]])
     return " or ".join(merge_intervals(r) for r in runs)
-
-
-def _value_groups(unit: Unit, values: Sequence[Any]) -> list[list[Any]]:
-    """Values grouped for display: consecutive version intervals together."""
-    if unit.kind not in ("range", "versions"):
-        return [[v] for v in values]
-    idx = sorted(unit.values.index(v) for v in values)
-    groups: list[list[Any]] = []
-    for i in idx:
-        if groups and unit.values.index(groups[-1][-1]) == i - 1:
-            groups[-1].append(unit.values[i])
-        else:
-            groups.append([unit.values[i]])
-    return groups
 
 
 def _paths_text(paths: Iterable[str]) -> str:
@@ -1834,7 +1815,10 @@ def _group_text(local: Sequence[Unit], ok: set[tuple[Any, ...]]) -> tuple[str, i
     """(the condition text of one group, how many alternatives it has), memoised: services of one
     kind share their groups."""
     key = (
-        tuple((u.name, u.kind, u.values, tuple(sorted((str(k), v) for k, v in u.classes.items()))) for u in local),
+        tuple(
+            (u.name, u.kind, u.values, tuple(sorted((str(k), v) for k, v in u.classes.items())))
+            for u in local
+        ),
         frozenset(ok),
     )
     hit = _GROUP_TEXT.get(key)

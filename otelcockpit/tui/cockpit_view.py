@@ -116,7 +116,9 @@ def eligibility_panel(app: Any, *, detailed: bool) -> Text:
         t.append(f" · fill {counts.fill_text()}", style="yellow")
     t.append("  · " + " ".join(f"{p} {n}" for p, n in paths.most_common()), style="dim")
     if detailed:
-        for team, c in counts_by_team(data.eligibility).items():
+        teams = counts_by_team(data.eligibility)
+        settled = sum(1 for c in teams.values() if not (c.conditional or c.unknown))
+        for team, c in teams.items():
             if c.conditional or c.unknown:
                 t.append(f"\n  {team[:16]:<16} {c.services:>3} service{'s' if c.services != 1 else ''}: ")
                 t.append(f"{c.decided} decided, ")
@@ -124,6 +126,8 @@ def eligibility_panel(app: Any, *, detailed: bool) -> Text:
                 t.append(f", {c.unknown} unknown", style="yellow" if c.unknown else "")
                 if c.fill:
                     t.append(f" · fill {c.fill_text()}", style="dim")
+        if settled:
+            t.append(f"\n  {settled} other team{'s' if settled != 1 else ''}: every service decided", style="dim")
     return t
 
 

@@ -165,3 +165,31 @@ async def test_signoff_not_bound_in_read_only(make_app, wait_loaded):
         await pilot.press("s")
         assert not isinstance(app.screen, PromptScreen)
         assert signoff.latest() == {}
+
+
+async def test_cockpit_services_panel_counts_what_a_rollout_lead_plans_with(make_app, wait_loaded, plain):
+    """Decided, conditional (with the fields to fill) and unknown: one line at 80x24, the teams that
+    must fill something on a tall terminal."""
+    from otelcockpit.adoption.cockpit import counts_by_team, decision_counts
+    from otelcockpit.tui.cockpit_view import CockpitView
+
+    for size, tall in (((80, 24), False), ((120, 40), True)):
+        app = make_app(view="cockpit")
+        async with app.run_test(size=size) as pilot:
+            await wait_loaded(pilot)
+            await wait_adoption(pilot)
+            panel = plain(app.query_one(CockpitView).query_one("#p-services"))
+            counts = decision_counts(app.adoption.eligibility)
+            assert f"conditional {counts.conditional}  unknown {counts.unknown}" in panel
+            if not tall:  # one line: no team lines
+                assert "other teams" not in panel and "services:" not in panel
+                continue
+            assert f"fill {counts.fill_text()}" in panel
+            teams = counts_by_team(app.adoption.eligibility)
+            for team, c in teams.items():
+                if c.conditional or c.unknown:
+                    line = next(x for x in panel.splitlines() if x.strip().startswith(team))
+                    assert f"{c.decided} decided, {c.conditional} conditional, {c.unknown} unknown" in line
+                    assert f"fill {c.fill_text()}" in line
+            settled = sum(1 for c in teams.values() if not (c.conditional or c.unknown))
+            assert f"{settled} other teams: every service decided" in panel
