@@ -980,6 +980,19 @@ class PathAssessment:
     code_change: bool = False
     condition: str = ""  # conditional: the values for which the path is eligible
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "rank": self.rank,
+            "reason": self.reason,
+            "condition": self.condition,
+            "blockers": list(self.blockers),
+            "checks": list(self.checks),
+            "unknown": list(self.unknown),
+            "rules": list(self.rules),
+        }
+
 
 State = tuple[Rule, str, tuple[str, ...]]
 

@@ -156,19 +156,7 @@ class Explanation:
             "code_change": e.code_change,
             "facts": [f.as_json() for f in self.facts],
             "steps": [s.as_json() for s in self.steps],
-            "paths": [
-                {
-                    "path": a.path,
-                    "status": a.status,
-                    "rank": a.rank,
-                    "reason": a.reason,
-                    "condition": a.condition,
-                    "blockers": list(a.blockers),
-                    "checks": list(a.checks),
-                    "unknown": list(a.unknown),
-                }
-                for a in e.paths
-            ],
+            "paths": [a.as_json() for a in e.paths],
             "conflicts": [c.text() for c in e.service.conflicts],
         }
 

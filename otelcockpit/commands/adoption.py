@@ -141,20 +141,7 @@ def cmd_eligibility(args: argparse.Namespace) -> int:
             if args.json:
                 out = e.as_json()
                 out["sources"] = dict(e.sources)
-                out["paths"] = [
-                    {
-                        "path": a.path,
-                        "status": a.status,
-                        "rank": a.rank,
-                        "reason": a.reason,
-                        "condition": a.condition,
-                        "blockers": list(a.blockers),
-                        "checks": list(a.checks),
-                        "unknown": list(a.unknown),
-                        "rules": list(a.rules),
-                    }
-                    for a in e.paths
-                ]
+                out["paths"] = [a.as_json() for a in e.paths]
                 out["conflicts"] = [c.text() for c in e.service.conflicts]
                 print_json(out)
                 return 0
