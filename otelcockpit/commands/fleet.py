@@ -1,4 +1,5 @@
-"""Fleet commands: status, collectors, pipelines, pipeline show, attributes, contexts."""
+"""Fleet commands: status, collectors, pipelines, pipeline show|enable|disable, collector
+enable|disable|attributes set, attributes, contexts."""
 
 from __future__ import annotations
 
@@ -32,6 +33,30 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     show.add_argument("--revisions", action="store_true", help="list its revisions too")
     add_json(show)
     show.set_defaults(handler=cmd_pipeline_show)
+
+    for verb in ("enable", "disable"):
+        q = psub.add_parser(verb, parents=parents, help=f"{verb} a pipeline (refused in read-only)")
+        q.add_argument("name")
+        q.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
+        add_json(q)
+        q.set_defaults(handler=cmd_pipeline_switch, enabled=verb == "enable")
+
+    p = sub.add_parser("collector", parents=parents, help="change collectors: enable, disable, remote attributes")
+    csub = p.add_subparsers(dest="collector_command", metavar="ACTION", required=True)
+    for verb in ("enable", "disable"):
+        q = csub.add_parser(verb, parents=parents, help=f"{verb} remote configuration for collectors (refused in read-only)")
+        q.add_argument("ids", nargs="+", metavar="ID")
+        q.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
+        add_json(q)
+        q.set_defaults(handler=cmd_collector_switch, enabled=verb == "enable")
+    q = csub.add_parser("attributes", parents=parents, help="a collector's remote attributes")
+    asub = q.add_subparsers(dest="attributes_command", metavar="ACTION", required=True)
+    a = asub.add_parser("set", parents=parents, help="set remote attributes (KEY=VALUE; an empty value removes KEY)")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
+    a.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
+    add_json(a)
+    a.set_defaults(handler=cmd_collector_attributes)
 
     p = sub.add_parser("attributes", parents=parents, help="attribute keys and their values across the fleet")
     add_json(p)
@@ -285,3 +310,106 @@ def cmd_contexts(args: argparse.Namespace) -> int:
     if not settings.config_exists:
         print(f"(no config file yet at {settings.config_file}; only the built-in demo context exists)")
     return 0
+
+
+# ---- writes: the same Change objects the TUI pushes, through the backend's push ------------------
+def _push(args: argparse.Namespace, make_change: Any, what: str) -> int:
+    """Push one change: refused in read-only (exit 1), asks first in a terminal (``--yes`` skips),
+    refused without a terminal unless ``--yes``; prints the backend's answer (or JSON)."""
+    import sys
+
+    from otelcockpit.cli import settings_from
+    from otelcockpit.errors import CockpitError, ReadOnlyError
+
+    settings = settings_from(args)
+    if settings.read_only:
+        raise ReadOnlyError(f"read-only: refused to {what} (context {settings.context.name})")
+    if not args.yes and not sys.stdin.isatty():
+        raise CockpitError("refused: this asks for confirmation; pass --yes when not in a terminal")
+
+    async def go(settings: Any, backend: Any) -> int:
+        snap = await backend.snapshot()
+        change = make_change(snap, settings.identity)
+        if not args.yes:
+            print(change.explain(snap))
+            try:
+                answer = input(
+                    f"context {settings.context.name} is production: type its name to go on: "
+                    if settings.context.production
+                    else "go on? [y/N] "
+                )
+            except EOFError:
+                answer = ""
+            if answer.strip() != (settings.context.name if settings.context.production else "y"):
+                print("cancelled")
+                return 1
+        result = await backend.push(change)
+        if args.json:
+            print_json(
+                {"ok": result.ok, "message": result.message, "revision": result.revision_id, "by": change.author}
+            )
+        else:
+            if result.ok:
+                print(result.message)
+        if not result.ok and not args.json:
+            raise CockpitError(result.message)
+        return 0 if result.ok else 1
+
+    return run_with_backend(args, go)
+
+
+def _known_collectors(snap: Any, ids: list[str]) -> list[str]:
+    have = {c.id for c in snap.collectors}
+    missing = [i for i in ids if i not in have]
+    if missing:
+        raise UsageError(f"no collector {missing[0]!r} on {snap.backend} (see: otelcockpit collectors)")
+    return ids
+
+
+def cmd_collector_switch(args: argparse.Namespace) -> int:
+    from otelcockpit.backends.base import COLLECTOR_SET_ENABLED, Change
+
+    verb = "enable" if args.enabled else "disable"
+
+    def change(snap: Any, who: str) -> Any:
+        ids = _known_collectors(snap, list(args.ids))
+        return Change(COLLECTOR_SET_ENABLED, {"ids": ids, "enabled": bool(args.enabled)}, author=who)
+
+    return _push(args, change, f"{verb} {len(args.ids)} collector(s)")
+
+
+def cmd_collector_attributes(args: argparse.Namespace) -> int:
+    from otelcockpit.backends.base import COLLECTOR_SET_REMOTE_ATTRIBUTES, Change
+
+    set_: dict[str, str] = {}
+    remove: list[str] = []
+    for pair in args.pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"{pair!r}: write KEY=VALUE (an empty VALUE removes KEY)")
+        if key.startswith("collector."):
+            raise UsageError(f"{key}: the collector. prefix is reserved for the collector's own attributes")
+        if value.strip():
+            set_[key] = value.strip()
+        else:
+            remove.append(key)
+
+    def change(snap: Any, who: str) -> Any:
+        ids = _known_collectors(snap, [args.id])
+        return Change(COLLECTOR_SET_REMOTE_ATTRIBUTES, {"ids": ids, "set": set_, "remove": remove}, author=who)
+
+    return _push(args, change, f"set remote attributes on {args.id}")
+
+
+def cmd_pipeline_switch(args: argparse.Namespace) -> int:
+    from otelcockpit.backends.base import PIPELINE_SET_ENABLED, Change
+
+    verb = "enable" if args.enabled else "disable"
+
+    def change(snap: Any, who: str) -> Any:
+        if snap.pipeline(args.name) is None:
+            raise UsageError(f"no pipeline named {args.name!r}")
+        return Change(PIPELINE_SET_ENABLED, {"name": args.name, "enabled": bool(args.enabled)}, author=who)
+
+    return _push(args, change, f"{verb} pipeline {args.name}")

@@ -18,7 +18,7 @@ from otelcockpit.fleet.model import CollectorTarget, FleetSnapshot, Revision
 from otelcockpit.rollout.engine import Target
 from otelcockpit.rollout.history import ChangeEntry, collector_targets
 from otelcockpit.rollout.journal import Journal
-from otelcockpit.rollout.model import RolloutPlan
+from otelcockpit.rollout.model import ROLLOUT_ATTRIBUTE, RolloutPlan
 from otelcockpit.rollout.planner import Member, reached
 from otelcockpit.rollout.service import PlanInputs
 
@@ -78,12 +78,15 @@ class SnapshotFleet:
         return out
 
     async def reached_by(self, pipeline: str) -> Sequence[Member]:
+        """The collectors the pipeline reaches, the ones a rollout in flight staged included (its
+        guard matcher on the rollout attribute is left out)."""
         snap = await self.source.snapshot()
         live = snap.pipeline(pipeline)
         if live is None:
             return []
+        own = tuple(m for m in live.matchers if ROLLOUT_ATTRIBUTE not in m)
         try:
-            return reached(live, snap.collectors)
+            return reached(replace(live, matchers=own), snap.collectors)
         except UsageError:
             return []
 

@@ -117,7 +117,7 @@ class RollbackPlan:
             f"Roll {self.pipeline} back from revision {self.live_revision} to revision {self.target.id}"
             f" ({SOURCE_WORDS.get(self.source, self.source)}, by {self.target.author or '-'})."
         )
-        if self.aborts and self.target.id == self.live_revision:
+        if self.aborts and (self.source == "rollout" or self.target.id == self.live_revision):
             head = (
                 f"Abort rollout {', '.join(self.aborts)} of {self.pipeline}: its staged collectors go back to "
                 f"revision {self.target.id}, the live one."
@@ -153,7 +153,7 @@ class RollbackResult:
     author: str = ""
 
     def message(self) -> str:
-        if self.aborted and self.from_revision == self.to_revision:
+        if self.aborted and (self.source == "rollout" or self.from_revision == self.to_revision):
             return (
                 f"aborted rollout {', '.join(self.aborted)} of {self.pipeline}: its collectors are back on "
                 f"revision {self.to_revision}, the live one"
@@ -296,6 +296,13 @@ def rollback_revision(revisions: Sequence[Revision], to: str, pipeline: str) -> 
             return r
     known = ", ".join(r.id for r in list(revisions)[-8:]) or "none"
     raise UsageError(f"--to {to}: not a revision of {pipeline} (recent: {known})")
+
+
+def _same_contents(a: Revision, b: Revision) -> bool:
+    if a.snapshot is None or b.snapshot is None:
+        return False
+    x, y = a.snapshot, b.snapshot
+    return (x.contents, tuple(x.matchers), x.enabled) == (y.contents, tuple(y.matchers), y.enabled)
 
 
 def _counts(members: Sequence[Member], key: str) -> dict[str, int]:
@@ -593,12 +600,7 @@ class RolloutService:
             if t.revision is None:
                 raise CockpitError(f"{pipeline} has no earlier revision to roll back to")
             rev, source = t.revision, t.source
-        same_as_live = rev.id == live.id or (
-            rev.snapshot is not None
-            and live.snapshot is not None
-            and (rev.snapshot.contents, tuple(rev.snapshot.matchers), rev.snapshot.enabled)
-            == (live.snapshot.contents, tuple(live.snapshot.matchers), live.snapshot.enabled)
-        )
+        same_as_live = rev.id == live.id or _same_contents(rev, live)
         if same_as_live and not in_flight:
             raise CockpitError(
                 f"refused: revision {rev.id} is what {pipeline} runs now (live revision {live.id}): nothing to roll back"
@@ -646,12 +648,19 @@ class RolloutService:
                     f"rolled back by {author or '-'}: its collectors are back on revision {plan.target.id}",
                 )
                 aborted.append(rid)
-        if plan.target.id == live and aborted:
-            self.journal.event(
-                aborted[0], plan.pipeline, "pipeline.rollback", author, f"pipeline {plan.pipeline}",
-                f"rolled back rollout {', '.join(aborted)} of {plan.pipeline}: back on revision {live}", live,
-            )  # fmt: skip
-            return RollbackResult(plan.pipeline, live, live, plan.source, live, tuple(aborted), author)
+        if aborted:
+            revisions = await self.fleet.revisions(plan.pipeline)
+            now_live = revisions[-1] if revisions else None
+            if now_live is not None and (now_live.id == plan.target.id or _same_contents(now_live, plan.target)):
+                # aborting was the whole rollback: every collector is back on the target already
+                self.journal.event(
+                    aborted[0], plan.pipeline, "pipeline.rollback", author, f"pipeline {plan.pipeline}",
+                    f"rolled back rollout {', '.join(aborted)} of {plan.pipeline}: back on revision {plan.target.id}",
+                    plan.target.id,
+                )  # fmt: skip
+                return RollbackResult(
+                    plan.pipeline, live, plan.target.id, plan.source, now_live.id, tuple(aborted), author
+                )
         new_rev = await self.engine.rollback(
             plan.pipeline,
             revision=plan.target.id,

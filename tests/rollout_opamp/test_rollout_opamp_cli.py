@@ -101,3 +101,72 @@ def test_cli_plan_start_status_changes_rollback_and_read_only(serve: ServeProces
         assert r.returncode == 2 and "--to 7: not a revision of gateway" in r.stderr and r.stderr.count("\n") == 1
     finally:
         stop_all(procs)
+
+
+def run_as_printed(line: str, env: dict[str, str], answer: str | None = None) -> tuple[int, str]:
+    """Run a command line the cockpit printed or copied, as a user pasting it would: exactly as it is,
+    in a terminal when it asks a question (answered with ``answer``)."""
+    import os
+    import pty
+    import shlex
+    import subprocess
+    import sys
+
+    words = shlex.split(line)
+    assert words[0] == "otelcockpit", line
+    argv = [sys.executable, "-m", "otelcockpit", *words[1:]]
+    full = {**os.environ, **env}
+    if answer is None:
+        r = subprocess.run(argv, capture_output=True, text=True, env=full, timeout=60)
+        return r.returncode, r.stdout + r.stderr
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=full)
+    os.close(follower)
+    out = b""
+    os.write(leader, (answer + "\n").encode())
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    return proc.wait(timeout=60), out.decode(errors="replace")
+
+
+def test_every_printed_command_runs_as_printed(serve: ServeProcess, tmp_path: Path) -> None:
+    """Started with --source opamp --url (no context): the follow and pause commands `rollout start`
+    prints, and the rollback command the incident view copies, carry what reaches the same server."""
+    procs = [simulate(serve, 4, transport="ws", seed=71)]
+    try:
+        wait_agents(serve, 4)
+        v1 = setup_v1(serve, 4)
+        new = tmp_path / "gateway.yaml"
+        new.write_text(V2, encoding="utf-8")
+        src = ["--source", "opamp", "--url", serve.admin_url]
+        env = _env(tmp_path, WRITE_TOKEN)
+        r = cli("rollout", "start", *src, "--pipeline", "gateway", "--file", str(new), "--canary", "1",
+                "--waves", "100%", "--soak", "0s", "--manual", "--yes", env=env)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        printed = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in r.stdout.splitlines()
+                   if line.startswith(("follow:", "pause:"))}  # fmt: skip
+        assert set(printed) == {"follow", "pause"}
+        for line in printed.values():
+            assert f"--source opamp --url {serve.admin_url}" in line, line
+        code, out = run_as_printed(printed["follow"], env)  # waits while it runs, up to the manual pause
+        assert code == 0 and "state paused" in out, out
+        code, out = run_as_printed(printed["pause"], env)
+        assert code == 0 and "already paused" in out, out
+
+        r = cli("incident", *src, "--hours", "1", "--json", env=env)
+        assert r.returncode == 0, r.stderr
+        [line] = json.loads(r.stdout)["rollouts"]
+        command = line["rollback_command"]
+        assert command.startswith(f"otelcockpit --source opamp --url {serve.admin_url} rollback gateway"), command
+        code, out = run_as_printed(command, env, answer="y")
+        assert code == 0 and "aborted rollout" in out, out
+        wait_for(lambda: all_applied(serve, v1, 4), 20)
+    finally:
+        stop_all(procs)

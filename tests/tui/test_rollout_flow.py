@@ -183,3 +183,48 @@ async def test_pipeline_detail_shows_policy_findings(make_app, wait_loaded, plai
         await pilot.pause()
         head = plain(app.screen.query_one("#head"))
         assert "policy" in head and "tail-samples" in head
+
+
+async def test_rollback_from_the_pipeline_detail_goes_through_the_rollout_service(fast_app, wait_loaded, plain):
+    """R on a revision: the live one is refused with the reason; another asks first, naming the target
+    and the blast radius; afterwards the history and the rollback target on screen are the new ones."""
+    from otelcockpit.tui.detail import PipelineDetailScreen
+    from otelcockpit.tui.widgets import ConfirmScreen
+
+    app = fast_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        app.query_one("#pipelines").table.move_to_key("linux_host_metrics")
+        await pilot.press("enter")
+        detail = app.screen
+        assert isinstance(detail, PipelineDetailScreen)
+        end = time.monotonic() + 10
+        while not detail.revisions:
+            assert time.monotonic() < end, "the revisions never loaded"
+            await pilot.pause(0.05)
+        live, before = detail.revisions[-1], detail.revisions[-2]
+        await pilot.press("R")  # the cursor is on the live revision
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("nothing to roll back" in n.message for n in app._notifications), list(app._notifications)
+        await pilot.press("up", "R")
+        end = time.monotonic() + 10
+        while not isinstance(app.screen, ConfirmScreen):
+            assert time.monotonic() < end, "no confirmation for the rollback"
+            await pilot.pause(0.05)
+        body = plain(app.screen.query_one("#body"))
+        assert f"from revision {live.id} to revision {before.id}" in body and "reaches 330 collector(s): env" in body
+        assert app.screen.query_one("#cancel").has_focus
+        await pilot.press("tab", "enter")
+        end = time.monotonic() + 15
+        while detail.revisions[-1].id == live.id:
+            assert time.monotonic() < end, f"the history on screen did not change: {[r.id for r in detail.revisions][-3:]}"
+            await pilot.pause(0.1)
+        assert detail.revisions[-1].snapshot.contents == before.snapshot.contents
+        end = time.monotonic() + 15
+        while True:
+            head = plain(detail.query_one("#head"))
+            if "rollback target rev" in head and f"rev {live.id} " not in head.split("rollback target", 1)[1]:
+                break
+            assert time.monotonic() < end, f"the rollback target on screen is still the revision rolled back from: {head}"
+            await pilot.pause(0.2)
