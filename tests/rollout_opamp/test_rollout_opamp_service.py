@@ -10,7 +10,17 @@ import asyncio
 import time
 
 from opamp_server_support import WRITE_TOKEN, ServeProcess, wait_for
-from rollout_opamp_support import V2, agents, all_applied, fails, salted_v1, setup_v1, simulate, stop_all, wait_agents
+from rollout_opamp_support import (
+    V2,
+    agents,
+    all_applied,
+    fails,
+    salted_v1,
+    setup_v1,
+    simulate,
+    stop_all,
+    wait_agents,
+)
 
 from otelcockpit.backends.opamp_rollouts import RemoteRollouts
 from otelcockpit.rollout.model import RolloutState
@@ -67,8 +77,8 @@ def test_pause_at_the_gate_keeps_observing_then_rollback_returns_every_agent(ser
 
         def failing_ids() -> set[str]:
             from otelcockpit.opamp_server.core import config_hash
-            from otelcockpit.simulate.agents import build_agents
             from otelcockpit.opamp_server.views import uid_text
+            from otelcockpit.simulate.agents import build_agents
 
             digest = config_hash({"collector.yaml": (V2.encode(), "text/yaml")})
             return {uid_text(a.uid) for a in build_agents(count, seed, fail_rate=rate) if a.will_fail(digest)}
