@@ -302,12 +302,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         _refuse_unreadable(plan, args.file)
         if not args.json:
             _print_plan(plan, diff=not args.yes)
-        if plan.blocking:
-            first = plan.blocking[0]
-            raise CockpitError(
-                f"refused: {len(plan.blocking)} policy error(s) block this push; first: line {first.line or '-'}: "
-                f"{first.message} [{first.rule}]"
-            )
+        plan.check_startable()
         if not args.yes and not _ask(settings, f"start the rollout of {plan.pipeline} to {plan.collector_count} collector(s)"):
             print("cancelled")
             return 1

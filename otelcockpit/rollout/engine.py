@@ -132,14 +132,7 @@ class RolloutEngine:
         rollout_id: str | None = None,
         rollback_revision: str = "",
     ) -> str:
-        if plan.blocking:
-            first = plan.blocking[0]
-            raise CockpitError(
-                f"refused: {len(plan.blocking)} policy error(s) block this push; first: line {first.line or '-'}: "
-                f"{first.message} [{first.rule}]"
-            )
-        if not plan.stages:
-            raise CockpitError(f"refused: the new version of {plan.pipeline} reaches no collector")
+        plan.check_startable()
         busy = [r for r in self.journal.active_for(plan.pipeline) if (r.backend, r.context) == (backend, context)]
         if busy:
             b = busy[0]

@@ -180,6 +180,19 @@ class RolloutPlan:
     def blocking(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "error"]
 
+    def check_startable(self) -> None:
+        """Refuse (PushRefused, one line) a plan a policy error blocks, or one that reaches nobody."""
+        from otelcockpit.errors import PushRefused
+
+        if self.blocking:
+            first = self.blocking[0]
+            raise PushRefused(
+                f"refused: {len(self.blocking)} policy error(s) block this push; first: line {first.line or '-'}: "
+                f"{first.message} [{first.rule}]"
+            )
+        if not self.stages:
+            raise PushRefused(f"refused: the new version of {self.pipeline} reaches no collector")
+
     @property
     def collector_count(self) -> int:
         return sum(len(s.collector_ids) for s in self.stages)

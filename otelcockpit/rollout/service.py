@@ -456,14 +456,7 @@ class RolloutService:
     async def start(self, req: PushRequest, *, reviewed: RolloutPlan | None = None) -> RolloutView:
         self._write(f"start a rollout of {req.pipeline}")
         plan = await self.plan(req)
-        if plan.blocking:
-            first = plan.blocking[0]
-            raise PushRefused(
-                f"refused: {len(plan.blocking)} policy error(s) block this push; first: line {first.line or '-'}: "
-                f"{first.message} [{first.rule}]"
-            )
-        if not plan.stages:
-            raise PushRefused(f"refused: the new version of {plan.pipeline} reaches no collector")
+        plan.check_startable()
         if reviewed is not None and (
             reviewed.version_key != plan.version_key
             or reviewed.collector_count != plan.collector_count
