@@ -308,3 +308,31 @@ async def test_a_send_after_the_keepalive_closed_the_socket_is_quiet() -> None:
     assert conn.closed
     assert await conn.send(pb.ServerToAgent(instance_uid=b"x" * 16)) is False
     await conn.close(1000)  # no exception either
+
+
+def test_error_log_is_rate_limited_per_connection_and_in_all() -> None:
+    import logging
+
+    now = [0.0]
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("otelcockpit.test.errlog")
+    logger.propagate = False
+    logger.addHandler(Keep())
+    from otelcockpit.opamp_server.errlog import ErrorLog
+
+    log = ErrorLog(logger, per_key=2, total=5, tracebacks=1, window=60, clock=lambda: now[0])
+    boom = ValueError("boom")
+    written = [log.error("conn-a", "failed", exc=boom) for _ in range(4)]
+    assert written == [True, True, False, False]  # two per connection
+    written = [log.error(f"conn-{i}", "failed", exc=boom) for i in range(10)]
+    assert sum(written) == 3  # five in all per window
+    assert log.as_json() == {"logged": 5, "dropped": 9}
+    assert sum(1 for r in records if r.exc_info) == 1  # one traceback per window
+    now[0] = 61.0
+    assert log.error("conn-a", "failed again")
+    assert any("9 more errors were not logged" in r.getMessage() for r in records)
