@@ -38,6 +38,25 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--db", type=Path, metavar="PATH", help="SQLite file (default: opamp.db in the data dir)")
     p.add_argument(
+        "--store",
+        metavar="URL",
+        help="postgresql://USER:PASSWORD@HOST/DB: several nodes share it (default: the SQLite file of --db)",
+    )
+    p.add_argument("--node", metavar="NAME", help="this node's name (default: HOST:PORT of --listen)")
+    p.add_argument(
+        "--max-agents",
+        type=_positive,
+        metavar="N",
+        help="agents this node takes; more are told to come back later (default 30000)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="YAML with any of these settings (listen, admin_listen, db, store, tokens, agent_tokens, "
+        "tls_cert, tls_key, heartbeat_seconds, stuck_applying_seconds, node, max_agents); flags win",
+    )
+    p.add_argument(
         "--tokens",
         type=Path,
         metavar="FILE",
@@ -58,19 +77,59 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--heartbeat-seconds",
         type=_positive,
-        default=30,
         metavar="N",
         help="expected agent heartbeat/poll interval; silent for 3 intervals means offline (default 30)",
     )
     p.add_argument(
         "--stuck-applying-seconds",
         type=_positive,
-        default=60,
         metavar="N",
         help="an agent that reconnects still APPLYING a config offered N seconds ago or more is offered it "
         "once more (default 60)",
     )
     p.set_defaults(handler=cmd_serve)
+
+
+CONFIG_KEYS = {
+    "listen": str,
+    "admin_listen": str,
+    "db": Path,
+    "store": str,
+    "tokens": Path,
+    "agent_tokens": Path,
+    "tls_cert": Path,
+    "tls_key": Path,
+    "heartbeat_seconds": int,
+    "stuck_applying_seconds": int,
+    "node": str,
+    "max_agents": int,
+}
+
+
+def load_serve_config(path: Path) -> dict[str, Any]:
+    """The serve config file: the flags' settings as YAML keys (a bad one is one line, exit 2)."""
+    from otelcockpit.errors import ConfigError
+    from otelcockpit.yamlio import load_yaml, where
+
+    data = load_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the serve config must be a mapping ({', '.join(CONFIG_KEYS)})")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        kind = CONFIG_KEYS.get(str(key))
+        if kind is None:
+            raise ConfigError(f"{where(path, data)}: unknown key {key!r} (known: {', '.join(CONFIG_KEYS)})")
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where(path, data)}: {key} must be a whole number of at least 1")
+            out[str(key)] = value
+        elif isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            out[str(key)] = kind(str(value))
+        else:
+            raise ConfigError(f"{where(path, data)}: {key} must be text")
+    return out
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -79,17 +138,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from otelcockpit import settings
     from otelcockpit.opamp_server.server import Options, serve
 
+    conf = load_serve_config(args.config) if args.config else {}
+
+    def pick(flag: str, default: Any = None) -> Any:
+        value = getattr(args, flag, None)
+        if value is not None and value != PARSER_DEFAULTS.get(flag):
+            return value
+        return conf.get(flag, value if value is not None else default)
+
     data = settings.data_dir()
     options = Options(
-        listen=args.listen,
-        admin_listen=args.admin_listen,
-        db=args.db or data / "opamp.db",
-        tokens=args.tokens or data / "tokens.yaml",
-        agent_tokens=args.agent_tokens,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        heartbeat_seconds=args.heartbeat_seconds,
-        stuck_applying_seconds=float(args.stuck_applying_seconds),
+        listen=pick("listen", "0.0.0.0:4320"),
+        admin_listen=pick("admin_listen", "127.0.0.1:4321"),
+        db=pick("db") or data / "opamp.db",
+        tokens=pick("tokens") or data / "tokens.yaml",
+        agent_tokens=pick("agent_tokens"),
+        tls_cert=pick("tls_cert"),
+        tls_key=pick("tls_key"),
+        heartbeat_seconds=pick("heartbeat_seconds", 30),
+        stuck_applying_seconds=float(pick("stuck_applying_seconds", 60)),
+        store=pick("store"),
+        node=pick("node"),
+        max_agents=pick("max_agents", 30_000),
     )
     try:
         import uvloop  # optional: a faster event loop for 10,000 connections
@@ -101,3 +171,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return asyncio.run(serve(options))
     except KeyboardInterrupt:
         return 0
+
+
+PARSER_DEFAULTS = {"listen": "0.0.0.0:4320", "admin_listen": "127.0.0.1:4321"}

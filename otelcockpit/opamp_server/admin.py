@@ -160,7 +160,7 @@ def build_admin_app(
             agent_detail_json(
                 state,
                 connected=hub.is_connected(state),
-                heartbeat_seconds=hub.settings.heartbeat_seconds,
+                heartbeat_seconds=hub.heartbeat_of(state),
                 history=history,
             )
         )

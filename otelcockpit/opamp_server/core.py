@@ -140,6 +140,10 @@ class AgentState:
     # hash re-offered that way is remembered, so it happens once per hash (in memory only).
     stuck_reoffer: bool = False
     reoffered_hash: bytes | None = None
+    # The server node that handled the agent's last message (several nodes on one database), and the
+    # agent's own heartbeat interval as measured from its messages (0: not known yet).
+    node: str = ""
+    heartbeat: float = 0.0
     attributes: dict[str, str] = field(default_factory=dict)
     # JSON fragments of sub-messages for the admin API, keyed by part name -> (the proto object, text).
     # Shared between clones; an entry is valid only while ``entry[0] is`` the state's current object.
@@ -177,6 +181,13 @@ class Settings:
     # once (the OpAMP supervisor's own apply timeout is 5 s, so this is long past any real apply).
     stuck_applying_after: float = 60.0
     max_attributes: int = MAX_ATTRIBUTES
+    # A node takes at most this many agents (a new one beyond is told to come back later); the most
+    # trusted OpAMP platform keeps each node at or under 30,000 collectors.
+    max_agents: int = 30_000
+    # Event-loop lag (seconds, smoothed) above which the node is saturated and tells agents to come
+    # back later instead of slowing every one of them down; below the second it is not any more.
+    overload_lag: float = 0.5
+    overload_clear: float = 0.15
     max_attribute_key: int = MAX_ATTRIBUTE_KEY
     max_attribute_value: int = MAX_ATTRIBUTE_VALUE
     # An agent that never described itself (no AgentDescription) and has been offline this long is

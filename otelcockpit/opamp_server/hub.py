@@ -31,7 +31,13 @@ from otelcockpit.opamp_server.views import agent_json, agent_text, now_text, ts,
 LAZY = {"full_state_requested"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SUBSCRIBER_QUEUE = 10_000
+HEARTBEAT_FIELDS = frozenset({"instance_uid", "sequence_num", "capabilities", "flags"})
 FORGET_EVERY_SECONDS = 30.0
+
+
+class Overloaded(Exception):
+    """The node is saturated (or full): the agent is told to come back later (HTTP 503 with
+    Retry-After; over WebSocket ``error_response`` UNAVAILABLE with ``retry_info``)."""
 
 
 class HubError(Exception):
@@ -188,9 +194,15 @@ class EventBus:
 
 
 class Hub:
-    def __init__(self, store: Store, settings: core.Settings = core.DEFAULT_SETTINGS) -> None:
+    """``node``: this server's name where several nodes share the store (every agent row says which
+    node handled its last message; other nodes reload what changed when they are told)."""
+
+    def __init__(self, store: Store, settings: core.Settings = core.DEFAULT_SETTINGS, *, node: str = "") -> None:
         self.store = store
         self.settings = settings
+        self.node = node
+        self.shared = store.shared
+        self.alive_nodes: set[str] = {node}  # kept by the cluster loop (otelcockpit/opamp_server/cluster.py)
         self.agents: dict[bytes, AgentState] = {}
         self.conns: dict[bytes, Connection] = {}
         self.configs: dict[str, list[ConfigVersion]] = {}
@@ -199,6 +211,9 @@ class Hub:
         self.errors = ErrorLog(logging.getLogger("otelcockpit.opamp"))
         self._tasks: list[asyncio.Task[None]] = []
         self.admin_lock = asyncio.Lock()  # one admin mutation at a time
+        self.lag = 0.0  # smoothed event-loop lag, seconds (the load monitor)
+        self.overloaded = False
+        self.refused = 0  # messages answered "come back later"
         self._last_forget = 0.0
         self.started = time.time()
         # Rollouts (otelcockpit/opamp_server/rollouts.py): per-agent overrides of the desired config,
@@ -210,37 +225,60 @@ class Hub:
     # ---- start-up ----
 
     def _load(self) -> None:
-        rows = self.store.query("SELECT uid, config, version, rollout FROM rollout_overrides")
-        self.overrides = {bytes(r["uid"]): (str(r["config"]), int(r["version"])) for r in rows}
-        self.override_owner = {bytes(r["uid"]): str(r["rollout"]) for r in rows}
-        for r in self.store.query("SELECT * FROM config_versions ORDER BY name, version"):
-            files = {n: (f["body"], f["content_type"]) for n, f in json.loads(r["files"]).items()}
-            cv = ConfigVersion.make(r["name"], r["version"], files, r["author"], r["note"], r["created_at"])
-            self.configs.setdefault(cv.name, []).append(cv)
-        for r in self.store.query("SELECT * FROM assignments WHERE deleted_at IS NULL"):
-            self.assignments.append(
-                Assignment(
-                    r["id"],
-                    r["config"],
-                    r["version"],
-                    r["selector"],
-                    r["priority"],
-                    r["author"],
-                    r["created_at"],
-                    parse_selector(r["selector"]),
-                )
-            )
-        self._sort_assignments()
+        self._load_overrides(self.store.query("SELECT uid, config, version, rollout FROM rollout_overrides"))
+        self._load_configs(self.store.query("SELECT * FROM config_versions ORDER BY name, version"))
+        self._load_assignments(self.store.query("SELECT * FROM assignments WHERE deleted_at IS NULL"))
         fix: list[Op] = []
-        for state, _stored in self.store.load_agents():
+        for state, stored in self.store.load_agents():
             state.attributes = core.attributes_of(state.description)
             state.desired = self.resolve_for(state.uid, state.attributes)
-            if state.transport == "ws":
-                state.online = False  # no connection survives a restart
+            changed = set()
+            d = state.desired
+            current = (d.name, d.version, d.hash) if d is not None else None
+            if current != stored:
+                changed.add("desired")
+            mine = not self.shared or state.node in ("", self.node)
+            if mine and state.transport == "ws" and state.online:
+                state.online = False  # no connection of this node survives its restart
+                changed.add("online")
             self.agents[state.uid] = state
-            fix.extend(agent_ops(state, {"desired", "online"}))
+            if changed:
+                fix.extend(agent_ops(state, changed))
         if fix:
             self.store.write_sync(fix)
+
+    def _load_overrides(self, rows: list[Any]) -> None:
+        self.overrides = {bytes(r["uid"]): (str(r["config"]), int(r["version"])) for r in rows}
+        self.override_owner = {bytes(r["uid"]): str(r["rollout"]) for r in rows}
+
+    def _load_configs(self, rows: list[Any]) -> None:
+        for r in rows:
+            have = self.configs.setdefault(r["name"], [])
+            if len(have) >= r["version"]:
+                continue  # versions are append-only: what is here is what is stored
+            files = {n: (f["body"], f["content_type"]) for n, f in json.loads(r["files"]).items()}
+            have.append(ConfigVersion.make(r["name"], r["version"], files, r["author"], r["note"], r["created_at"]))
+
+    def _load_assignments(self, rows: list[Any]) -> None:
+        self.assignments = [
+            Assignment(
+                r["id"],
+                r["config"],
+                r["version"],
+                r["selector"],
+                r["priority"],
+                r["author"],
+                r["created_at"],
+                parse_selector(r["selector"]),
+            )
+            for r in rows
+        ]
+        self._sort_assignments()
+
+    def notify(self, kind: str, **data: Any) -> list[Op]:
+        """The op that tells the other nodes (committed with the change it is about); none alone."""
+        op = self.store.notify_op(kind, {"node": self.node, **data})
+        return [op] if op is not None else []
 
     def _sort_assignments(self) -> None:
         self.assignments.sort(key=lambda a: (-a.priority, -a.id))
@@ -248,6 +286,22 @@ class Hub:
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._sweep_loop()))
         self._tasks.append(asyncio.create_task(self._event_loop()))
+        self._tasks.append(asyncio.create_task(self._load_monitor()))
+
+    async def _load_monitor(self, period: float = 0.1) -> None:
+        """How far behind the event loop runs (a saturated node answers late): smoothed, with a gap
+        between entering and leaving the overloaded state so it does not flap."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(period)
+            late = max(0.0, loop.time() - started - period)
+            self.lag = 0.7 * self.lag + 0.3 * late
+            if not self.overloaded and self.lag > self.settings.overload_lag:
+                self.overloaded = True
+                self.errors.error("load", f"saturated: the event loop is {self.lag * 1000:.0f} ms behind")
+            elif self.overloaded and self.lag < self.settings.overload_clear:
+                self.overloaded = False
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -293,18 +347,20 @@ class Hub:
 
     def is_connected(self, state: AgentState) -> bool:
         if state.transport == "ws":
-            return state.uid in self.conns and state.online
+            if state.uid in self.conns:
+                return state.online
+            # with several nodes, its WebSocket may be on another one that is alive
+            return self.shared and state.online and state.node in self.alive_nodes and state.node != self.node
         return state.online
 
+    def heartbeat_of(self, state: AgentState) -> float:
+        return state.heartbeat if state.heartbeat > 0 else float(self.settings.heartbeat_seconds)
+
     def agent_view(self, state: AgentState) -> dict[str, Any]:
-        return agent_json(
-            state, connected=self.is_connected(state), heartbeat_seconds=self.settings.heartbeat_seconds
-        )
+        return agent_json(state, connected=self.is_connected(state), heartbeat_seconds=self.heartbeat_of(state))
 
     def agent_view_text(self, state: AgentState) -> str:
-        return agent_text(
-            state, connected=self.is_connected(state), heartbeat_seconds=self.settings.heartbeat_seconds
-        )
+        return agent_text(state, connected=self.is_connected(state), heartbeat_seconds=self.heartbeat_of(state))
 
     def _agent_event_data(self, uid: bytes) -> str | None:
         s = self.agents.get(uid)
@@ -315,6 +371,16 @@ class Hub:
     ) -> pb.ServerToAgent:
         uid = msg.instance_uid
         prev = self.agents.get(uid)
+        if self.overloaded:
+            self.refused += 1
+            raise Overloaded(f"the server is saturated (event loop {self.lag * 1000:.0f} ms behind)")
+        if prev is None and len(self.agents) >= self.settings.max_agents and len(msg.instance_uid) == 16:
+            self.refused += 1
+            raise Overloaded(f"the server holds its maximum of {self.settings.max_agents} agents")
+        if self.shared and prev is not None and prev.node not in ("", self.node) and uid not in self.conns:
+            # The agent's last message went to another node: read what that node stored (its memory
+            # here may lag a moment behind), then this node handles it.
+            prev = await self.reload_agent(uid) or prev
         new_uid = None
         if msg.flags & pb.AgentToServerFlags_RequestInstanceUid:
             new_uid = uuid7()  # the agent asks the server for its identity
@@ -322,13 +388,19 @@ class Hub:
             owner = self.conns.get(uid)
             # A second live connection with this uid is a duplicate (a cloned VM, a bad generator),
             # unless its message continues the agent's sequence: then it is the same agent reconnecting
-            # before the server noticed its old connection die.
+            # before the server noticed its old connection die. The same holds for a live WebSocket
+            # on another node (several nodes on one database).
+            live_elsewhere = (
+                owner is None
+                and self.shared
+                and prev.online
+                and prev.transport == "ws"
+                and prev.node not in ("", self.node)
+                and prev.node in self.alive_nodes
+            )
             if (
-                owner is not None
-                and owner is not conn
-                and not owner.closed
-                and msg.sequence_num != prev.seq + 1
-            ):
+                (owner is not None and owner is not conn and not owner.closed) or live_elsewhere
+            ) and msg.sequence_num != prev.seq + 1:
                 new_uid = uuid7()
         now = time.time()
         base = prev
@@ -367,6 +439,10 @@ class Hub:
             changed.add("desired")
         if base is not prev:
             changed.add("offered")
+        if s.node != self.node:
+            s.node = self.node
+            changed.add("node")
+        self._measure_heartbeat(prev, s, msg, changed)
         # What the store will be asked to write is computed before anything changes in memory: a
         # message the store cannot take is refused as a whole, and memory and store never disagree.
         ops: list[Op] = []
@@ -391,7 +467,7 @@ class Hub:
             self.store.touch(s)
             return out.reply
         try:
-            await self.store.write(ops)
+            await self.store.write(ops, agents=(uid,))
         except Exception:
             # Not committed, so not acknowledged: undo what this message did in memory (unless a
             # later change already replaced it) and let the agent retry.
@@ -413,6 +489,88 @@ class Hub:
             self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
         return out.reply
 
+    @staticmethod
+    def _measure_heartbeat(prev: AgentState | None, s: AgentState, msg: pb.AgentToServer, changed: set[str]) -> None:
+        """The agent's own heartbeat interval: the gap between its plain heartbeats (an EWMA), recorded
+        when it moves by more than a quarter (so a steady agent costs no writes)."""
+        if prev is None or not prev.online or msg.sequence_num != prev.seq + 1:
+            return
+        if {f.name for f, _ in msg.ListFields()} - HEARTBEAT_FIELDS:
+            return  # a status report comes when something happened, not on the agent's clock
+        gap = s.last_seen - prev.last_seen
+        if gap <= 0.05:
+            return
+        target = gap if prev.heartbeat <= 0 else 0.7 * prev.heartbeat + 0.3 * gap
+        if prev.heartbeat <= 0 or abs(target - prev.heartbeat) > 0.25 * prev.heartbeat:
+            s.heartbeat = round(target, 3)
+            changed.add("heartbeat")
+
+    def offline_after(self, state: AgentState) -> float:
+        """Seconds of silence after which this agent counts as offline: three of its own heartbeat
+        intervals when known, else three of the server's."""
+        interval = state.heartbeat if state.heartbeat > 0 else float(self.settings.heartbeat_seconds)
+        return core.OFFLINE_AFTER_INTERVALS * interval
+
+    # ---- several nodes on one database: what other nodes changed ---------------------------------
+    async def reload_agent(self, uid: bytes) -> AgentState | None:
+        got = await self.reload_agents([uid], force=True)
+        return got.get(uid)
+
+    async def reload_agents(self, uids: list[bytes], *, force: bool = False) -> dict[bytes, AgentState]:
+        """Read agents another node changed. An agent whose row says this node handled it last is
+        left as it is here (this node is its authority), unless ``force``; one whose WebSocket moved to
+        another node is no longer connected here."""
+        if not uids:
+            return {}
+        rows = await self.store.aquery(
+            f"SELECT * FROM agents WHERE uid IN ({','.join('?' * len(uids))})", list(uids)
+        )
+        from otelcockpit.opamp_server.store import row_to_state
+
+        out: dict[bytes, AgentState] = {}
+        seen: set[bytes] = set()
+        for r in rows:
+            state, _stored = row_to_state(r)
+            seen.add(state.uid)
+            if state.node == self.node and not force and state.uid in self.agents:
+                continue
+            state.attributes = core.attributes_of(state.description)
+            state.desired = self.resolve_for(state.uid, state.attributes)
+            held = self.agents.get(state.uid)
+            if held is not None:
+                state.view_cache = held.view_cache
+                state.reoffered_hash = held.reoffered_hash
+            conn = self.conns.get(state.uid)
+            if conn is not None and state.node != self.node:
+                del self.conns[state.uid]  # its WebSocket is on another node now
+                conn.uids.discard(state.uid)
+            self.agents[state.uid] = state
+            out[state.uid] = state
+            self.events.agent_changed(state.uid)
+        for uid in set(uids) - seen:  # removed on another node
+            if self.agents.pop(uid, None) is not None:
+                self.events.publish("agent_removed", {"instance_uid": uid_text(uid)})
+        local = [u for u in out if u in self.conns]
+        if local:
+            await self.push(local)  # a restart or an offer another node asked for goes out here
+        return out
+
+    async def reload_configs(self) -> None:
+        before = {n: len(v) for n, v in self.configs.items()}
+        self._load_configs(await self.store.aquery("SELECT * FROM config_versions ORDER BY name, version"))
+        for name, versions in self.configs.items():
+            for cv in versions[before.get(name, 0) :]:
+                self.events.publish("config", cv.json(files=False))
+
+    async def reload_assignments(self) -> None:
+        """Assignments or rollout overrides changed on another node: read them, re-resolve, offer."""
+        self._load_overrides(await self.store.aquery("SELECT uid, config, version, rollout FROM rollout_overrides"))
+        self._load_assignments(await self.store.aquery("SELECT * FROM assignments WHERE deleted_at IS NULL"))
+        counts = self.assignment_counts()
+        for a in self.assignments:
+            self.events.publish("assignment", a.json(counts.get(a.id, 0)))
+        await self.reresolve(mine_only=True)
+
     async def connection_closed(self, conn: Connection) -> None:
         ops: list[Op] = []
         gone: list[bytes] = []
@@ -426,7 +584,7 @@ class Hub:
                     ops.extend(agent_ops(s, {"online"}))
                     gone.append(uid)
         if ops:
-            await self.store.write(ops)
+            await self.store.write(ops, agents=gone)
         for uid in gone:
             self.events.agent_changed(uid)
             self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
@@ -448,7 +606,7 @@ class Hub:
             ops.extend(agent_ops(out.state, out.changed))  # type: ignore[arg-type]
             sends.append((conn, out.reply))
         if ops:
-            await self.store.write(ops)
+            await self.store.write(ops, agents=[u for u in uids if u in self.agents])
         if sends:
             await self.send_all(sends)
         return len(sends)
@@ -465,7 +623,9 @@ class Hub:
 
         await asyncio.gather(*(one(c, r) for c, r in sends))
 
-    async def reresolve(self, uids: list[bytes] | None = None, ops: list[Op] | None = None) -> list[bytes]:
+    async def reresolve(
+        self, uids: list[bytes] | None = None, ops: list[Op] | None = None, *, mine_only: bool = False
+    ) -> list[bytes]:
         """Recompute the desired config of ``uids`` (None: every agent) after an assignment or an
         override changed, commit ``ops`` with their new state in ONE transaction, then offer at once.
 
@@ -482,6 +642,12 @@ class Hub:
             d = self.resolve_for(uid, s.attributes)
             if d is s.desired:
                 continue
+            if mine_only and self.shared and s.node not in ("", self.node):
+                # Another node handles this agent: it re-resolves it itself; here memory follows.
+                s2 = s.clone()
+                s2.desired = d
+                self.agents[uid] = s2
+                continue
             s2 = s.clone()
             s2.desired = d
             changed = {"desired"}
@@ -496,7 +662,7 @@ class Hub:
             writes.extend(agent_ops(s2, changed))
             moved.append(uid)
         if writes:
-            await self.store.write(writes)
+            await self.store.write(writes, agents=moved)
         for uid in moved:
             self.events.agent_changed(uid)
         if sends:
@@ -504,8 +670,8 @@ class Hub:
         return moved
 
     async def _sweep_loop(self) -> None:
-        interval = self.settings.heartbeat_seconds
-        period = max(0.2, min(5.0, interval / 4))
+        # Once a second at most: an agent heartbeating every 0.5 s is offline 1.5 s after it stops.
+        period = max(0.2, min(1.0, self.settings.heartbeat_seconds / 4))
         while True:
             await asyncio.sleep(period)
             try:
@@ -516,14 +682,19 @@ class Hub:
     async def sweep(self, now: float) -> list[bytes]:
         ops: list[Op] = []
         gone: list[bytes] = []
-        hb = self.settings.heartbeat_seconds
+        hb = float(self.settings.heartbeat_seconds)
         conns = self.conns
         expired = core.expired
-        # no per-agent allocation here: this runs over every agent several times a minute
+        shared, me = self.shared, self.node
+        # Each agent by its own heartbeat interval (the server's until it is measured). With several
+        # nodes, each sweeps the agents it handles; the agents of a node that died are swept by the
+        # cluster loop. No per-agent allocation here: this runs over every agent every second.
         stale = [
             s
             for s in self.agents.values()
-            if s.online and expired(s, now, hb, live_connection=s.uid in conns)
+            if s.online
+            and (not shared or s.node in ("", me))
+            and expired(s, now, s.heartbeat if s.heartbeat > 0 else hb, live_connection=s.uid in conns)
         ]
         for s in stale:
             s2 = core.mark_offline(s)
@@ -531,7 +702,7 @@ class Hub:
             ops.extend(agent_ops(s2, {"online"}))
             gone.append(s.uid)
         if ops:
-            await self.store.write(ops)
+            await self.store.write(ops, agents=gone)
         for uid in gone:
             self.events.agent_changed(uid)
             self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
@@ -558,7 +729,7 @@ class Hub:
         ops.append(
             self.audit_op("server", "agent.forget", f"{len(junk)} agents", {"reason": "unidentified"})
         )
-        await self.store.write(ops)
+        await self.store.write(ops, agents=junk)
         for uid in junk:
             if self.agents.get(uid) is not None and self.agents[uid].description is None:
                 del self.agents[uid]
@@ -593,22 +764,32 @@ class Hub:
         self, name: str, files: dict[str, tuple[str, str]], author: str, note: str, actor: str
     ) -> ConfigVersion:
         versions = self.configs.setdefault(name, [])
-        cv = ConfigVersion.make(name, len(versions) + 1, files, author, note, now_text())
         body = json.dumps(
             {n: {"body": b, "content_type": ct} for n, (b, ct) in files.items()}, sort_keys=True
         )
-        await self.store.write(
-            [
-                (
-                    "INSERT INTO config_versions (name, version, hash, files, author, note, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (cv.name, cv.version, cv.hash.hex(), body, author, note, cv.created_at),
-                ),
-                self.audit_op(
-                    actor, "config.create", f"{name}@{cv.version}", {"hash": cv.hash.hex(), "note": note}
-                ),
-            ]
-        )
+        for attempt in range(5):
+            cv = ConfigVersion.make(name, len(versions) + 1, files, author, note, now_text())
+            try:
+                await self.store.write(
+                    [
+                        (
+                            "INSERT INTO config_versions (name, version, hash, files, author, note, created_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (cv.name, cv.version, cv.hash.hex(), body, author, note, cv.created_at),
+                        ),
+                        self.audit_op(
+                            actor, "config.create", f"{name}@{cv.version}", {"hash": cv.hash.hex(), "note": note}
+                        ),
+                        *self.notify("configs", name=name),
+                    ]
+                )
+            except Exception as exc:
+                # Another node made this version number a moment ago: read what it made, take the next.
+                if attempt == 4 or not self.store.conflict(exc):
+                    raise
+                await self.reload_configs()
+                continue
+            break
         versions.append(cv)
         self.events.publish("config", cv.json(files=False))
         return cv
@@ -642,33 +823,18 @@ class Hub:
         except MatcherError as exc:
             raise HubError(400, str(exc)) from None
         created = now_text()
-        ids = await self.store.write(
-            [
-                (
-                    "INSERT INTO assignments (config, version, selector, priority, author, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (config, version, selector, priority, author, created),
-                ),
-                (
-                    "INSERT INTO audit (at, actor, action, target, detail) "
-                    "VALUES (?, ?, ?, CAST(last_insert_rowid() AS TEXT), ?)",
-                    (
-                        created,
-                        actor,
-                        "assignment.create",
-                        json.dumps(
-                            {
-                                "config": config,
-                                "version": version,
-                                "selector": selector,
-                                "priority": priority,
-                            },
-                            sort_keys=True,
-                        ),
-                    ),
-                ),
-            ]
-        )
+        detail = {"config": config, "version": version, "selector": selector, "priority": priority}
+
+        def insert(tx: Any) -> Any:
+            aid = tx.execute(
+                "INSERT INTO assignments (config, version, selector, priority, author, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (config, version, selector, priority, author, created),
+            )
+            tx.execute(*self.audit_op(actor, "assignment.create", str(aid), detail))  # type: ignore[misc]
+            return aid
+
+        ids = await self.store.write([insert, *self.notify("assignments")])
         a = Assignment(ids[0], config, version, selector, priority, author, created, matchers)
         self.assignments.append(a)
         self._sort_assignments()
@@ -689,6 +855,7 @@ class Hub:
             [
                 ("UPDATE assignments SET deleted_at = ? WHERE id = ?", (now_text(), assignment_id)),
                 self.audit_op(actor, "assignment.delete", str(assignment_id), {}),
+                *self.notify("assignments"),
             ]
         )
         self.assignments = [a for a in self.assignments if a.id != assignment_id]
@@ -707,7 +874,8 @@ class Hub:
         s2.pending_restart = True
         self.agents[uid] = s2
         await self.store.write(
-            [*agent_ops(s2, {"pending_restart"}), self.audit_op(actor, "agent.restart", uid_text(uid), {})]
+            [*agent_ops(s2, {"pending_restart"}), self.audit_op(actor, "agent.restart", uid_text(uid), {})],
+            agents=(uid,),
         )
         await self.push([uid])
 

@@ -316,8 +316,9 @@ class HubFleet:
                     hub.override_owner[uid] = rollout.id
                     ops.append(
                         (
-                            "INSERT OR REPLACE INTO rollout_overrides (uid, config, version, rollout, at) "
-                            "VALUES (?, ?, ?, ?, ?)",
+                            "INSERT INTO rollout_overrides (uid, config, version, rollout, at) VALUES (?, ?, ?, ?, ?) "
+                            "ON CONFLICT (uid) DO UPDATE SET config = excluded.config, version = excluded.version, "
+                            "rollout = excluded.rollout, at = excluded.at",
                             (uid, cv.name, cv.version, rollout.id, at),
                         )
                     )

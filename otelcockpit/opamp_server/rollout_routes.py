@@ -11,11 +11,11 @@ client says it acts for, ``requested_by``, in parentheses).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -33,11 +33,9 @@ from otelcockpit.rollout.options import PlanOptions
 from otelcockpit.rollout.service import PushRequest, RolloutService
 
 log = logging.getLogger(__name__)
+TAKEOVER_SECONDS = 2.0  # how often a node looks for rollouts whose node died
+CLUSTER_STALE_SECONDS = 10.0  # a runner silent this long is gone (it heartbeats every poll)
 OPTION_KEYS = ("canary", "waves", "max_failures", "soak", "apply_timeout", "manual", "health_required", "all_at_once")
-
-
-def journal_path(db: Path) -> Path:
-    return db.with_name(db.stem + ".rollouts.sqlite3")
 
 
 def push_request(hub: Hub, body: Mapping[str, Any], author: str) -> PushRequest:
@@ -80,18 +78,27 @@ def push_request(hub: Hub, body: Mapping[str, Any], author: str) -> PushRequest:
 
 
 class ServerRollouts:
-    """The rollout service of one server, and the tasks that run its rollouts."""
+    """The rollout service of one server, and the tasks that run its rollouts.
 
-    def __init__(self, hub: Hub, path: Path, *, poll_interval: float = 0.25) -> None:
+    With several nodes on one database (``cluster``) the journal is shared: a rollout is run by one node
+    at a time (the claim on its journal row is a compare-and-set), and when that node dies another one
+    takes it over within :data:`TAKEOVER_SECONDS` plus the journal's ``stale_after``; progress is told to
+    the other nodes so every node's event stream shows it."""
+
+    def __init__(self, hub: Hub, journal: Journal, *, poll_interval: float = 0.25, cluster: bool = False) -> None:
         self.hub = hub
+        self.cluster = cluster
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._dirty: set[str] = set()
+        self._flush: asyncio.Task[None] | None = None
         self.service = RolloutService(
-            Journal(path),
+            journal,
             HubFleet(hub),
             poll_interval=poll_interval,
             spawn=self._spawn,
             on_progress=self._progress,
         )
+        self.service.engine.pause_on_cancel = not cluster
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         async def guarded() -> None:
@@ -110,20 +117,50 @@ class ServerRollouts:
 
     def _progress(self, view: RolloutView) -> None:
         self.hub.events.publish("rollout", view_json(view))
+        if self.cluster:
+            self._dirty.add(view.id)
+            if self._flush is None or self._flush.done():
+                self._flush = asyncio.get_running_loop().create_task(self._tell_others())
+
+    async def _tell_others(self) -> None:
+        """Other nodes' event streams show this node's rollouts too (coalesced, 4 a second)."""
+        await asyncio.sleep(0.25)
+        dirty, self._dirty = self._dirty, set()
+        ops = [op for rid in sorted(dirty) for op in self.hub.notify("rollout", id=rid)]
+        if ops:
+            with contextlib.suppress(Exception):
+                await self.hub.store.write(ops)
+
+    def publish(self, rollout_id: str) -> None:
+        """A rollout another node runs changed: this node's event stream says so."""
+        with contextlib.suppress(Exception):
+            self.hub.events.publish("rollout", view_json(self.service.engine.view(rollout_id)))
 
     @property
     def journal(self) -> Journal:
         return self.service.journal
 
     async def start(self) -> None:
-        # Reading the journal pauses every rollout left running by a process that is gone.
+        # Reading the journal pauses every rollout left running by a process that is gone (one node);
+        # with several nodes, such rollouts are taken over instead.
         for rec in self.journal.list(limit=10_000):
             if rec.state == RolloutState.PAUSED and rec.reason.startswith("interrupted"):
                 self.hub.events.publish("rollout", view_json(self.service.engine.view(rec.id)))
+        if self.cluster:
+            self._spawn(self._takeover_loop())
+
+    async def _takeover_loop(self) -> None:
+        while True:
+            try:
+                for rid in self.service.take_over():
+                    log.warning("rollout %s: its node is gone; continued on this node", rid)
+            except Exception as exc:  # noqa: BLE001 - the database may be away for a moment
+                self.hub.errors.error("rollouts", "looking for rollouts to take over failed", exc=exc)
+            await asyncio.sleep(TAKEOVER_SECONDS)
 
     async def stop(self) -> None:
         for rec in self.journal.list(limit=10_000):
-            if rec.state == RolloutState.RUNNING and self.journal.runner_alive(rec):
+            if rec.state == RolloutState.RUNNING and self.journal.runner_alive(rec) and not self.cluster:
                 self.journal.set_state(rec.id, RolloutState.PAUSED, "the server stopped; resume it to continue")
                 self.journal.event(rec.id, rec.pipeline, "rollout.paused", "server", "", "the server stopped")
         for task in list(self.tasks):

@@ -21,7 +21,7 @@ from otelcockpit.opamp_server import core
 from otelcockpit.opamp_server.admin import build_admin_app, ensure_tokens_file, load_tokens
 from otelcockpit.opamp_server.corked import CorkedH11Protocol
 from otelcockpit.opamp_server.hub import Hub
-from otelcockpit.opamp_server.store import Store
+from otelcockpit.opamp_server.store import SchemaError, open_store
 from otelcockpit.opamp_server.transport import MAX_MESSAGE, OpAMPApp, load_agent_tokens
 
 
@@ -36,6 +36,9 @@ class Options:
     tls_key: Path | None = None
     heartbeat_seconds: int = core.DEFAULT_HEARTBEAT_SECONDS
     stuck_applying_seconds: float = core.DEFAULT_SETTINGS.stuck_applying_after
+    store: str | None = None  # postgresql://... (several nodes) or a SQLite path; None: ``db``
+    node: str | None = None  # this node's name (default: host:port of the OpAMP listener)
+    max_agents: int = 30_000  # new agents beyond this are told to come back later (overload)
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:
@@ -60,6 +63,18 @@ def bind(host: str, port: int, flag: str) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def _redacted(target: str) -> str:
+    if target.startswith(("postgresql://", "postgres://")):
+        from otelcockpit.opamp_server.store_pg import redact
+
+        return redact(target)
+    return target
 
 
 GC_FREEZE_SECONDS = 1.0
@@ -131,30 +146,50 @@ async def serve(options: Options) -> int:
     except CockpitError:
         opamp_sock.close()
         raise
+    target = options.store or str(options.db)
     try:
-        store = Store(options.db)
+        store = open_store(target)
+    except SchemaError as exc:
+        opamp_sock.close()
+        admin_sock.close()
+        raise ConfigError(str(exc)) from None
     except Exception as exc:
         opamp_sock.close()
         admin_sock.close()
-        raise CockpitError(f"--db {options.db}: cannot open: {exc}") from None
+        what = "--store" if options.store else "--db"
+        raise CockpitError(f"{what} {_redacted(target)}: cannot open: {_one_line(exc)}") from None
+    node = options.node or f"{socket.gethostname()}:{opamp_sock.getsockname()[1]}"
+    if hasattr(store, "node"):
+        store.node = node  # type: ignore[attr-defined]
+    await store.start()
     settings = core.Settings(
-        heartbeat_seconds=options.heartbeat_seconds, stuck_applying_after=options.stuck_applying_seconds
+        heartbeat_seconds=options.heartbeat_seconds,
+        stuck_applying_after=options.stuck_applying_seconds,
+        max_agents=options.max_agents,
     )
     try:
-        hub = Hub(store, settings)
+        hub = Hub(store, settings, node=node)
     except Exception as exc:
-        store.close()
-        raise CockpitError(f"--db {options.db}: cannot load: {exc}") from None
+        await store.aclose()
+        raise CockpitError(f"{store.where}: cannot load: {_one_line(exc)}") from None
     await hub.start()
-    from otelcockpit.opamp_server.rollout_routes import ServerRollouts, journal_path
+    from otelcockpit.opamp_server.rollout_routes import CLUSTER_STALE_SECONDS, ServerRollouts
+    from otelcockpit.rollout.journal import Journal
 
     try:
-        rollouts = ServerRollouts(hub, journal_path(options.db))
+        journal = Journal(
+            store.where,
+            db=store.journal_db(),
+            stale_after=CLUSTER_STALE_SECONDS if store.shared else 30.0,
+            recover_interrupted=not store.shared,
+        )
+        rollouts = ServerRollouts(hub, journal, cluster=store.shared)
     except CockpitError:
         await hub.stop()
-        store.close()
+        await store.aclose()
         raise
     await rollouts.start()
+    cluster = None
     tls = {}
     if options.tls_cert and options.tls_key:
         tls = {"ssl_certfile": str(options.tls_cert), "ssl_keyfile": str(options.tls_key)}
@@ -194,12 +229,23 @@ async def serve(options: Options) -> int:
     ws_scheme = "wss" if tls else "ws"
     op_port = opamp_sock.getsockname()[1]
     ad_port = admin_sock.getsockname()[1]
+    if store.shared:
+        from otelcockpit.opamp_server.cluster import Cluster
+
+        cluster = Cluster(
+            hub,
+            store,
+            opamp_url=f"{scheme}://{opamp_host}:{op_port}/v1/opamp",
+            admin_url=f"http://{admin_host}:{ad_port}/api/v1",
+            rollouts=rollouts,
+        )
+        await cluster.start()
     if created:
         print(f"otelcockpit serve: created {options.tokens} with a new write token", flush=True)
     print(
         f"otelcockpit serve: OpAMP on {scheme}://{opamp_host}:{op_port}/v1/opamp "
         f"and {ws_scheme}://{opamp_host}:{op_port}/v1/opamp; admin API on http://{admin_host}:{ad_port}/api/v1 "
-        f"(tokens: {options.tokens}; db: {options.db})",
+        f"(tokens: {options.tokens}; store: {store.where}; node: {node})",
         flush=True,
     )
     gc_task = asyncio.create_task(gc_maintenance())
@@ -211,8 +257,10 @@ async def serve(options: Options) -> int:
     finally:
         gc_task.cancel()
         gc.unfreeze()
+        if cluster is not None:
+            await cluster.stop()
         await rollouts.stop()
         await hub.stop()
-        store.close()
+        await store.aclose()
         print("otelcockpit serve: stopped", file=sys.stderr, flush=True)
     return 0

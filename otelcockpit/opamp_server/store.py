@@ -1,6 +1,12 @@
-"""SQLite state of the OpAMP server: agents, config versions, assignments, history, audit log.
+"""The OpAMP server's state: agents, config versions, assignments, history, audit log, rollout overrides.
 
-Durability: WAL mode with ``synchronous=NORMAL``. In WAL mode a transaction is durable against a crash
+Two stores behind one interface (:class:`Store`): SQLite (this module; the embedded default, zero set-up)
+and PostgreSQL (``store_pg``: several nodes on one database). They take the same operations, written in
+the SQL both speak (``?`` placeholders, ``INSERT ... ON CONFLICT``, ``RETURNING``), and keep the same
+promise: nothing acknowledged is lost. The schema is versioned (:data:`MIGRATIONS`); a store checks the
+version at start, applies what is missing, and refuses a database from a newer otelcockpit in one line.
+
+SQLite durability: WAL mode with ``synchronous=NORMAL``. In WAL mode a transaction is durable against a crash
 of the *process* (kill -9) as soon as COMMIT returns, because the commit has been written to the WAL
 file (it sits in the OS page cache, which survives the process); only a power loss or OS crash can
 roll back the last transactions, and even then the database stays consistent. The guarantee we make is
@@ -31,9 +37,9 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from otelcockpit.opamp_server.core import AgentState
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
@@ -74,10 +80,6 @@ CREATE TABLE IF NOT EXISTS config_versions (
     created_at TEXT NOT NULL,
     PRIMARY KEY (name, version)
 );
-CREATE TRIGGER IF NOT EXISTS config_versions_no_update BEFORE UPDATE ON config_versions
-BEGIN SELECT RAISE(ABORT, 'config versions are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS config_versions_no_delete BEFORE DELETE ON config_versions
-BEGIN SELECT RAISE(ABORT, 'config versions are append-only'); END;
 CREATE TABLE IF NOT EXISTS assignments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     config TEXT NOT NULL,
@@ -114,6 +116,45 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 
+# Schema versions: (version, statements). Version 1 is the schema every database had before versions
+# were recorded (a database with an ``agents`` table and no version is stamped 1). Statements are in the
+# SQL both stores speak; ``store_pg`` translates the types (BLOB, REAL, INTEGER, AUTOINCREMENT).
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, tuple(x.strip() for x in SCHEMA.split(";") if x.strip())),
+    (
+        2,
+        (
+            # the node that handled the agent's last message (several nodes on one database), and the
+            # agent's own heartbeat interval as measured
+            "ALTER TABLE agents ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE agents ADD COLUMN heartbeat_seconds REAL NOT NULL DEFAULT 0",
+            "CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, started_at REAL NOT NULL, "
+            "beat_at REAL NOT NULL, opamp_url TEXT NOT NULL, admin_url TEXT NOT NULL)",
+        ),
+    ),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+# Append-only config versions: enforced by the database itself (dialect-specific triggers).
+SQLITE_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS config_versions_no_update BEFORE UPDATE ON config_versions "
+    "BEGIN SELECT RAISE(ABORT, 'config versions are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS config_versions_no_delete BEFORE DELETE ON config_versions "
+    "BEGIN SELECT RAISE(ABORT, 'config versions are append-only'); END",
+)
+
+
+class SchemaError(RuntimeError):
+    """The database's schema cannot be used by this otelcockpit (one line for the operator)."""
+
+
+def check_version(found: int | None, where: str) -> None:
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{where}: the database schema is version {found}, newer than this otelcockpit knows "
+            f"({SCHEMA_VERSION}): upgrade otelcockpit (or point it at another database)"
+        )
+
+
 PROTO_COLUMNS: dict[str, type] = {
     "description": pb.AgentDescription,
     "health": pb.ComponentHealth,
@@ -136,6 +177,8 @@ _COLUMNS_OF: dict[str, tuple[str, ...]] = {
     "failed_hashes": ("failed_hashes",),
     "pending_restart": ("pending_restart",),
     "desired": ("desired_name", "desired_version", "desired_hash"),
+    "node": ("node",),
+    "heartbeat": ("heartbeat_seconds",),
 }
 
 ALL_COLUMNS = (
@@ -155,9 +198,19 @@ ALL_COLUMNS = (
     "offered_at",
     "failed_hashes",
     "pending_restart",
+    "node",
+    "heartbeat_seconds",
 )
 
-Op = tuple[str, Sequence[Any]]
+class Tx(Protocol):
+    """What an op that is a function gets: one statement at a time, inside the write's transaction."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...  # RETURNING: its first value
+
+
+# A write is a list of ops: (SQL, params), or a function of the transaction (for a write that needs a
+# value an earlier statement returned). Each op's result: what its RETURNING gave, else None.
+Op = tuple[str, Sequence[Any]] | Callable[[Tx], Any]
 TOUCH_FLUSH_SECONDS = 1.0
 U64_COLUMNS = frozenset({"seq", "capabilities"})
 _TWO_64 = 1 << 64
@@ -198,17 +251,23 @@ def _column_value(state: AgentState, column: str) -> Any:
         return {"desired_name": d.name, "desired_version": d.version, "desired_hash": d.hash}[column]
     if column in U64_COLUMNS:
         return u64_to_db(getattr(state, column))
+    if column == "heartbeat_seconds":
+        return state.heartbeat
     return getattr(state, column)
+
+
+_UPSERT_AGENT = (
+    f"INSERT INTO agents ({', '.join(ALL_COLUMNS)}) VALUES ({', '.join('?' * len(ALL_COLUMNS))}) "
+    f"ON CONFLICT (uid) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in ALL_COLUMNS if c != 'uid')}"
+)
 
 
 def agent_ops(state: AgentState, changed: Iterable[str]) -> list[Op]:
     """SQL that stores ``state``: the whole row for a new agent, else only the changed columns."""
     changed = set(changed)
     if "new" in changed:
-        cols = ALL_COLUMNS
-        sql = f"INSERT OR REPLACE INTO agents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-        return [(sql, [_column_value(state, c) for c in cols])]
-    cols_list = ["seq", "last_seen"]
+        return [(_UPSERT_AGENT, [_column_value(state, c) for c in ALL_COLUMNS])]
+    cols_list = ["seq", "last_seen", "node"]
     for name in changed:
         cols_list.extend(_COLUMNS_OF.get(name, ()))
     cols_t = tuple(dict.fromkeys(cols_list))
@@ -216,7 +275,7 @@ def agent_ops(state: AgentState, changed: Iterable[str]) -> list[Op]:
     return [(sql, [*(_column_value(state, c) for c in cols_t), state.uid])]
 
 
-def row_to_state(row: sqlite3.Row) -> tuple[AgentState, tuple[str, int, bytes] | None]:
+def row_to_state(row: Any) -> tuple[AgentState, tuple[str, int, bytes] | None]:
     """An AgentState from its row, plus the stored desired (name, version, hash) if any."""
     s = AgentState(uid=bytes(row["uid"]), first_seen=row["first_seen"], last_seen=row["last_seen"])
     s.transport = row["transport"]
@@ -232,6 +291,8 @@ def row_to_state(row: sqlite3.Row) -> tuple[AgentState, tuple[str, int, bytes] |
     s.offered_at = row["offered_at"]
     s.failed_hashes = {bytes.fromhex(h): e for h, e in json.loads(row["failed_hashes"]).items()}
     s.pending_restart = bool(row["pending_restart"])
+    s.node = row["node"] or ""
+    s.heartbeat = float(row["heartbeat_seconds"] or 0.0)
     desired = None
     if row["desired_name"] is not None:
         desired = (row["desired_name"], row["desired_version"], bytes(row["desired_hash"]))
@@ -255,22 +316,109 @@ WAL_BUSY_MS = 500
 BUSY_TIMEOUT_MS = 30_000
 
 
-class Store:
+class Store(Protocol):
+    """What the hub, the rollout service and the admin API need of a store (SQLite or PostgreSQL)."""
+
+    dialect: str  # "sqlite" | "postgresql"
+    shared: bool  # several server nodes use it at once (PostgreSQL)
+    where: str  # for messages: the file, or the database URL without its password
+
+    async def start(self) -> None: ...
+
+    # committed when it returns; ``agents``: the agents whose rows it changes (other nodes reload them)
+    async def write(self, ops: list[Op], agents: Iterable[bytes] = ()) -> list[Any]: ...
+
+    def write_sync(self, ops: list[Op]) -> list[Any]: ...  # start-up only
+
+    def touch(self, state: AgentState) -> None: ...  # a heartbeat: written with the next transaction
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...  # start-up only
+
+    async def aquery(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    def load_agents(self) -> list[tuple[AgentState, tuple[str, int, bytes] | None]]: ...
+
+    def notify_op(self, kind: str, data: dict[str, Any]) -> Op | None: ...  # an event for the other nodes
+
+    def conflict(self, exc: BaseException) -> bool: ...  # a unique key another writer took first
+
+    def journal_db(self) -> Any: ...  # the rollout journal's database (otelcockpit.rollout.journal.Db)
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _SqliteTx:
+    __slots__ = ("con",)
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return _exec(self.con, (sql, params))
+
+
+def _exec(con: sqlite3.Connection, op: Op) -> Any:
+    if callable(op):
+        return op(_SqliteTx(con))
+    sql, params = op
+    cur = con.execute(sql, params)
+    if "RETURNING" in sql:
+        row = cur.fetchone()
+        return row[0] if row is not None else None
+    return None
+
+
+def _migrate_sqlite(con: sqlite3.Connection, where: str) -> int:
+    """Apply the missing schema versions in one transaction; the version the database is at."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = con.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        found = row[0] if row else None
+        if found is None and con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agents'"
+        ).fetchone():
+            found = 1  # a database from before versions were recorded
+            con.execute("INSERT INTO schema_version VALUES (1)")
+        check_version(found, where)
+        for version, statements in MIGRATIONS:
+            if found is not None and version <= found:
+                continue
+            for statement in statements:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        for trigger in SQLITE_TRIGGERS:
+            con.execute(trigger)
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
+
+
+class SqliteStore:
     """One SQLite file. Writes are group-committed on the event loop's thread (see the module doc)."""
+
+    dialect = "sqlite"
+    shared = False
 
     def __init__(self, path: Path, *, wal_limit: int = WAL_LIMIT_BYTES) -> None:
         self.path = path
+        self.where = str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.wal_limit = wal_limit
         self.wal_path = path.with_name(path.name + "-wal")
         self.wal_truncations = 0
         self._con = self._connect()
-        self._con.executescript(SCHEMA)
+        _migrate_sqlite(self._con, self.where)
         self._con.execute("PRAGMA wal_autocheckpoint=0")
         self._con.execute(f"PRAGMA journal_size_limit={int(wal_limit)}")
         self._pending: list[tuple[list[Op], asyncio.Future[list[Any]]]] = []
         self._flush_handle: asyncio.Handle | None = None
-        self._touch: dict[bytes, tuple[int, float, float]] = {}
+        self._touch: dict[bytes, tuple[int, float, float, str]] = {}
         self._closed = False
         self._stop = threading.Event()
         self._touch_task: asyncio.Task[None] | None = None
@@ -278,6 +426,20 @@ class Store:
             target=self._checkpoint_loop, name="opamp-checkpoint", daemon=True
         )
         self._checkpointer.start()
+
+    async def start(self) -> None:
+        return None
+
+    def notify_op(self, kind: str, data: dict[str, Any]) -> Op | None:
+        return None  # one node: nobody else to tell
+
+    def conflict(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def journal_db(self) -> Any:
+        from otelcockpit.rollout.journal import SqliteDb
+
+        return SqliteDb(self.path.with_name(self.path.stem + ".rollouts.sqlite3"))
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(
@@ -311,8 +473,9 @@ class Store:
 
     # ---- writes ----
 
-    async def write(self, ops: list[Op]) -> list[Any]:
-        """Commit ops durably; returns (each op's lastrowid) after COMMIT, so the caller may acknowledge."""
+    async def write(self, ops: list[Op], agents: Iterable[bytes] = ()) -> list[Any]:
+        """Commit ops durably; returns each op's result after COMMIT, so the caller may acknowledge.
+        (``agents`` is for stores shared by several nodes; one SQLite file has nobody to tell.)"""
         if self._closed:
             raise StoreClosed("the store is closed")
         loop = asyncio.get_running_loop()
@@ -332,7 +495,7 @@ class Store:
 
     def touch(self, state: AgentState) -> None:
         """Remember seq/last_seen of a heartbeat-only message; written with the next transaction."""
-        self._touch[state.uid] = (u64_to_db(state.seq), state.last_seen, state.full_state_requested_at)
+        self._touch[state.uid] = (u64_to_db(state.seq), state.last_seen, state.full_state_requested_at, state.node)
         if self._touch_task is None and not self._closed:
             self._touch_task = asyncio.get_running_loop().create_task(self._touch_loop())
 
@@ -359,7 +522,7 @@ class Store:
             else:
                 fut.set_result(res)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """Sizes of the database file and its write-ahead log, and how often the log was truncated."""
 
         def size(p: Path) -> int:
@@ -369,6 +532,7 @@ class Store:
                 return 0
 
         return {
+            "kind": "sqlite",
             "db_bytes": size(self.path),
             "wal_bytes": size(self.wal_path),
             "wal_limit_bytes": self.wal_limit,
@@ -395,15 +559,13 @@ class Store:
             con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _run_batch(
-        self, batch: list[list[Op]], touches: dict[bytes, tuple[int, float, float]]
+        self, batch: list[list[Op]], touches: dict[bytes, tuple[int, float, float, str]]
     ) -> list[list[Any] | BaseException]:
         con = self._con
         try:
             con.execute("BEGIN IMMEDIATE")
             self._write_touches(con, touches)
-            results: list[list[Any] | BaseException] = [
-                [con.execute(sql, params).lastrowid for sql, params in ops] for ops in batch
-            ]
+            results: list[list[Any] | BaseException] = [[_exec(con, op) for op in ops] for ops in batch]
             con.execute("COMMIT")
             return results
         except Exception:  # any failure: retry one by one below, so no caller waits forever
@@ -422,7 +584,7 @@ class Store:
         for ops in batch:
             try:
                 con.execute("BEGIN IMMEDIATE")
-                ids = [con.execute(sql, params).lastrowid for sql, params in ops]
+                ids = [_exec(con, op) for op in ops]
                 con.execute("COMMIT")
                 out.append(ids)
             except Exception as exc:
@@ -432,12 +594,9 @@ class Store:
         return out
 
     @staticmethod
-    def _write_touches(con: sqlite3.Connection, touches: dict[bytes, tuple[int, float, float]]) -> None:
+    def _write_touches(con: sqlite3.Connection, touches: dict[bytes, tuple[int, float, float, str]]) -> None:
         if touches:
-            con.executemany(
-                "UPDATE agents SET seq = ?, last_seen = ?, full_state_requested_at = ? WHERE uid = ?",
-                [(seq, seen, fsr, uid) for uid, (seq, seen, fsr) in touches.items()],
-            )
+            con.executemany(TOUCH_SQL, [(*t, uid) for uid, t in touches.items()])
 
     def _checkpoint_loop(self) -> None:
         con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -449,6 +608,9 @@ class Store:
                     pass
         finally:
             con.close()
+
+    async def aclose(self) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._closed:
@@ -464,3 +626,16 @@ class Store:
         except sqlite3.Error:
             pass
         self._con.close()
+
+
+TOUCH_SQL = "UPDATE agents SET seq = ?, last_seen = ?, full_state_requested_at = ?, node = ? WHERE uid = ?"
+
+
+def open_store(target: str | Path) -> Store:
+    """``postgresql://...`` (or ``postgres://``): a PostgreSQL store; anything else: a SQLite file."""
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        from otelcockpit.opamp_server.store_pg import PostgresStore
+
+        return PostgresStore(text)
+    return SqliteStore(Path(target))

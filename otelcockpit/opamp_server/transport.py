@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 
 from otelcockpit.errors import ConfigError
 from otelcockpit.opamp_server import core
-from otelcockpit.opamp_server.hub import Hub
+from otelcockpit.opamp_server.hub import Hub, Overloaded
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
 
 OPAMP_PATH = "/v1/opamp"
@@ -279,6 +279,14 @@ class OpAMPApp:
             return
         try:
             reply = await self.hub.handle(msg, "http")
+        except Overloaded:
+            await self._respond(
+                send,
+                503,
+                b"the server is saturated; retry later\n",
+                [*_PLAIN_HEADERS, (b"retry-after", RETRY_AFTER_SECONDS)],
+            )
+            return
         except Exception as exc:  # the store refused or failed: nothing was acknowledged, retry later
             self.hub.errors.error(f"http:{msg.instance_uid.hex()}", "OpAMP HTTP message not handled", exc=exc)
             await self._respond(
@@ -338,6 +346,8 @@ class OpAMPApp:
                     continue
                 try:
                     reply = await self.hub.handle(msg, "ws", conn)
+                except Overloaded as exc:
+                    reply = core.unavailable(msg.instance_uid, str(exc))
                 except Exception as exc:  # nothing was acknowledged: tell the agent to come back later
                     self.hub.errors.error(f"ws:{id(conn)}", "OpAMP WebSocket message not handled", exc=exc)
                     reply = core.unavailable(msg.instance_uid, "the server cannot take this message now")

@@ -95,7 +95,7 @@ def _components_json(comps: Any) -> dict[str, Any]:
     }
 
 
-def agent_json(state: AgentState, *, connected: bool, heartbeat_seconds: int) -> dict[str, Any]:
+def agent_json(state: AgentState, *, connected: bool, heartbeat_seconds: float) -> dict[str, Any]:
     desc = state.description
     rcs = state.remote_config_status
     d = state.desired
@@ -129,6 +129,7 @@ def agent_json(state: AgentState, *, connected: bool, heartbeat_seconds: int) ->
         "offered_hash": state.offered_hash.hex() if state.offered_hash else None,
         "failed_hashes": sorted(h.hex() for h in state.failed_hashes),
         "heartbeat_interval_seconds": heartbeat_seconds,
+        "node": state.node,
     }
 
 
@@ -157,7 +158,7 @@ def _non_ident(desc: pb.AgentDescription) -> dict[str, str]:
     return {kv.key: any_value_text(kv.value) for kv in desc.non_identifying_attributes}
 
 
-def agent_text(state: AgentState, *, connected: bool, heartbeat_seconds: int) -> str:
+def agent_text(state: AgentState, *, connected: bool, heartbeat_seconds: float) -> str:
     """The AGENT summary as JSON text (same content as ``agent_json``), built from cached fragments.
 
     Listing 10,000 agents or streaming their changes re-serialises only what changed since the
@@ -193,6 +194,7 @@ def agent_text(state: AgentState, *, connected: bool, heartbeat_seconds: int) ->
             "offered_hash": state.offered_hash.hex() if state.offered_hash else None,
             "failed_hashes": sorted(h.hex() for h in state.failed_hashes),
             "heartbeat_interval_seconds": heartbeat_seconds,
+            "node": state.node,
         }
     )
     ident = _fragment(state, "ident", desc, _ident) if desc is not None else "{}"
@@ -206,7 +208,7 @@ def agent_text(state: AgentState, *, connected: bool, heartbeat_seconds: int) ->
 
 
 def agent_detail_json(
-    state: AgentState, *, connected: bool, heartbeat_seconds: int, history: list[dict[str, Any]]
+    state: AgentState, *, connected: bool, heartbeat_seconds: float, history: list[dict[str, Any]]
 ) -> dict[str, Any]:
     out = agent_json(state, connected=connected, heartbeat_seconds=heartbeat_seconds)
     ec = state.effective_config

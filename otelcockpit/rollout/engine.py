@@ -120,6 +120,9 @@ class RolloutEngine:
         self.poll_interval = poll_interval
         self.on_progress = on_progress
         self._applied_seen: dict[str, str] = {}
+        # A rollout whose runner is cancelled (its process stops) is paused, unless other server nodes
+        # share the journal and take it over.
+        self.pause_on_cancel = True
 
     # ---- creating and reading -----------------------------------------------------------------
     def create(
@@ -184,6 +187,8 @@ class RolloutEngine:
                 self._pause(rec, f"stopped by an error: {exc.message}")
                 return self.view(rollout_id)
             except (Exception, asyncio.CancelledError, KeyboardInterrupt) as exc:
+                if isinstance(exc, asyncio.CancelledError) and not self.pause_on_cancel:
+                    raise  # another server node takes it over from the journal
                 if self.journal.require(rollout_id).state == RolloutState.RUNNING:
                     self._pause(rec, f"stopped by an error: {type(exc).__name__}: {exc}")
                 raise

@@ -18,12 +18,12 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from otelcockpit.errors import CockpitError
 from otelcockpit.rollout.model import (
@@ -193,22 +193,88 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-class Journal:
-    """One SQLite file. Safe to open from several processes (WAL, busy timeout)."""
+class Db(Protocol):
+    """The journal's database connection: SQLite here (:class:`SqliteDb`); the OpAMP server passes a
+    PostgreSQL one when its nodes share a database. Statements use ``?`` placeholders and the SQL both
+    speak; rows are read by name or by position."""
 
-    def __init__(self, path: Path | str, *, clock: Any = time.time) -> None:
+    where: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...  # a cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
+
+    def begin(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteDb:
+    """The journal in one SQLite file: safe to open from several processes (WAL, busy timeout)."""
+
+    def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.clock = clock
+        self.where = str(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=10000")
-            self.db.executescript(SCHEMA)
+            self.con = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None)
+            self.con.execute("PRAGMA journal_mode=WAL")
+            self.con.execute("PRAGMA synchronous=NORMAL")
+            self.con.execute("PRAGMA busy_timeout=10000")
+            self.con.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise CockpitError(f"cannot open the rollout journal {self.path}: {exc}") from None
-        self.db.row_factory = sqlite3.Row
+        self.con.row_factory = sqlite3.Row
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.con.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        return self.con.executemany(sql, rows)
+
+    def begin(self) -> None:
+        self.con.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.con.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.con.in_transaction:
+            self.con.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class Journal:
+    """The rollout journal on a :class:`Db` (a SQLite file by default).
+
+    ``stale_after``: how long without a heartbeat a rollout's runner on another host counts as gone;
+    ``recover_interrupted``: pause a rollout whose runner is gone when it is read (one process, or one
+    server restarting); off where other server nodes take such rollouts over instead."""
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        clock: Any = time.time,
+        db: Db | None = None,
+        stale_after: float = HEARTBEAT_STALE,
+        recover_interrupted: bool = True,
+    ) -> None:
+        if db is None:
+            if path is None:
+                raise ValueError("a journal needs a path or a db")
+            db = SqliteDb(path)
+        self.db = db
+        self.path = Path(path) if path is not None else Path(db.where)
+        self.clock = clock
+        self.stale_after = stale_after
+        self.recover_interrupted = recover_interrupted
 
     def close(self) -> None:
         self.db.close()
@@ -220,14 +286,14 @@ class Journal:
         self.close()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+    def tx(self) -> Iterator[Db]:
+        self.db.begin()
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.rollback()
             raise
-        self.db.execute("COMMIT")
+        self.db.commit()
 
     # ---- rollouts -------------------------------------------------------------------------------
     def create(
@@ -277,7 +343,7 @@ class Journal:
                 rollback_revision,
             )
 
-    def _record(self, row: sqlite3.Row) -> RolloutRecord:
+    def _record(self, row: Any) -> RolloutRecord:
         return RolloutRecord(
             id=row["id"],
             pipeline=row["pipeline"],
@@ -331,11 +397,12 @@ class Journal:
             if rec.runner_pid == os.getpid():
                 return rec.runner_token in LIVE_RUNNERS
             return pid_alive(rec.runner_pid)
-        return self.clock() - rec.heartbeat < HEARTBEAT_STALE
+        return self.clock() - rec.heartbeat < self.stale_after
 
     def recover(self, rec: RolloutRecord) -> RolloutRecord:
-        """A rollout left ``running`` by a process that is gone is paused (and stays so until resumed)."""
-        if rec.state != RolloutState.RUNNING or self.runner_alive(rec):
+        """A rollout left ``running`` by a process that is gone is paused (and stays so until resumed);
+        not where other server nodes take such rollouts over (``recover_interrupted`` off)."""
+        if not self.recover_interrupted or rec.state != RolloutState.RUNNING or self.runner_alive(rec):
             return rec
         reason = (
             f"interrupted at stage {rec.current_stage + 1} (the process running it stopped); "
@@ -352,16 +419,18 @@ class Journal:
         return self._record(row)
 
     def claim(self, rollout_id: str, token: str) -> RolloutRecord:
-        """Mark this engine as the runner; refuses when another live runner has it."""
+        """Mark this engine as the runner; refuses when another live runner has it. The claim is a
+        compare-and-set on the runner's token, so two processes (two server nodes taking over a rollout
+        whose node died) never both run it."""
         rec = self.require(rollout_id)
         if rec.state == RolloutState.RUNNING and rec.runner_token != token and self.runner_alive(rec):
             raise CockpitError(
                 f"rollout {rollout_id} is already running in process {rec.runner_pid} on {rec.runner_host}"
             )
         with self.tx() as db:
-            db.execute(
+            won = db.execute(
                 "UPDATE rollouts SET state = ?, reason = '', request = '', runner_pid = ?, runner_host = ?,"
-                " runner_token = ?, heartbeat = ?, updated_at = ? WHERE id = ?",
+                " runner_token = ?, heartbeat = ?, updated_at = ? WHERE id = ? AND runner_token = ?",
                 (
                     RolloutState.RUNNING.value,
                     os.getpid(),
@@ -370,9 +439,35 @@ class Journal:
                     self.clock(),
                     self.clock(),
                     rollout_id,
+                    rec.runner_token,
                 ),
-            )
+            ).rowcount
+        if not won:
+            raise CockpitError(f"rollout {rollout_id} was claimed by another runner a moment ago")
         return self.require(rollout_id)
+
+    def watch(self, rollout_id: str, token: str, expected: str | None = None) -> bool:
+        """Mark a paused rollout as observed by this runner (its heartbeat: a watcher that dies is
+        replaced); ``expected``: the watcher token seen, for a compare-and-set takeover. False when the
+        rollout is not paused any more, or another watcher took it."""
+        if expected is None:
+            expected = token
+        return bool(
+            self.db.execute(
+                "UPDATE rollouts SET runner_pid = ?, runner_host = ?, runner_token = ?, heartbeat = ?"
+                " WHERE id = ? AND state = ? AND (runner_token = ? OR runner_token = ?)",
+                (
+                    os.getpid(),
+                    socket.gethostname(),
+                    token,
+                    self.clock(),
+                    rollout_id,
+                    RolloutState.PAUSED.value,
+                    token,
+                    expected,
+                ),
+            ).rowcount
+        )
 
     def heartbeat(self, rollout_id: str, current_stage: int) -> str:
         """Refresh the heartbeat; returns a pending operator request (``pause`` / ``abort``) or ''."""
@@ -420,7 +515,7 @@ class Journal:
     def begin_step(self, rollout_id: str, key: str) -> None:
         self.db.execute(
             "INSERT INTO steps (rollout_id, key, state, started_at) VALUES (?,?,?,?)"
-            " ON CONFLICT (rollout_id, key) DO UPDATE SET attempts = attempts + 1",
+            " ON CONFLICT (rollout_id, key) DO UPDATE SET attempts = steps.attempts + 1",
             (rollout_id, key, "started", self.clock()),
         )
 
@@ -512,7 +607,11 @@ class Journal:
         now = self.clock()
         rows = [(cid, h, rollout_id, err, now) for cid, h, err in items if h]
         if rows:
-            self.db.executemany("INSERT OR IGNORE INTO failed_hashes VALUES (?,?,?,?,?)", rows)
+            self.db.executemany(
+                "INSERT INTO failed_hashes (collector_id, hash, rollout_id, error, at) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (collector_id, hash) DO NOTHING",
+                rows,
+            )
 
     def failed_pairs(self, collector_ids: Iterable[str], hashes: Iterable[str]) -> dict[str, str]:
         """Collectors (of ``collector_ids``) on which one of ``hashes`` failed before: id -> error."""
@@ -552,7 +651,9 @@ class Journal:
     def record_good(self, pipeline: str, revision: str, rollout_id: str) -> None:
         if revision:
             self.db.execute(
-                "INSERT OR REPLACE INTO good_revisions VALUES (?,?,?,?)", (pipeline, revision, rollout_id, self.clock())
+                "INSERT INTO good_revisions (pipeline, revision, rollout_id, at) VALUES (?,?,?,?)"
+                " ON CONFLICT (pipeline, revision) DO UPDATE SET rollout_id = excluded.rollout_id, at = excluded.at",
+                (pipeline, revision, rollout_id, self.clock()),
             )
 
     def good_revisions(self, pipeline: str) -> list[str]:
@@ -568,7 +669,9 @@ class Journal:
         """A revision that was rolled back from: never offered as a rollback target again."""
         if revision:
             self.db.execute(
-                "INSERT OR REPLACE INTO bad_revisions VALUES (?,?,?,?)", (pipeline, revision, why, self.clock())
+                "INSERT INTO bad_revisions (pipeline, revision, why, at) VALUES (?,?,?,?)"
+                " ON CONFLICT (pipeline, revision) DO UPDATE SET why = excluded.why, at = excluded.at",
+                (pipeline, revision, why, self.clock()),
             )
 
     def bad_revisions(self, pipeline: str) -> set[str]:
@@ -577,7 +680,7 @@ class Journal:
     # ---- events ---------------------------------------------------------------------------------
     def _event(
         self,
-        db: sqlite3.Connection,
+        db: Db,
         rollout_id: str,
         pipeline: str,
         kind: str,

@@ -20,6 +20,7 @@ a paused rollout keeps being observed; every write records who did it.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from otelcockpit.rollout.history import (
     pipeline_target,
     timeline,
 )
-from otelcockpit.rollout.journal import Journal
+from otelcockpit.rollout.journal import LIVE_RUNNERS, Journal
 from otelcockpit.rollout.model import (
     ACTIVE_STATES,
     CollectorProgress,
@@ -368,36 +369,71 @@ class RolloutService:
             raise UsageError(f"no rollout {rollout_id!r}")
         return rec
 
-    async def _drive(self, rollout_id: str, on_progress: ProgressCallback | None = None) -> RolloutView:
+    async def _drive(
+        self, rollout_id: str, on_progress: ProgressCallback | None = None, *, watch_only: bool = False
+    ) -> RolloutView:
         """Run a rollout until it stops; while it is paused here, keep observing it (its progress
-        stays true) until it is resumed (run again), aborted, rolled back or completed."""
+        stays true) until it is resumed (run again), aborted, rolled back or completed. ``watch_only``:
+        take over the observing of a paused rollout whose watcher is gone (several server nodes)."""
         if on_progress is not None:
             self._listeners.append(on_progress)
         resume = self._drives.setdefault(rollout_id, asyncio.Event())
+        token = secrets.token_hex(8)
         try:
             while True:
                 resume.clear()
-                view = await self.engine.run(rollout_id, actor=self._resumed_by.pop(rollout_id, ""))
-                if view.state != RolloutState.PAUSED or not self.runs_in_background:
-                    return view
-                while not resume.is_set():
-                    try:
-                        await asyncio.wait_for(resume.wait(), self.poll_interval)
-                    except TimeoutError:
-                        pass
-                    if resume.is_set():
-                        break
-                    rec = self.journal.get(rollout_id)
-                    if rec is None or rec.state != RolloutState.PAUSED:
+                if watch_only:
+                    watch_only = False
+                    rec = self.journal.require(rollout_id)
+                    if rec.state != RolloutState.PAUSED or not self.journal.watch(rollout_id, token, rec.runner_token):
                         return self.engine.view(rollout_id)
-                    try:
-                        await self.engine.observe_once(rollout_id)
-                    except CockpitError:
-                        pass  # the fleet cannot be read right now: the next look may succeed
+                    expected = token
+                else:
+                    view = await self.engine.run(rollout_id, actor=self._resumed_by.pop(rollout_id, ""))
+                    if view.state != RolloutState.PAUSED or not self.runs_in_background:
+                        return view
+                    expected = self.journal.require(rollout_id).runner_token  # the run's, just ended
+                LIVE_RUNNERS.add(token)
+                try:
+                    while not resume.is_set():
+                        if not self.journal.watch(rollout_id, token, expected):
+                            return self.engine.view(rollout_id)  # resumed, ended, or watched elsewhere
+                        expected = token
+                        try:
+                            await asyncio.wait_for(resume.wait(), self.poll_interval)
+                        except TimeoutError:
+                            pass
+                        if resume.is_set():
+                            break
+                        try:
+                            await self.engine.observe_once(rollout_id)
+                        except CockpitError:
+                            pass  # the fleet cannot be read right now: the next look may succeed
+                finally:
+                    LIVE_RUNNERS.discard(token)
         finally:
             self._drives.pop(rollout_id, None)
             if on_progress is not None and on_progress in self._listeners:
                 self._listeners.remove(on_progress)
+
+    def take_over(self) -> list[str]:
+        """Rollouts whose runner or watcher is gone (its server node died) continue here: a running
+        one from its journal (no stage repeated, nothing offered twice), a paused one stays paused and
+        is observed. For a background service shared by several server nodes."""
+        taken: list[str] = []
+        if self.spawn is None:
+            return taken
+        for rec in self.journal.list(limit=ROLLOUTS_LISTED):
+            if rec.id in self._drives or (rec.backend, rec.context) != (self.fleet.backend, self.fleet.context):
+                continue
+            if rec.state == RolloutState.RUNNING and not self.journal.runner_alive(rec):
+                self.journal.event(rec.id, rec.pipeline, "rollout.taken_over", "", "", "its runner is gone; continued")
+                self.spawn(self._drive(rec.id))
+                taken.append(rec.id)
+            elif rec.state == RolloutState.PAUSED and rec.runner_pid > 0 and not self.journal.runner_alive(rec):
+                self.spawn(self._drive(rec.id, watch_only=True))
+                taken.append(rec.id)
+        return taken
 
     async def _until_claimed(self, rollout_id: str, timeout: float = 10.0) -> None:
         """Wait until a background runner took the rollout (so the answer says ``running``)."""

@@ -23,9 +23,38 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
 
 
 @pytest.fixture(scope="module")
-def shared_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    sp = start_serve(tmp_path_factory.mktemp("shared"))
+def shared_serve(tmp_path_factory: pytest.TempPathFactory, store_kind: str, request: pytest.FixtureRequest) -> Iterator[ServeProcess]:
+    import opamp_server_support
+
+    before = opamp_server_support.STORE
+    if store_kind == "postgresql":
+        opamp_server_support.STORE = request.getfixturevalue("pg_cluster").create_database()
+    try:
+        sp = start_serve(tmp_path_factory.mktemp("shared"))
+    finally:
+        opamp_server_support.STORE = before
     try:
         yield sp
     finally:
         sp.stop()
+
+
+# Every test here runs on both stores: SQLite (the embedded default) and PostgreSQL (a fresh database on
+# the session's server, tests/conftest.py). Servers the test starts use it (opamp_server_support.STORE).
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"], autouse=True)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_cluster")  # skipped, with the reason, where PostgreSQL is missing
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def serve_store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    import opamp_server_support
+
+    url = request.getfixturevalue("pg_cluster").create_database() if store_kind == "postgresql" else None
+    opamp_server_support.STORE = url
+    try:
+        yield url
+    finally:
+        opamp_server_support.STORE = None

@@ -18,6 +18,9 @@ from typing import Any
 LINE_RE = re.compile(
     r"OpAMP on https?://127\.0\.0\.1:(\d+)/v1/opamp .* admin API on http://127\.0\.0\.1:(\d+)/api/v1"
 )
+# The store every server a test starts uses: None for SQLite (its --db file), else a PostgreSQL URL.
+# Set per test by the ``serve_store`` fixture, so the whole serve suite runs on both stores.
+STORE: str | None = None
 WRITE_TOKEN = "write-token-0123456789"
 READ_TOKEN = "read-token-0123456789"
 
@@ -103,6 +106,7 @@ def start_serve(tmp: Path, *extra: str, db: Path | None = None, heartbeat: int =
         str(tokens),
         "--heartbeat-seconds",
         str(heartbeat),
+        *(["--store", STORE] if STORE else []),
         *extra,
     ]
     env = {**os.environ, "OTELCOCKPIT_DATA_DIR": str(tmp / "data")}

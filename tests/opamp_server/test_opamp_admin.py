@@ -14,7 +14,7 @@ from opamp_server_support import READ_TOKEN, WRITE_TOKEN, ServeProcess
 from otelcockpit.opamp_server.admin import build_admin_app, load_tokens
 from otelcockpit.opamp_server.hub import Hub
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
-from otelcockpit.opamp_server.store import Store
+from otelcockpit.opamp_server.store import SqliteStore as Store
 
 
 def mutating_endpoints(tmp_path: Path, tokens: Path) -> list[tuple[str, str]]:
@@ -23,7 +23,9 @@ def mutating_endpoints(tmp_path: Path, tokens: Path) -> list[tuple[str, str]]:
     store = Store(tmp_path / "list.db")
     try:
         hub = Hub(store)
-        rollouts = ServerRollouts(hub, tmp_path / "list.rollouts.sqlite3")
+        from otelcockpit.rollout.journal import Journal
+
+        rollouts = ServerRollouts(hub, Journal(tmp_path / "list.rollouts.sqlite3"))
         app = build_admin_app(hub, load_tokens(tokens), rollouts=rollouts)
         declared = list(app.state.mutating)
         safe = set(app.state.safe_posts)  # POSTs that change nothing (rollout plan)

@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 from otelcockpit.opamp_server import core
 from otelcockpit.opamp_server.hub import Hub
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
-from otelcockpit.opamp_server.store import Store, u64_from_db, u64_to_db
+from otelcockpit.opamp_server.store import SqliteStore as Store, u64_from_db, u64_to_db
 
 PB = {"Content-Type": "application/x-protobuf"}
 BIG = 2**63
@@ -138,14 +138,27 @@ async def test_a_message_the_store_refuses_leaves_memory_untouched(tmp_path: Pat
     store.close()
 
 
-def test_store_failure_is_503_with_retry_after_and_unavailable_over_ws(tmp_path: Path) -> None:
-    sp = start_serve(tmp_path / "ro")
-    try:
-        # make the store refuse every new agent from outside the server (as a full disk would)
+def refuse_new_agents(sp: ServeProcess, store_url: str | None) -> None:
+    """Make the store refuse every new agent from outside the server (as a full disk would)."""
+    if store_url is None:
         con = sqlite3.connect(sp.db, timeout=30)
         con.execute("CREATE TRIGGER refuse BEFORE INSERT ON agents BEGIN SELECT RAISE(ABORT, 'full'); END")
         con.commit()
         con.close()
+        return
+    import psycopg
+
+    with psycopg.connect(store_url, autocommit=True) as con:
+        con.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'full'; END; $$ LANGUAGE plpgsql"
+        )
+        con.execute("CREATE TRIGGER refuse BEFORE INSERT ON agents FOR EACH ROW EXECUTE FUNCTION refuse()")
+
+
+def test_store_failure_is_503_with_retry_after_and_unavailable_over_ws(tmp_path: Path, serve_store: str | None) -> None:
+    sp = start_serve(tmp_path / "ro")
+    try:
+        refuse_new_agents(sp, serve_store)
         uid = uuid.uuid4().bytes
         r = httpx.post(sp.opamp_url, content=described(uid, 0, 0x3007, "x").SerializeToString(), headers=PB)
         assert r.status_code == 503 and r.headers["retry-after"] == "30"

@@ -10,7 +10,7 @@ import pytest
 
 from otelcockpit.opamp_server.core import AgentState
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
-from otelcockpit.opamp_server.store import Store, agent_ops
+from otelcockpit.opamp_server.store import SqliteStore as Store, agent_ops
 
 INSERT_CV = (
     "INSERT INTO config_versions (name, version, hash, files, author, note, created_at) "
@@ -66,7 +66,8 @@ def test_agent_rows_roundtrip_and_partial_updates(tmp_path: Path) -> None:
     s2.seq = 4
     s2.health = pb.ComponentHealth(healthy=True, status="StatusOK")
     ((sql, _),) = agent_ops(s2, {"health"})
-    assert sql.startswith("UPDATE agents SET seq = ?, last_seen = ?, health = ?")  # only what changed
+    # only what changed (and who handled the message: several nodes may share the database)
+    assert sql.startswith("UPDATE agents SET seq = ?, last_seen = ?, node = ?, health = ?")
     store.write_sync(agent_ops(s2, {"health"}))
     store.close()
     again = Store(path)
@@ -79,3 +80,42 @@ def test_agent_rows_roundtrip_and_partial_updates(tmp_path: Path) -> None:
         assert desired is None
     finally:
         again.close()
+
+
+def test_schema_versions_are_applied_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database from before versions were recorded is stamped 1 and brought up to date; a database
+    from a newer otelcockpit is refused in one line (``serve`` exits 2)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from otelcockpit.opamp_server.store import SCHEMA, SCHEMA_VERSION
+
+    old = tmp_path / "old.db"
+    con = sqlite3.connect(old)
+    con.executescript(SCHEMA)  # the version-1 schema, with no version table
+    con.execute(
+        "INSERT INTO agents (uid, transport, seq, capabilities, online, first_seen, last_seen) "
+        "VALUES (?, 'http', 1, 1, 0, 1.0, 2.0)",
+        (b"o" * 16,),
+    )
+    con.commit()
+    con.close()
+    store = Store(old)
+    try:
+        assert store.query("SELECT MAX(version) FROM schema_version")[0][0] == SCHEMA_VERSION
+        ((loaded, _),) = store.load_agents()
+        assert loaded.uid == b"o" * 16 and loaded.node == "" and loaded.heartbeat == 0.0
+    finally:
+        store.close()
+    con = sqlite3.connect(old)
+    con.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
+    con.commit()
+    con.close()
+    r = subprocess.run(
+        [sys.executable, "-m", "otelcockpit", "serve", "--db", str(old), "--tokens", str(tmp_path / "t.yaml"),
+         "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and f"schema is version {SCHEMA_VERSION + 1}" in r.stderr, r.stderr

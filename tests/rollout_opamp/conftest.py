@@ -21,3 +21,24 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
         yield sp
     finally:
         sp.stop()
+
+
+# Every test here runs on both stores: SQLite (the embedded default) and PostgreSQL (a fresh database on
+# the session's server, tests/conftest.py). Servers the test starts use it (opamp_server_support.STORE).
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"], autouse=True)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_cluster")  # skipped, with the reason, where PostgreSQL is missing
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def serve_store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    import opamp_server_support
+
+    url = request.getfixturevalue("pg_cluster").create_database() if store_kind == "postgresql" else None
+    opamp_server_support.STORE = url
+    try:
+        yield url
+    finally:
+        opamp_server_support.STORE = None

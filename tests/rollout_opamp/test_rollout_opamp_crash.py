@@ -22,7 +22,10 @@ from rollout_opamp_support import (
 )
 
 
-def test_kill_9_mid_rollout_then_restart_resumes_paused(tmp_path: Path) -> None:
+def test_kill_9_mid_rollout_then_restart_resumes_paused(tmp_path: Path, store_kind: str) -> None:
+    """One SQLite node: after kill -9 and a restart the rollout waits paused for an operator. On
+    PostgreSQL, where several nodes share the journal, a rollout whose node died is taken over and
+    continues (here by the restarted node itself): either way nothing is repeated or offered twice."""
     sp = start_serve(tmp_path / "srv")
     procs = [simulate(sp, 8, transport="ws", seed=21), simulate(sp, 4, transport="http", seed=22)]
     sp2 = None
@@ -48,6 +51,16 @@ def test_kill_9_mid_rollout_then_restart_resumes_paused(tmp_path: Path) -> None:
         killed_at = time.monotonic()
         sp2 = start_serve(tmp_path / "srv", "--listen", f"127.0.0.1:{sp.opamp_port}", db=sp.db)
         v2 = sp2.api("GET", "/configs/gateway/versions/2")[1]["hash"]
+        if store_kind == "postgresql":
+            done = wait_state(sp2, rid, "completed", "paused", timeout=60)
+            assert done["state"] == "completed", done["reason"]
+            events = [e["kind"] for e in sp2.api("GET", "/changes?since=1h")[1]["changes"] if e["rollout_id"] == rid]
+            assert "rollout.taken_over" in events, events
+            wait_for(lambda: all_applied(sp2, v2, 12), 20)
+            for a in agents(sp2):
+                h = history(sp2, a["instance_uid"])
+                assert len([e for e in h if e["hash"] == v2 and e["status"] == "APPLYING"]) == 1, h
+            return
         after = rollout(sp2, rid)
         assert after["state"] == "paused", after
         assert after["reason"].startswith("interrupted at stage"), after["reason"]
@@ -84,7 +97,7 @@ def test_kill_9_mid_rollout_then_restart_resumes_paused(tmp_path: Path) -> None:
             sp2.stop()
 
 
-def test_kill_9_while_agents_are_mid_apply_then_resume_completes(tmp_path: Path) -> None:
+def test_kill_9_while_agents_are_mid_apply_then_resume_completes(tmp_path: Path, store_kind: str) -> None:
     """The server dies while the canary's agents are APPLYING. Like the OpAMP supervisor, the agents
     keep applying while disconnected and report APPLIED when they reconnect, so the resumed rollout
     completes without waiting out its apply timeout and without a failure."""
@@ -109,6 +122,11 @@ def test_kill_9_while_agents_are_mid_apply_then_resume_completes(tmp_path: Path)
         sp.stop(signal.SIGKILL)
         sp2 = start_serve(tmp_path / "srv", "--listen", f"127.0.0.1:{sp.opamp_port}", db=sp.db)
         v2 = sp2.api("GET", "/configs/gateway/versions/2")[1]["hash"]
+        if store_kind == "postgresql":  # taken over and continued (see the test above)
+            done = wait_state(sp2, rid, "completed", "paused", timeout=60)
+            assert done["state"] == "completed" and all(s["failed"] == 0 for s in done["stages"]), done
+            wait_for(lambda: all_applied(sp2, v2, 6), 20)
+            return
         assert rollout(sp2, rid)["state"] == "paused"
         wait_agents(sp2, 6, timeout=30)
         # the canary finished applying while the server was down and says so on reconnect
