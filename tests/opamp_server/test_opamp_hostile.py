@@ -25,7 +25,8 @@ from websockets.asyncio.client import connect
 from otelcockpit.opamp_server import core
 from otelcockpit.opamp_server.hub import Hub
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
-from otelcockpit.opamp_server.store import SqliteStore as Store, u64_from_db, u64_to_db
+from otelcockpit.opamp_server.store import SqliteStore as Store
+from otelcockpit.opamp_server.store import u64_from_db, u64_to_db
 
 PB = {"Content-Type": "application/x-protobuf"}
 BIG = 2**63

@@ -10,7 +10,8 @@ import pytest
 
 from otelcockpit.opamp_server.core import AgentState
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
-from otelcockpit.opamp_server.store import SqliteStore as Store, agent_ops
+from otelcockpit.opamp_server.store import SqliteStore as Store
+from otelcockpit.opamp_server.store import agent_ops
 
 INSERT_CV = (
     "INSERT INTO config_versions (name, version, hash, files, author, note, created_at) "
