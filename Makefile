@@ -19,9 +19,11 @@ demo: $(STAMP)
 	$(VENV)/bin/otelcockpit --source demo
 
 test: $(STAMP)
+	sh scripts/ensure_postgres.sh
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	sh scripts/ensure_postgres.sh
 	$(PY) -m pytest -q -m slow -p no:xdist bench $(PYTEST_ARGS)
 
 # Hostile traffic against a real `serve`: 1,000,000 mutated messages (figures in BENCHMARKS.md).
