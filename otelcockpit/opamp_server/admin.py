@@ -101,8 +101,30 @@ def build_admin_app(
                 return await handler(request, tok)
             except HubError as exc:
                 return error(exc.status, exc.message)
+            except Exception as exc:
+                if unavailable(exc):
+                    # The database is away: nothing was written; say when to try again.
+                    resp = error(503, f"the store does not answer, nothing was changed: {str(exc)[:200]}")
+                    resp.headers["Retry-After"] = "5"
+                    return resp
+                raise
 
         return endpoint
+
+    def unavailable(exc: BaseException) -> bool:
+        from otelcockpit.opamp_server.store import StoreClosed
+
+        if isinstance(exc, StoreClosed):
+            return True
+        if hub.store.shared:
+            from otelcockpit.opamp_server.store_pg import StoreUnavailable
+
+            if isinstance(exc, StoreUnavailable):
+                return True
+            import psycopg
+
+            return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        return False
 
     async def body_json(request: Request) -> dict[str, Any]:
         try:
@@ -135,6 +157,9 @@ def build_admin_app(
                 "online": online,
                 "errors": hub.errors.as_json(),
                 "store": hub.store.stats(),
+                "node": hub.node,
+                "nodes": sorted(hub.alive_nodes) if hub.shared else [hub.node],
+                "load": {"lag_ms": round(hub.lag * 1000, 1), "overloaded": hub.overloaded, "refused": hub.refused},
             }
         )
 

@@ -377,10 +377,11 @@ class Hub:
         if prev is None and len(self.agents) >= self.settings.max_agents and len(msg.instance_uid) == 16:
             self.refused += 1
             raise Overloaded(f"the server holds its maximum of {self.settings.max_agents} agents")
-        if self.shared and prev is not None and prev.node not in ("", self.node) and uid not in self.conns:
-            # The agent's last message went to another node: read what that node stored (its memory
-            # here may lag a moment behind), then this node handles it.
-            prev = await self.reload_agent(uid) or prev
+        if self.shared and uid not in self.conns and (prev is None or prev.node not in ("", self.node)):
+            # The agent's last message went to another node (or this node has not heard of it yet):
+            # read what that node stored (memory here may lag a moment behind), then handle it here.
+            if len(uid) == core.UID_LENGTH:
+                prev = await self.reload_agent(uid) or prev
         new_uid = None
         if msg.flags & pb.AgentToServerFlags_RequestInstanceUid:
             new_uid = uuid7()  # the agent asks the server for its identity
@@ -443,6 +444,11 @@ class Hub:
             s.node = self.node
             changed.add("node")
         self._measure_heartbeat(prev, s, msg, changed)
+        if changed - LAZY == {"heartbeat"} and not getattr(self.store, "available", True):
+            # The database is away: a new measurement waits (the heartbeat itself is answered).
+            assert prev is not None
+            s.heartbeat = prev.heartbeat
+            changed.discard("heartbeat")
         # What the store will be asked to write is computed before anything changes in memory: a
         # message the store cannot take is refused as a whole, and memory and store never disagree.
         ops: list[Op] = []

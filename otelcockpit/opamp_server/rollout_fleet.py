@@ -274,6 +274,7 @@ class HubFleet:
                 )
                 changed.append(a)
         if changed:
+            ops += self.hub.notify("assignments")  # the other nodes re-resolve their agents
             ids = {a.id for a in changed}
             self.hub.assignments = [
                 dataclasses.replace(a, version=version) if a.id in ids else a for a in self.hub.assignments
@@ -287,9 +288,10 @@ class HubFleet:
         for uid in rows:
             hub.overrides.pop(uid, None)
             hub.override_owner.pop(uid, None)
+        notify = hub.notify("assignments")  # the other nodes re-resolve their agents
         if rollout_id:
-            return [("DELETE FROM rollout_overrides WHERE rollout = ?", (rollout_id,))]
-        return [("DELETE FROM rollout_overrides WHERE config = ?", (config,))]
+            return [("DELETE FROM rollout_overrides WHERE rollout = ?", (rollout_id,)), *notify]
+        return [("DELETE FROM rollout_overrides WHERE config = ?", (config,)), *notify]
 
     async def live_pipeline(self, name: str) -> Pipeline | None:
         live = self.live(name)
@@ -331,6 +333,7 @@ class HubFleet:
                         {"rollout": rollout.id, "stage": getattr(stage, "name", ""), "agents": len(ops)},
                     )
                 )
+                ops += hub.notify("assignments")  # the agents of other nodes are offered there
             await hub.reresolve(uids, ops)
         return {cid: cv.hash.hex() for cid in collector_ids}
 
