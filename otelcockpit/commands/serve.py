@@ -54,7 +54,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         type=Path,
         metavar="FILE",
         help="YAML with any of these settings (listen, admin_listen, db, store, tokens, agent_tokens, "
-        "tls_cert, tls_key, heartbeat_seconds, stuck_applying_seconds, node, max_agents); flags win",
+        "tls_cert, tls_key, heartbeat_seconds, offer_heartbeat, stuck_applying_seconds, node, max_agents); "
+        "flags win",
     )
     p.add_argument(
         "--tokens",
@@ -78,7 +79,15 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--heartbeat-seconds",
         type=_positive,
         metavar="N",
-        help="expected agent heartbeat/poll interval; silent for 3 intervals means offline (default 30)",
+        help="the heartbeat/poll interval offered to agents that report heartbeats (ConnectionSettings); "
+        "an agent silent for 3 of its own intervals is offline (default 30)",
+    )
+    p.add_argument(
+        "--no-heartbeat-offer",
+        dest="offer_heartbeat",
+        action="store_false",
+        default=None,
+        help="do not offer the heartbeat interval to agents (each is still judged by its own measured one)",
     )
     p.add_argument(
         "--stuck-applying-seconds",
@@ -100,6 +109,7 @@ CONFIG_KEYS = {
     "tls_cert": Path,
     "tls_key": Path,
     "heartbeat_seconds": int,
+    "offer_heartbeat": bool,
     "stuck_applying_seconds": int,
     "node": str,
     "max_agents": int,
@@ -121,7 +131,11 @@ def load_serve_config(path: Path) -> dict[str, Any]:
         kind = CONFIG_KEYS.get(str(key))
         if kind is None:
             raise ConfigError(f"{where(path, data)}: unknown key {key!r} (known: {', '.join(CONFIG_KEYS)})")
-        if kind is int:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where(path, data)}: {key} must be true or false")
+            out[str(key)] = value
+        elif kind is int:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{where(path, data)}: {key} must be a whole number of at least 1")
             out[str(key)] = value
@@ -156,6 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=pick("tls_cert"),
         tls_key=pick("tls_key"),
         heartbeat_seconds=pick("heartbeat_seconds", 30),
+        offer_heartbeat=bool(pick("offer_heartbeat", True)),
         stuck_applying_seconds=float(pick("stuck_applying_seconds", 60)),
         store=pick("store"),
         node=pick("node"),

@@ -20,6 +20,9 @@ Rules (OpAMP specification, research notes sections 3-5):
   the collector supervisor report APPLYING forever).
 - A restart command is sent alone (with ``instance_uid`` and ``capabilities``), only to agents with
   AcceptsRestartCommand.
+- The server's heartbeat interval is offered (``connection_settings.opamp.heartbeat_interval_seconds``,
+  always explicit) once per connection to agents that report heartbeats and do not accept OpAMP
+  connection settings (see ``wants_heartbeat_offer``); never alongside a command.
 - ``agent_disconnect`` marks the agent offline at once; ``expired()`` tells when an agent silent for 3
   heartbeat or poll intervals goes offline.
 - The same instance_uid on a second live connection gets ``agent_identification.new_instance_uid``.
@@ -44,6 +47,7 @@ REPORTS_HEALTH = pb.AgentCapabilities_ReportsHealth
 REPORTS_REMOTE_CONFIG = pb.AgentCapabilities_ReportsRemoteConfig
 REPORTS_HEARTBEAT = pb.AgentCapabilities_ReportsHeartbeat
 REPORTS_AVAILABLE_COMPONENTS = pb.AgentCapabilities_ReportsAvailableComponents
+ACCEPTS_OPAMP_CONNECTION_SETTINGS = pb.AgentCapabilities_AcceptsOpAMPConnectionSettings
 
 AGENT_CAPABILITY_NAMES: tuple[tuple[int, str], ...] = tuple(
     (value, name.removeprefix("AgentCapabilities_"))
@@ -55,6 +59,7 @@ SERVER_CAPABILITIES = (
     pb.ServerCapabilities_AcceptsStatus
     | pb.ServerCapabilities_OffersRemoteConfig
     | pb.ServerCapabilities_AcceptsEffectiveConfig
+    | pb.ServerCapabilities_OffersConnectionSettings
 )
 
 REPORT_FULL_STATE = pb.ServerToAgentFlags_ReportFullState
@@ -140,6 +145,9 @@ class AgentState:
     # hash re-offered that way is remembered, so it happens once per hash (in memory only).
     stuck_reoffer: bool = False
     reoffered_hash: bytes | None = None
+    # The hash of the heartbeat interval offered on the agent's current connection (memory only: a
+    # new connection, a restarted agent or another node offers it again; it is idempotent).
+    settings_offered: bytes | None = None
     # The server node that handled the agent's last message (several nodes on one database), and the
     # agent's own heartbeat interval as measured from its messages (0: not known yet).
     node: str = ""
@@ -190,6 +198,9 @@ class Settings:
     overload_clear: float = 0.15
     max_attribute_key: int = MAX_ATTRIBUTE_KEY
     max_attribute_value: int = MAX_ATTRIBUTE_VALUE
+    # Offer ConnectionSettings.opamp.heartbeat_interval_seconds = heartbeat_seconds (see
+    # wants_heartbeat_offer for to whom).
+    offer_heartbeat: bool = True
     # An agent that never described itself (no AgentDescription) and has been offline this long is
     # forgotten: such rows come from broken or hostile clients, never from a real collector.
     forget_unidentified_after: float = 600.0
@@ -339,6 +350,39 @@ def _fill_offer_or_command(
     return False
 
 
+def heartbeat_offer_hash(seconds: int) -> bytes:
+    return hashlib.sha256(b"otelcockpit-connection-settings/heartbeat=%d" % seconds).digest()
+
+
+def wants_heartbeat_offer(state: AgentState, settings: Settings = DEFAULT_SETTINGS) -> bool:
+    """Whether to offer the server's heartbeat interval (ConnectionSettingsOffers.opamp) now.
+
+    Only to agents that report heartbeats (opamp-go applies the interval to those) and do NOT accept
+    OpAMP connection settings: an agent that accepts them (the collector's supervisor) treats any
+    ``opamp`` offer as "reconnect with these settings" - an endpoint, headers and TLS replaced - which
+    a heartbeat change must never cause. Once per connection, unless the agent reports it applied it."""
+    if not settings.offer_heartbeat:
+        return False
+    caps = state.capabilities
+    if not caps & REPORTS_HEARTBEAT or caps & ACCEPTS_OPAMP_CONNECTION_SETTINGS:
+        return False
+    h = heartbeat_offer_hash(settings.heartbeat_seconds)
+    css = state.connection_settings_status
+    if css is not None and css.last_connection_settings_hash == h and css.status == pb.ConnectionSettingsStatuses_APPLIED:
+        return False
+    return state.settings_offered != h
+
+
+def _fill_heartbeat_offer(state: AgentState, reply: pb.ServerToAgent, settings: Settings) -> None:
+    if reply.HasField("command") or not wants_heartbeat_offer(state, settings):
+        return
+    h = heartbeat_offer_hash(settings.heartbeat_seconds)
+    reply.connection_settings.hash = h
+    # Always explicit: an offer with 0 turns an opamp-go agent's heartbeats off.
+    reply.connection_settings.opamp.heartbeat_interval_seconds = settings.heartbeat_seconds
+    state.settings_offered = h
+
+
 def process(
     state: AgentState | None,
     msg: pb.AgentToServer,
@@ -375,6 +419,8 @@ def process(
     prev_seq = s.seq
     s.last_seen = now
     s.seq = msg.sequence_num
+    if msg.sequence_num == 0:
+        s.settings_offered = None  # a (re)started agent forgot what it was offered
     if s.transport != transport:
         s.transport = transport
         changed.add("transport")
@@ -465,6 +511,7 @@ def process(
             s.full_state_requested_at = now
             changed.add("full_state_requested")
         _fill_offer_or_command(s, reply, now, changed, settings)
+        _fill_heartbeat_offer(s, reply, settings)
     s.stuck_reoffer = False
 
     return Outcome(s, reply, changed, history=history, went_offline=went_offline, is_new=is_new)

@@ -414,6 +414,10 @@ class Hub:
             # with it: if the agent is still APPLYING that config long after the offer, offer it once
             # more (core.wants_offer decides from the status this message reports).
             base.stuck_reoffer = now - prev.offered_at >= self.settings.stuck_applying_after
+        if new_conn and new_uid is None and prev is not None and prev.settings_offered is not None:
+            if base is prev:
+                base = prev.clone()
+            base.settings_offered = None  # offered again on the new connection
         out = core.process(
             base,
             msg,
@@ -546,6 +550,7 @@ class Hub:
             if held is not None:
                 state.view_cache = held.view_cache
                 state.reoffered_hash = held.reoffered_hash
+                state.settings_offered = held.settings_offered
             conn = self.conns.get(state.uid)
             if conn is not None and state.node != self.node:
                 del self.conns[state.uid]  # its WebSocket is on another node now

@@ -35,6 +35,7 @@ class Options:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     heartbeat_seconds: int = core.DEFAULT_HEARTBEAT_SECONDS
+    offer_heartbeat: bool = True  # ConnectionSettingsOffers.opamp.heartbeat_interval_seconds
     stuck_applying_seconds: float = core.DEFAULT_SETTINGS.stuck_applying_after
     store: str | None = None  # postgresql://... (several nodes) or a SQLite path; None: ``db``
     node: str | None = None  # this node's name (default: host:port of the OpAMP listener)
@@ -164,6 +165,7 @@ async def serve(options: Options) -> int:
     await store.start()
     settings = core.Settings(
         heartbeat_seconds=options.heartbeat_seconds,
+        offer_heartbeat=options.offer_heartbeat,
         stuck_applying_after=options.stuck_applying_seconds,
         max_agents=options.max_agents,
     )

@@ -421,6 +421,9 @@ class SqliteStore:
         self._touch: dict[bytes, tuple[int, float, float, str]] = {}
         self._closed = False
         self._stop = threading.Event()
+        # The background PASSIVE checkpoint and the writer's TRUNCATE exclude each other: while one
+        # runs the other would only get SQLITE_BUSY, and under load the log outgrows its bound.
+        self._checkpoint_lock = threading.Lock()
         self._touch_task: asyncio.Task[None] | None = None
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="opamp-checkpoint", daemon=True
@@ -550,7 +553,8 @@ class SqliteStore:
         con = self._con
         try:
             con.execute(f"PRAGMA busy_timeout={WAL_BUSY_MS}")
-            busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            with self._checkpoint_lock:
+                busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             if not busy:
                 self.wal_truncations += 1
         except sqlite3.Error:
@@ -603,7 +607,8 @@ class SqliteStore:
         try:
             while not self._stop.wait(CHECKPOINT_SECONDS):
                 try:
-                    con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    with self._checkpoint_lock:
+                        con.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error:
                     pass
         finally:

@@ -15,6 +15,7 @@ Traffic only goes to a loopback URL (:func:`check_server_url`), bounded by ``dur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -246,6 +247,7 @@ class SimAgent:
         self.fail_rate = fail_rate
         self.seed = seed
         self.heartbeat = heartbeat
+        self.interval_changed: asyncio.Event | None = None  # set by the WebSocket loop
         self.apply_delay = apply_delay
         self.clock = clock
         self.seq = -1
@@ -364,8 +366,10 @@ class SimAgent:
             return actions  # a command comes alone
         if msg.HasField("connection_settings") and msg.connection_settings.HasField("opamp"):
             interval = msg.connection_settings.opamp.heartbeat_interval_seconds
-            if interval > 0:
+            if interval > 0 and float(interval) != self.heartbeat:
                 self.heartbeat = float(interval)
+                if self.interval_changed is not None:
+                    self.interval_changed.set()
         if msg.HasField("remote_config") and msg.remote_config.config_hash:
             rc = msg.remote_config
             # A new hash is applied; the same hash again only when no apply of it is under way (a
@@ -576,6 +580,7 @@ class Simulation:
             backoff = 0.5
             for delay, build in agent.handle(reply):
                 queue.append((loop.time() + delay, build))
+            next_poll = min(next_poll, loop.time() + agent.heartbeat)  # an offered interval counts at once
             self._event("reply", agent)
         disc = agent.stamp(agent.disconnect_message())
         await self._http_send(client, disc, headers, httpx, final=True)
@@ -723,10 +728,14 @@ class Simulation:
                 self._event("reply", agent)
 
         async def heartbeats() -> None:
+            changed = agent.interval_changed = asyncio.Event()
             while True:
                 wait = last_send[0] + agent.heartbeat - loop.time()
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    # an interval offered meanwhile counts at once (opamp-go resets its ticker)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), wait)
+                    changed.clear()
                     continue
                 await send(agent.heartbeat_message())
 

@@ -317,3 +317,45 @@ def test_desired_resolved_from_attributes() -> None:
     assert seen == [{"service.name": "svc"}]
     assert out.state is not None and out.state.desired is d
     assert out.reply.HasField("remote_config")
+
+
+def test_heartbeat_interval_offered_once_to_agents_that_report_heartbeats() -> None:
+    settings = Settings(heartbeat_seconds=7)
+    first = process(None, full(), 1.0, settings=settings)
+    cs = first.reply.connection_settings
+    assert cs.opamp.heartbeat_interval_seconds == 7 and cs.hash == core.heartbeat_offer_hash(7)
+    assert first.reply.capabilities & pb.ServerCapabilities_OffersConnectionSettings
+    # once: the next messages of this connection do not carry it again, and it costs no write
+    second = process(first.state, msg(1), 2.0, settings=settings)
+    assert not second.reply.HasField("connection_settings") and second.changed == set()
+    # a restarted agent (its sequence starts again) is offered it again
+    again = process(second.state, full(0), 3.0, settings=settings)
+    assert again.reply.connection_settings.opamp.heartbeat_interval_seconds == 7
+
+
+def test_heartbeat_offer_never_reaches_agents_that_would_reconnect_or_ignore_it() -> None:
+    settings = Settings(heartbeat_seconds=7)
+    # no ReportsHeartbeat: nothing to tell
+    assert not process(None, full(caps=core.REPORTS_STATUS), 1.0, settings=settings).reply.HasField("connection_settings")
+    # AcceptsOpAMPConnectionSettings (the collector's supervisor): any opamp offer is a reconnect order
+    caps = BASE_CAPS | core.ACCEPTS_OPAMP_CONNECTION_SETTINGS
+    assert not process(None, full(caps=caps), 1.0, settings=settings).reply.HasField("connection_settings")
+    # switched off
+    off = Settings(heartbeat_seconds=7, offer_heartbeat=False)
+    assert not process(None, full(), 1.0, settings=off).reply.HasField("connection_settings")
+    # an agent that reports it applied these settings is not offered them again
+    applied = pb.ConnectionSettingsStatus(
+        last_connection_settings_hash=core.heartbeat_offer_hash(7), status=pb.ConnectionSettingsStatuses_APPLIED
+    )
+    assert not process(None, full(connection_settings_status=applied), 1.0, settings=settings).reply.HasField(
+        "connection_settings"
+    )
+
+
+def test_heartbeat_offer_waits_while_a_command_goes_alone() -> None:
+    caps = BASE_CAPS | core.ACCEPTS_RESTART_COMMAND
+    s = known(caps=caps, pending_restart=True)
+    out = process(s, msg(6, caps), 200.0, settings=Settings(heartbeat_seconds=7))
+    assert out.reply.HasField("command") and not out.reply.HasField("connection_settings")
+    nxt = process(out.state, msg(7, caps), 201.0, settings=Settings(heartbeat_seconds=7))
+    assert nxt.reply.connection_settings.opamp.heartbeat_interval_seconds == 7

@@ -16,7 +16,7 @@ from opamp_server_support import ServeProcess, start_serve  # noqa: E402
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[ServeProcess]:
-    sp = start_serve(tmp_path / "srv")
+    sp = start_serve(tmp_path / "srv", heartbeat=1)
     try:
         yield sp
     finally:

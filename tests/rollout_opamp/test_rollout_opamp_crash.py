@@ -26,7 +26,7 @@ def test_kill_9_mid_rollout_then_restart_resumes_paused(tmp_path: Path, store_ki
     """One SQLite node: after kill -9 and a restart the rollout waits paused for an operator. On
     PostgreSQL, where several nodes share the journal, a rollout whose node died is taken over and
     continues (here by the restarted node itself): either way nothing is repeated or offered twice."""
-    sp = start_serve(tmp_path / "srv")
+    sp = start_serve(tmp_path / "srv", heartbeat=1)
     procs = [simulate(sp, 8, transport="ws", seed=21), simulate(sp, 4, transport="http", seed=22)]
     sp2 = None
     try:
@@ -49,7 +49,7 @@ def test_kill_9_mid_rollout_then_restart_resumes_paused(tmp_path: Path, store_ki
         wait_for(soaking_wave, 20, 0.02)
         sp.stop(signal.SIGKILL)
         killed_at = time.monotonic()
-        sp2 = start_serve(tmp_path / "srv", "--listen", f"127.0.0.1:{sp.opamp_port}", db=sp.db)
+        sp2 = start_serve(tmp_path / "srv", "--listen", f"127.0.0.1:{sp.opamp_port}", db=sp.db, heartbeat=1)
         v2 = sp2.api("GET", "/configs/gateway/versions/2")[1]["hash"]
         if store_kind == "postgresql":
             done = wait_state(sp2, rid, "completed", "paused", timeout=60)
@@ -101,7 +101,7 @@ def test_kill_9_while_agents_are_mid_apply_then_resume_completes(tmp_path: Path,
     """The server dies while the canary's agents are APPLYING. Like the OpAMP supervisor, the agents
     keep applying while disconnected and report APPLIED when they reconnect, so the resumed rollout
     completes without waiting out its apply timeout and without a failure."""
-    sp = start_serve(tmp_path / "srv")
+    sp = start_serve(tmp_path / "srv", heartbeat=1)
     procs = [simulate(sp, 6, transport="ws", seed=31, apply_delay=2.0)]
     sp2 = None
     try:
@@ -120,7 +120,7 @@ def test_kill_9_while_agents_are_mid_apply_then_resume_completes(tmp_path: Path,
 
         wait_for(canary_applying, 20, 0.02)
         sp.stop(signal.SIGKILL)
-        sp2 = start_serve(tmp_path / "srv", "--listen", f"127.0.0.1:{sp.opamp_port}", db=sp.db)
+        sp2 = start_serve(tmp_path / "srv", "--listen", f"127.0.0.1:{sp.opamp_port}", db=sp.db, heartbeat=1)
         v2 = sp2.api("GET", "/configs/gateway/versions/2")[1]["hash"]
         if store_kind == "postgresql":  # taken over and continued (see the test above)
             done = wait_state(sp2, rid, "completed", "paused", timeout=60)
