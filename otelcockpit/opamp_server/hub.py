@@ -371,7 +371,10 @@ class Hub:
     ) -> pb.ServerToAgent:
         uid = msg.instance_uid
         prev = self.agents.get(uid)
-        if self.overloaded:
+        if self.overloaded and (prev is None or {f.name for f, _ in msg.ListFields()} - HEARTBEAT_FIELDS):
+            # Saturated: a known agent's plain heartbeat is still answered (it costs no write, and
+            # refusing it would make the fleet look offline); a new agent or a report comes back later
+            # (a skipped report shows as a gap in the agent's sequence: it is asked for its full state).
             self.refused += 1
             raise Overloaded(f"the server is saturated (event loop {self.lag * 1000:.0f} ms behind)")
         if prev is None and len(self.agents) >= self.settings.max_agents and len(msg.instance_uid) == 16:
