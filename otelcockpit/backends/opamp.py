@@ -386,7 +386,7 @@ def agent_to_collector(agent: Mapping[str, Any], effective: Mapping[str, str] | 
     return Collector(
         id=uid,
         name=agent_name(attrs, uid),
-        type=CollectorType.OTEL,
+        type=CollectorType.SDK if agent.get("type") == "sdk" else CollectorType.OTEL,
         version=attrs.get("service.version", ""),
         local_attributes=MappingProxyType(attrs),
         health=health,

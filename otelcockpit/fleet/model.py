@@ -20,6 +20,7 @@ EMPTY: Mapping[str, str] = MappingProxyType({})
 class CollectorType(StrEnum):
     ALLOY = "alloy"
     OTEL = "otel"
+    SDK = "sdk"  # an OpAMP client inside an application, not a collector (OpAMP agents only)
 
 
 class Health(StrEnum):

@@ -31,6 +31,7 @@ Rules (OpAMP specification, research notes sections 3-5):
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -152,6 +153,8 @@ class AgentState:
     # agent's own heartbeat interval as measured from its messages (0: not known yet).
     node: str = ""
     heartbeat: float = 0.0
+    # agent_kind()'s answer with the objects it was computed from (valid while they are the same)
+    kind_memo: tuple[object, object, int, str] | None = field(default=None, compare=False, repr=False)
     attributes: dict[str, str] = field(default_factory=dict)
     # JSON fragments of sub-messages for the admin API, keyed by part name -> (the proto object, text).
     # Shared between clones; an entry is valid only while ``entry[0] is`` the state's current object.
@@ -348,6 +351,54 @@ def _fill_offer_or_command(
         changed.add("offered")
         return True
     return False
+
+
+# What an agent is: a collector (it runs pipelines) or an SDK (the OpAMP client inside an application).
+AGENT_COLLECTOR = "collector"
+AGENT_SDK = "sdk"
+_COLLECTOR_NAME = re.compile(r"otelcol|collector|alloy|grafana-agent|opampsupervisor|supervisor", re.IGNORECASE)
+_COLLECTOR_CONFIG = re.compile(
+    rb"(?m)^(receivers|exporters|processors|connectors|extensions|service)\s*:"  # collector YAML
+    rb"|^\s*(otelcol|prometheus|loki|discovery|pyroscope)\.[a-z_.]+\s+\"[^\"]*\"\s*\{"  # Alloy
+)
+_SDK_KEYS = ("telemetry.sdk.", "process.runtime.")
+
+
+def agent_kind(state: AgentState) -> str:
+    """``"collector"`` or ``"sdk"``, from what the agent says about itself (first rule that decides):
+
+    1. an effective config that is a collector's (YAML with receivers/exporters/service, or Alloy
+       components) or a ``service.name`` of a collector distribution: a collector;
+    2. SDK resource attributes (``telemetry.sdk.*``, ``process.runtime.*``): an SDK;
+    3. an agent that neither reports an effective config nor accepts a remote one runs no pipeline
+       anyone manages here: an SDK;
+    4. otherwise a collector."""
+    desc, eff, caps = state.description, state.effective_config, state.capabilities
+    memo = state.kind_memo
+    if memo is not None and memo[0] is desc and memo[1] is eff and memo[2] == caps:
+        return memo[3]
+    kind = _agent_kind(desc, eff, caps)
+    state.kind_memo = (desc, eff, caps, kind)
+    return kind
+
+
+def _agent_kind(desc: pb.AgentDescription | None, eff: pb.EffectiveConfig | None, caps: int) -> str:
+    if eff is not None:
+        for f in eff.config_map.config_map.values():
+            if _COLLECTOR_CONFIG.search(f.body[:65536]):
+                return AGENT_COLLECTOR
+    keys: list[str] = []
+    if desc is not None:
+        for kv in desc.identifying_attributes:
+            if kv.key == "service.name" and _COLLECTOR_NAME.search(kv.value.string_value):
+                return AGENT_COLLECTOR
+            keys.append(kv.key)
+        keys.extend(kv.key for kv in desc.non_identifying_attributes)
+    if any(k.startswith(_SDK_KEYS) for k in keys):
+        return AGENT_SDK
+    if not caps & (REPORTS_EFFECTIVE_CONFIG | ACCEPTS_REMOTE_CONFIG):
+        return AGENT_SDK
+    return AGENT_COLLECTOR
 
 
 def heartbeat_offer_hash(seconds: int) -> bytes:

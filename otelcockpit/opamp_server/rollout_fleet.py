@@ -17,6 +17,7 @@ reaches are the agents whose winning assignment names the config and that accept
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -69,9 +70,10 @@ def pipeline_of(cv: ConfigVersion, selector: str = "") -> Pipeline:
 class AgentMember:
     """An agent as the planner sees it (``id`` and ``attr``, with the usual env/region aliases)."""
 
-    __slots__ = ("attrs", "id")
+    __slots__ = ("attrs", "id", "uid")
 
     def __init__(self, uid: bytes, attrs: Mapping[str, str]) -> None:
+        self.uid = uid
         self.id = uid_text(uid)
         self.attrs = attrs
 
@@ -129,6 +131,11 @@ class HubFleet:
             for cv in versions
         )
 
+    def _kind(self, uid: bytes) -> str:
+        s = self.hub.agents.get(uid)
+        sdk = s is not None and core.agent_kind(s) == core.AGENT_SDK
+        return (CollectorType.SDK if sdk else CollectorType.OTEL).value
+
     def members(self, config: str) -> list[AgentMember]:
         out = []
         for uid, s in self.hub.agents.items():
@@ -169,7 +176,7 @@ class HubFleet:
             new=new,
             base_revision=str(base_cv.version),
             members=members,
-            by_type={CollectorType.OTEL.value: len(members)},
+            by_type=dict(Counter(self._kind(m.uid) for m in members)),
         )
 
     async def revisions(self, pipeline: str) -> tuple[Revision, ...]:

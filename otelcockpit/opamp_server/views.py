@@ -12,6 +12,7 @@ from typing import Any
 from otelcockpit.opamp_server.core import (
     STATUS_NAMES,
     AgentState,
+    agent_kind,
     any_value_text,
     decode_capabilities,
 )
@@ -109,6 +110,7 @@ def agent_json(state: AgentState, *, connected: bool, heartbeat_seconds: float) 
         "sequence_num": state.seq,
         "capabilities": state.capabilities,
         "capabilities_decoded": decode_capabilities(state.capabilities),
+        "type": agent_kind(state),
         "identifying_attributes": (
             {kv.key: any_value_text(kv.value) for kv in desc.identifying_attributes} if desc else {}
         ),
@@ -179,6 +181,7 @@ def agent_text(state: AgentState, *, connected: bool, heartbeat_seconds: float) 
             "capabilities": state.capabilities,
         }
     )
+    kind = agent_kind(state)
     tail = _dumps(
         {
             "remote_config_status": (
@@ -201,7 +204,7 @@ def agent_text(state: AgentState, *, connected: bool, heartbeat_seconds: float) 
     non_ident = _fragment(state, "non_ident", desc, _non_ident) if desc is not None else "{}"
     health = _fragment(state, "health", state.health, health_json)
     return (
-        f'{head[:-1]},"capabilities_decoded":{_capabilities_text(state.capabilities)},'
+        f'{head[:-1]},"capabilities_decoded":{_capabilities_text(state.capabilities)},"type":"{kind}",'
         f'"identifying_attributes":{ident},"non_identifying_attributes":{non_ident},'
         f'"health":{health},{tail[1:]}'
     )

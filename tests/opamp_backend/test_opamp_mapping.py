@@ -62,6 +62,11 @@ def test_agent_maps_to_collector():
     assert c.last_seen is not None and c.last_seen.minute == 5
 
 
+def test_sdk_agents_are_shown_as_sdk_not_as_collectors():
+    assert agent_to_collector(_agent(type="sdk")).type is CollectorType.SDK
+    assert agent_to_collector(_agent(type="collector")).type is CollectorType.OTEL
+
+
 def test_health_variants():
     comps = {
         "pipeline:traces": {

@@ -51,6 +51,9 @@ def main() -> None:
             "host.name": "pyhost",
             "os.type": "linux",
             "deployment.environment": "test",
+            # the rest of the application's Resource, as the spec's guidelines have SDK agents send it
+            "telemetry.sdk.language": "python",
+            "telemetry.sdk.name": "opentelemetry",
         },
         timeout_millis=1000,
     )

@@ -359,3 +359,37 @@ def test_heartbeat_offer_waits_while_a_command_goes_alone() -> None:
     assert out.reply.HasField("command") and not out.reply.HasField("connection_settings")
     nxt = process(out.state, msg(7, caps), 201.0, settings=Settings(heartbeat_seconds=7))
     assert nxt.reply.connection_settings.opamp.heartbeat_interval_seconds == 7
+
+
+def test_agent_kind_collector_or_sdk() -> None:
+    def state(caps: int = RC_CAPS | core.REPORTS_EFFECTIVE_CONFIG, body: bytes | None = None, **attrs: str) -> AgentState:
+        d = pb.AgentDescription()
+        for k, v in attrs.items():
+            kv = (d.identifying_attributes if k == "service_name" else d.non_identifying_attributes).add()
+            kv.key = "service.name" if k == "service_name" else k.replace("_", ".")
+            kv.value.string_value = v
+        s = AgentState(uid=UID, first_seen=0.0, last_seen=0.0, capabilities=caps, description=d)
+        if body is not None:
+            s.effective_config = pb.EffectiveConfig()
+            s.effective_config.config_map.config_map[""].body = body
+        return s
+
+    sdk, col = core.AGENT_SDK, core.AGENT_COLLECTOR
+    # SDK resource attributes, as the spec's guidelines have SDK agents send them
+    assert core.agent_kind(state(service_name="checkout", telemetry_sdk_language="java")) == sdk
+    assert core.agent_kind(state(service_name="cart", process_runtime_name="CPython")) == sdk
+    # a collector's effective config or distribution name wins over SDK-looking attributes
+    yaml = b"receivers:\n  otlp: {}\nexporters:\n  debug: {}\nservice:\n  pipelines: {}\n"
+    assert core.agent_kind(state(body=yaml, service_name="gw", telemetry_sdk_language="go")) == col
+    alloy = b'otelcol.receiver.otlp "default" {\n  grpc {}\n}\n'
+    assert core.agent_kind(state(body=alloy, service_name="edge")) == col
+    assert core.agent_kind(state(service_name="otelcol-contrib", telemetry_sdk_language="go")) == col
+    # neither reports nor takes a config: nothing here manages a pipeline on it
+    assert core.agent_kind(state(caps=BASE_CAPS, service_name="app")) == sdk
+    # otherwise a collector (the opamp extension alone, a supervisor)
+    assert core.agent_kind(state(service_name="edge")) == col
+    # memoised on the objects it was computed from; a new description is looked at again
+    s = state(service_name="edge")
+    assert core.agent_kind(s) == col
+    s.description = state(service_name="x", telemetry_sdk_name="opentelemetry").description
+    assert core.agent_kind(s) == sdk

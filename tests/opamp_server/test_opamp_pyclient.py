@@ -70,6 +70,7 @@ def test_python_client_full_lifecycle(serve: ServeProcess) -> None:
         assert found["non_identifying_attributes"]["host.name"] == "pyhost"
         assert found["transport"] == "http"
         assert found["status"] == "online"
+        assert found["type"] == "sdk"  # an OpAMP client inside an application, not a collector
         assert "AcceptsRemoteConfig" in found["capabilities_decoded"]
         uid = found["instance_uid"]
 
