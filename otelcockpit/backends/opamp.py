@@ -3,11 +3,13 @@
 ``--source opamp --url http://HOST:4321``; the bearer token comes from the environment variable
 the context names (``token_env``, default ``OTELCOCKPIT_OPAMP_TOKEN``), never from a file.
 
-- ``snapshot()`` reads ``/api/v1/agents``, ``/api/v1/configs`` and ``/api/v1/assignments`` and maps
-  agents to :class:`Collector` objects and OpAMP configs to :class:`Pipeline` objects.
+- ``snapshot()`` reads the compact agent list (``/api/v1/agents?view=compact``: what a fleet table
+  needs, about a fifth of the full form), ``/api/v1/configs`` and ``/api/v1/assignments`` and maps
+  agents to :class:`Collector` objects and OpAMP configs to :class:`Pipeline` objects. An agent's
+  effective config and whole component tree come on demand (``collector_detail()``).
 - ``events()`` follows the server-sent event stream (``/api/v1/events``) and yields parsed
-  :class:`OpAmpEvent` objects; ``apply_event()`` folds one into the last snapshot, so a view can stay
-  live without re-reading the whole fleet.
+  :class:`OpAmpEvent` objects; ``apply_events()`` folds a batch of them into the last snapshot, so a
+  view can stay live without re-reading the whole fleet.
 - When the API fails the last snapshot is kept, marked stale with its age and the error kind, and
   the backend backs off before asking again; pushes are refused until fresh data arrives.
 
@@ -203,8 +205,11 @@ class OpAmpApi:
     async def health(self) -> dict[str, Any]:
         return await self.request("GET", "/health")
 
-    async def agents(self, match: str | None = None) -> dict[str, Any]:
-        return await self.request("GET", "/agents", params={"match": match} if match else None)
+    async def agents(self, match: str | None = None, *, view: str = "full") -> dict[str, Any]:
+        params = {"match": match} if match else {}
+        if view != "full":
+            params["view"] = view
+        return await self.request("GET", "/agents", params=params or None)
 
     async def agent(self, uid: str) -> dict[str, Any]:
         return await self.request("GET", f"/agents/{quote(uid, safe='')}")
@@ -331,7 +336,14 @@ def _has_capability(agent: Mapping[str, Any], name: str, bit: int) -> bool:
 def agent_health(agent: Mapping[str, Any]) -> tuple[Health, str, str, ComponentHealth | None]:
     """(health, reason, last_error, component tree) of one agent."""
     raw = agent.get("health")
-    tree = component_tree("agent", raw) if isinstance(raw, Mapping) else None
+    tree: ComponentHealth | None = None
+    if isinstance(raw, Mapping):
+        if raw.get("components"):
+            tree = component_tree("agent", raw)
+        else:  # no tree to build (the compact list leaves out the components of a healthy agent)
+            tree = ComponentHealth(
+                "agent", bool(raw.get("healthy")), str(raw.get("status") or ""), str(raw.get("last_error") or "")
+            )
     status = agent.get("status")
     offline = status == "offline" or (agent.get("connected") is False and status != "online")
     if offline:
@@ -362,10 +374,14 @@ def agent_name(attrs: Mapping[str, str], uid: str) -> str:
 
 def agent_to_collector(agent: Mapping[str, Any], effective: Mapping[str, str] | None = None) -> Collector:
     uid = str(agent.get("instance_uid") or "")
+    ident = agent.get("identifying_attributes") or {}
+    non_ident = agent.get("non_identifying_attributes") or {}
     attrs: dict[str, str] = {}
-    for key in ("identifying_attributes", "non_identifying_attributes"):
-        part = agent.get(key) or {}
-        if isinstance(part, Mapping):
+    for part in (ident, non_ident):
+        if isinstance(part, Mapping) and part:
+            if not attrs and all(type(v) is str for v in part.values()):
+                attrs = {str(k): v for k, v in part.items()}  # the common case: strings already
+                continue
             for k, v in part.items():
                 attrs.setdefault(str(k), "" if v is None else str(v))
     health, reason, last_error, tree = agent_health(agent)
@@ -400,6 +416,29 @@ def agent_to_collector(agent: Mapping[str, Any], effective: Mapping[str, str] | 
         component_health=tree,
         source=str(agent.get("transport") or ""),
     )
+
+
+def agents_of(doc: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The agents of a list document, full or compact, in the full form's shape (the compact form's
+    attributes are all identifying here; the collector sees one map either way)."""
+    rows = list((doc or {}).get("agents") or [])
+    if (doc or {}).get("view") != "compact":
+        return rows
+    # the attributes under the full form's name; the server's field order, whatever it is
+    fields = ["identifying_attributes" if f == "attributes" else str(f) for f in (doc or {}).get("fields") or []]
+    out: list[Mapping[str, Any]] = []
+    for row in rows:
+        if type(row) is not list:
+            continue
+        a = dict(zip(fields, row, strict=False))
+        rcs = a.get("remote_config_status")
+        if type(rcs) is list and len(rcs) >= 3:
+            a["remote_config_status"] = {"status": rcs[0], "last_hash": rcs[1], "error": rcs[2]}
+        d = a.get("desired")
+        if type(d) is list and len(d) >= 2:
+            a["desired"] = {"config": d[0], "version": d[1]}
+        out.append(a)
+    return out
 
 
 def effective_files(eff: Mapping[str, Any]) -> dict[str, str]:
@@ -445,13 +484,6 @@ class OpAmpEvent:
 # The backend
 
 
-@dataclass
-class _Detail:
-    key: tuple[Any, ...]
-    fetched: float
-    effective: Mapping[str, str]
-
-
 class OpAmpBackend:
     name = "opamp"
     capabilities = frozenset({"read", "push", "health", "effective_config", "revisions", "events"})
@@ -463,8 +495,6 @@ class OpAmpBackend:
         *,
         token_env: str = DEFAULT_TOKEN_ENV,
         timeout: float = 10.0,
-        detail_limit: int = 200,
-        detail_ttl: float = 300.0,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -473,15 +503,12 @@ class OpAmpBackend:
         self.url = self.api.url
         self.token = token
         self.token_env = token_env
-        self.detail_limit = detail_limit
-        self.detail_ttl = detail_ttl
         self.clock = clock
         self.monotonic = monotonic
         self._last: FleetSnapshot | None = None
         self._failures = 0
         self._retry_at = 0.0
         self._last_error: OpAmpApiError | None = None
-        self._details: dict[str, _Detail] = {}
         self._versions: dict[tuple[str, int], dict[str, Any]] = {}
         self._version_lists: dict[tuple[str, int], list[dict[str, Any]]] = {}
 
@@ -522,20 +549,20 @@ class OpAmpBackend:
         status = "down" if exc.kind in ("unreachable", "timeout", "server_error") else "degraded"
         return self._last.as_stale(reason, BackendHealth(False, status, exc.message, None))
 
+    def list_params(self) -> dict[str, str]:
+        """The query of the agent list a snapshot reads (the compact view)."""
+        return {"view": "compact"}
+
     async def _fetch(self) -> FleetSnapshot:
         agents_doc, configs_doc, assignments_doc = await asyncio.gather(
-            self.api.agents(), self.api.configs(), self.api.assignments()
+            self.api.agents(view="compact"), self.api.configs(), self.api.assignments()
         )
-        agents = list((agents_doc or {}).get("agents") or [])
         configs = list((configs_doc or {}).get("configs") or [])
         assignments = list((assignments_doc or {}).get("assignments") or [])
-        effective = await self._effective_configs(agents)
-        previous = {c.id: c for c in self._last.collectors} if self._last is not None else {}
-        collectors = []
-        for a in agents:
-            c = agent_to_collector(a, effective.get(str(a.get("instance_uid"))))
-            old = previous.get(c.id)
-            collectors.append(old if old is not None and old == c else c)  # unchanged: the same object
+        last = self._last
+        # 10,000 agents take a few hundred milliseconds to map: off the event loop, so the cockpit
+        # keeps answering keys while a refresh is read
+        collectors = await asyncio.to_thread(self._collectors, agents_doc, last)
         pipelines = await self._pipelines(configs, assignments)
         if self._last is not None:
             old_pipelines = {p.name: p for p in self._last.pipelines}
@@ -543,60 +570,17 @@ class OpAmpBackend:
                 old_pipelines[p.name] if old_pipelines.get(p.name) == p else p for p in pipelines
             )
         fetched = parse_time((agents_doc or {}).get("generated_at")) or self.clock()
-        return FleetSnapshot(
-            backend="opamp",
-            collectors=tuple(sorted(collectors, key=lambda c: (c.name, c.id))),
-            pipelines=pipelines,
-            fetched_at=fetched,
-        )
+        return FleetSnapshot(backend="opamp", collectors=collectors, pipelines=pipelines, fetched_at=fetched)
 
     @staticmethod
-    def _detail_key(agent: Mapping[str, Any]) -> tuple[Any, ...]:
-        rcs = agent.get("remote_config_status") or {}
-        return (
-            json.dumps(rcs, sort_keys=True),
-            agent.get("connected"),
-            agent.get("first_seen"),
-            agent.get("status"),
-        )
-
-    async def _effective_configs(self, agents: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, str]]:
-        """Effective config comes from the agent detail endpoint (the list has none). At most
-        ``detail_limit`` details are fetched per snapshot (a big fleet fills in over a few snapshots;
-        ``collector_detail()`` gets one at once); each is cached until the agent's config status or
-        connection changes, or for ``detail_ttl`` seconds."""
-        now = self.monotonic()
-        out: dict[str, Mapping[str, str]] = {}
-        todo = []
-        for a in agents:
-            uid = str(a.get("instance_uid") or "")
-            if "effective_config" in a and isinstance(a["effective_config"], Mapping):
-                out[uid] = effective_files(a["effective_config"])
-                continue
-            cached = self._details.get(uid)
-            key = self._detail_key(a)
-            if cached and cached.key == key and now - cached.fetched < self.detail_ttl:
-                out[uid] = cached.effective
-            elif len(todo) < self.detail_limit:
-                todo.append((uid, key))
-            elif cached:
-                out[uid] = cached.effective
-        sem = asyncio.Semaphore(8)
-
-        async def one(uid: str, key: tuple[Any, ...]) -> None:
-            async with sem:
-                try:
-                    detail = await self.api.agent(uid)
-                except OpAmpApiError as exc:
-                    if exc.kind == "not_found":
-                        return
-                    raise
-            eff = effective_files(detail.get("effective_config") or {})
-            self._details[uid] = _Detail(key, self.monotonic(), eff)
-            out[uid] = eff
-
-        await asyncio.gather(*(one(u, k) for u, k in todo))
-        return out
+    def _collectors(agents_doc: Mapping[str, Any] | None, last: FleetSnapshot | None) -> tuple[Collector, ...]:
+        previous = {c.id: c for c in last.collectors} if last is not None else {}
+        collectors = []
+        for a in agents_of(agents_doc):
+            c = agent_to_collector(a)
+            old = previous.get(c.id)
+            collectors.append(old if old is not None and old == c else c)  # unchanged: the same object
+        return tuple(sorted(collectors, key=lambda c: (c.name, c.id)))
 
     async def _versions_of(self, name: str, latest: int) -> list[dict[str, Any]]:
         key = (name, latest)
@@ -781,37 +765,39 @@ class OpAmpBackend:
             failures += 1
             await asyncio.sleep(min(max_backoff, 0.5 * 2 ** (failures - 1)))
 
-    def apply_event(self, event: OpAmpEvent) -> FleetSnapshot | None:
-        """Fold one event into the last snapshot (agents only; config and assignment events need a
-        fresh snapshot, which ``needs_snapshot`` tells). Returns the new snapshot, or None."""
+    def apply_events(self, events: Sequence[OpAmpEvent]) -> FleetSnapshot | None:
+        """Fold a batch of agent events into the last snapshot, in order (config and assignment
+        events need a fresh snapshot, which ``needs_snapshot`` tells). The collector list is rebuilt
+        once per batch, not once per event: a push to 10,000 agents sends 20,000 events. Returns the
+        new snapshot, or None when there is none yet."""
         snap = self._last
         if snap is None:
             return None
-        if event.kind == "agent" and event.collector is not None:
-            new = event.collector
-            old = snap.collector(new.id)
-            if old is not None and not new.effective_config and old.effective_config:
-                new = new.with_changes(effective_config=old.effective_config)
-            collectors = [c for c in snap.collectors if c.id != new.id]
-            collectors.append(new)
-            snap = replace(snap, collectors=tuple(sorted(collectors, key=lambda c: (c.name, c.id))))
-        elif event.kind == "agent_offline":
-            uid = event.collector_id
-            old = snap.collector(uid)
-            if old is None:
-                return snap
-            seen = old.last_seen.isoformat() if old.last_seen else "never"
-            gone = old.with_changes(health=Health.OFFLINE, health_reason=f"offline (last seen {seen})")
-            snap = replace(snap, collectors=tuple(gone if c.id == uid else c for c in snap.collectors))
-        elif event.kind == "agent_removed":
-            uid = event.collector_id
-            if snap.collector(uid) is None:
-                return snap
-            snap = replace(snap, collectors=tuple(c for c in snap.collectors if c.id != uid))
-        else:
-            return snap
-        self._last = snap
+        by_id = {c.id: c for c in snap.collectors}
+        changed = False
+        for event in events:
+            if event.kind == "agent" and event.collector is not None:
+                new = event.collector
+                old = by_id.get(new.id)
+                if old is not None and not new.effective_config and old.effective_config:
+                    new = new.with_changes(effective_config=old.effective_config)
+                by_id[new.id] = new
+                changed = True
+            elif event.kind == "agent_offline":
+                old = by_id.get(event.collector_id)
+                if old is not None:
+                    seen = old.last_seen.isoformat() if old.last_seen else "never"
+                    by_id[old.id] = old.with_changes(health=Health.OFFLINE, health_reason=f"offline (last seen {seen})")
+                    changed = True
+            elif event.kind == "agent_removed":
+                changed = by_id.pop(event.collector_id, None) is not None or changed
+        if changed:
+            snap = replace(snap, collectors=tuple(sorted(by_id.values(), key=lambda c: (c.name, c.id))))
+            self._last = snap
         return snap
+
+    def apply_event(self, event: OpAmpEvent) -> FleetSnapshot | None:
+        return self.apply_events([event])
 
     @staticmethod
     def needs_snapshot(event: OpAmpEvent) -> bool:

@@ -169,6 +169,15 @@ class FleetSnapshot:
     health: BackendHealth = BackendHealth()
     revisions: Mapping[str, tuple[Revision, ...]] = field(default_factory=dict)  # by pipeline name
 
+    def __repr__(self) -> str:
+        # Short on purpose: Textual describes every worker by the repr of its arguments, and the
+        # generated one of 10,000 collectors costs half a second on the UI thread.
+        stale = f", stale={self.stale_reason!r}" if self.stale else ""
+        return (
+            f"FleetSnapshot(backend={self.backend!r}, collectors={len(self.collectors)}, "
+            f"pipelines={len(self.pipelines)}, fetched_at={self.fetched_at.isoformat()}{stale})"
+        )
+
     def collector(self, collector_id: str) -> Collector | None:
         for c in self.collectors:
             if c.id == collector_id:

@@ -25,7 +25,14 @@ from otelcockpit import __version__
 from otelcockpit.errors import ConfigError
 from otelcockpit.fleet.matchers import MatcherError, matches
 from otelcockpit.opamp_server.hub import Hub, HubError, parse_selector
-from otelcockpit.opamp_server.views import agent_detail_json, now_text, parse_uid, who
+from otelcockpit.opamp_server.views import (
+    COMPACT_FIELDS,
+    agent_compact_text,
+    agent_detail_json,
+    now_text,
+    parse_uid,
+    who,
+)
 
 ROLES = ("read", "write")
 KEEPALIVE_SECONDS = 15.0
@@ -169,13 +176,24 @@ def build_admin_app(
             matchers = parse_selector(match)
         except MatcherError as exc:
             raise HubError(400, str(exc)) from None
+        view = request.query_params.get("view", "full")
+        if view not in ("full", "compact"):
+            raise HubError(400, f"view must be full or compact, not {view!r}")
         states = [s for s in list(hub.agents.values()) if not matchers or matches(matchers, s.attributes)]
         states.sort(key=lambda s: s.uid)
-        body = (
-            f'{{"generated_at":"{now_text()}","agents":['
-            + ",".join(hub.agent_view_text(s) for s in states)
-            + "]}"
-        )
+        if view == "compact":
+            fields = json.dumps(COMPACT_FIELDS, separators=(",", ":"))
+            body = (
+                f'{{"generated_at":"{now_text()}","view":"compact","fields":{fields},"agents":['
+                + ",".join(agent_compact_text(s, connected=hub.is_connected(s)) for s in states)
+                + "]}"
+            )
+        else:
+            body = (
+                f'{{"generated_at":"{now_text()}","agents":['
+                + ",".join(hub.agent_view_text(s) for s in states)
+                + "]}"
+            )
         return Response(body, media_type="application/json")
 
     async def agent(request: Request, tok: Token) -> Response:

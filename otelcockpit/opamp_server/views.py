@@ -210,6 +210,91 @@ def agent_text(state: AgentState, *, connected: bool, heartbeat_seconds: float) 
     )
 
 
+# The compact agent list (GET /api/v1/agents?view=compact): what a fleet table needs, one JSON array
+# per agent in the order of COMPACT_FIELDS (about a fifth of the full form). Left out: the decoded
+# capabilities, the first-seen time, offered and failed hashes, and the component tree of an agent
+# whose components are all healthy (it is there when one is not, so the problem can be named); the
+# agent's detail (GET /api/v1/agents/{uid}) has everything, with its effective config.
+COMPACT_FIELDS = (
+    "instance_uid",
+    "status",
+    "connected",
+    "transport",
+    "last_seen",
+    "type",
+    "capabilities",
+    "attributes",  # identifying and non-identifying in one map (identifying win)
+    "health",
+    "remote_config_status",  # [status, last_hash, error] or null
+    "desired",  # [config, version] or null
+    "node",
+)
+
+
+def _attributes(desc: pb.AgentDescription) -> dict[str, str]:
+    out = _non_ident(desc)
+    out.update(_ident(desc))
+    return out
+
+
+def _faulty_json(h: pb.ComponentHealth) -> dict[str, Any] | None:
+    """The component and, below it, only the branches that lead to an unhealthy component (None
+    when everything below is healthy)."""
+    below = {}
+    for name, c in sorted(h.component_health_map.items()):
+        got = _faulty_json(c)
+        if got is not None:
+            below[name] = got
+    if h.healthy and not below:
+        return None
+    return {"healthy": h.healthy, "status": h.status, "last_error": h.last_error, "components": below}
+
+
+def compact_health_json(h: pb.ComponentHealth) -> dict[str, Any]:
+    """The agent's health with only the faulty branches of its component tree (enough to name the
+    component at fault; the detail has the whole tree)."""
+    out = _faulty_json(h) or {"healthy": h.healthy, "status": h.status, "last_error": h.last_error, "components": {}}
+    out["start_time"] = _nanos(h.start_time_unix_nano)
+    return out
+
+
+def agent_compact_text(state: AgentState, *, connected: bool) -> str:
+    """One agent of the compact list as JSON text (fields in COMPACT_FIELDS order). Kept until the
+    agent's state object is replaced (every message replaces it) or its connection changes."""
+    key = "compact+" if connected else "compact-"
+    hit = state.view_cache.get(key)
+    if hit is not None and hit[0] is state:
+        return hit[1]
+    desc = state.description
+    rcs = state.remote_config_status
+    d = state.desired
+    attrs = _fragment(state, "attrs", desc, _attributes) if desc is not None else "{}"
+    health = _fragment(state, "compact_health", state.health, compact_health_json)
+    head = _dumps(
+        [
+            uid_text(state.uid),
+            "online" if state.online else "offline",
+            connected,
+            state.transport,
+            ts(state.last_seen),
+            agent_kind(state),
+            state.capabilities,
+        ]
+    )
+    tail = _dumps(
+        [
+            None
+            if rcs is None
+            else [STATUS_NAMES.get(rcs.status, str(rcs.status)), rcs.last_remote_config_hash.hex(), rcs.error_message],
+            None if d is None else [d.name, d.version],
+            state.node,
+        ]
+    )
+    text = f"{head[:-1]},{attrs},{health},{tail[1:]}"
+    state.view_cache[key] = (state, text)
+    return text
+
+
 def agent_detail_json(
     state: AgentState, *, connected: bool, heartbeat_seconds: float, history: list[dict[str, Any]]
 ) -> dict[str, Any]:

@@ -164,7 +164,7 @@ class CockpitApp(App[int]):
         self._adoption_sources: Any = None
         self.rollout_service: Any = None  # the backend's rollout service (otelcockpit.rollout.service)
         self._views: dict[str, Any] = {}  # rollout id -> its newest RolloutView
-        self._event_snapshot: FleetSnapshot | None = None
+        self._events: list[Any] = []  # agent events waiting for the next flush
         self._event_timer: Any = None
         self.rollouts: tuple[Any, ...] = ()  # RolloutView, newest first (from the rollout journal)
         self.changes: list[Any] | None = None  # ChangeEntry timeline (journal + pipeline revisions)
@@ -299,18 +299,20 @@ class CockpitApp(App[int]):
                 if backend.needs_snapshot(event):
                     self.poll()
                     continue
-                snap = backend.apply_event(event)
-                if snap is not None:
-                    self._event_snapshot = snap
-                    if self._event_timer is None:
-                        self._event_timer = self.set_timer(0.25, self._flush_events)
+                self._events.append(event)
+                if self._event_timer is None:
+                    self._event_timer = self.set_timer(0.25, self._flush_events)
         except CockpitError as exc:
             self.notify(exc.message, title="Live updates stopped", severity="warning")
 
     def _flush_events(self) -> None:
         self._event_timer = None
-        snap, self._event_snapshot = self._event_snapshot, None
-        if snap is None or self.paused:
+        events, self._events = self._events, []
+        backend = self.backend
+        if not events or self.paused or backend is None:
+            return
+        snap = backend.apply_events(events)  # one rebuild of the list for all of them
+        if snap is None:
             return
         self.snapshot = stabilise(self.snapshot, snap)
         self._show(self.snapshot)

@@ -116,8 +116,12 @@ class CollectorDetailScreen(DetailScreen):
             return
         c = snap.collector(self.collector_id)
         full = getattr(self, "full", None)
-        if c is not None and full is not None and not c.effective_config and full.effective_config:
-            c = c.with_changes(effective_config=full.effective_config, component_health=c.component_health or full.component_health)
+        if c is not None and full is not None:
+            # the list carries neither effective configs nor the trees of healthy agents: the detail does
+            c = c.with_changes(
+                effective_config=c.effective_config or full.effective_config,
+                component_health=full.component_health or c.component_health,
+            )
         crumb = Text(no_wrap=True, overflow="ellipsis")
         crumb.append(" Collectors › ", style="dim")
         crumb.append(c.name if c else self.collector_id, style="bold")

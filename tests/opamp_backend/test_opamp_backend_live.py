@@ -33,6 +33,19 @@ def snapshot(url: str, token: str = WRITE_TOKEN):
     return asyncio.run(go())
 
 
+def detail(url: str, uid: str, token: str = WRITE_TOKEN):
+    """One agent in full, as the detail screen fetches it (the list is compact)."""
+
+    async def go():
+        b = OpAmpBackend(url, token)
+        try:
+            return (await b.collector_detail(uid))[0]
+        finally:
+            await b.close()
+
+    return asyncio.run(go())
+
+
 def online_snapshot(server):
     def ready():
         snap = snapshot(server.admin_url)
@@ -68,11 +81,18 @@ def test_snapshot_maps_attributes_health_and_config(fleet_server):
             p.health_kind
         ]
         assert c.health is expected
-        assert c.component_health is not None and {n.name for n in c.component_health.children} >= {
+        if expected is not Health.HEALTHY:  # the list names the component at fault
+            assert c.component_health is not None and c.component_health.children
+            assert c.health_reason
+        assert c.source == ("ws" if uid in WS_UIDS else "http")
+        # the effective config and the whole tree come with the agent's detail
+        assert not c.effective_config
+        full = detail(fleet_server.admin_url, uid)
+        assert "otlphttp" in full.effective_config[""]  # the local config
+        assert full.component_health is not None and {n.name for n in full.component_health.children} >= {
             "pipeline:traces"
         }
-        assert c.source == ("ws" if uid in WS_UIDS else "http")
-        assert "otlphttp" in c.effective_config[""]  # the local config, from the agent detail
+        assert full.health is c.health and full.health_reason == c.health_reason
     assert {by_id[u].source for u in HTTP_UIDS} == {"http"}
 
 
@@ -117,8 +137,8 @@ def test_config_create_assign_reaches_agents(fleet_server, tmp_path):
         assert c.pipelines == ("base",)
     for u in FAILING_UIDS:
         assert by_id[u].remote_config.error  # FAILED carries the agent's error message
-    # The effective config becomes what the agents applied (detail cache keyed on the status).
-    assert "debug: {}" in by_id[next(iter(WS_UIDS))].effective_config[""]
+    # The effective config (in the agent's detail) becomes what the agents applied.
+    assert "debug: {}" in detail(url, next(iter(WS_UIDS))).effective_config[""]
 
     p = snap.pipeline("base")
     assert p is not None and p.matchers == ('os.type="linux"',) and p.config_type is CollectorType.OTEL
