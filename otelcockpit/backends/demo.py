@@ -40,6 +40,7 @@ from otelcockpit.fleet.model import (
     Collector,
     CollectorTarget,
     CollectorType,
+    ConfigReport,
     ConfigStatus,
     FleetSnapshot,
     Health,
@@ -55,6 +56,8 @@ from otelcockpit.yamlio import load_yaml, where
 TICK_SECONDS = 2.0
 POLL_SECONDS = 300  # how often a demo collector checks in (Alloy poll_frequency = "5m")
 DEFAULT_EPOCH = datetime.fromisoformat("2026-11-20T09:00:00+00:00")
+BOOTSTRAP = "bootstrap"  # the effective-config hash of a collector on its local (bootstrap) config
+DRIFT_ONE_IN = 151  # about this share of the demo fleet runs a locally edited config
 
 # Attributes that differ between the collectors of one group.
 PER_COLLECTOR_KEYS = frozenset(
@@ -296,6 +299,8 @@ class DemoSimulator:
         self.revisions: dict[str, list[Revision]] = {k: list(v) for k, v in org.revisions.items()}
         self._rev_counter = 1000 + sum(len(v) for v in org.revisions.values())
         self._assembled: dict[tuple[CollectorType, tuple[str, ...]], tuple[str, str]] = {}
+        self.labels: dict[str, str] = {}  # config hash -> its name ("linux_host_metrics rev 1004 +2")
+        self._reports: dict[tuple[Any, ...], ConfigReport] = {}  # shared ConfigReport objects
         self._pending: dict[int, tuple[int, bool]] = {}  # index -> (due tick, fails)
         # Collector id -> the config hash it ran (APPLIED) before a change of this session moved it.
         self.applied_before: dict[str, str] = {}
@@ -379,7 +384,7 @@ class DemoSimulator:
                     if names:
                         content, chash = self._assembled_for(group.type, names)
                         assigned = (
-                            RemoteConfig(ConfigStatus.APPLIED, chash, ""),
+                            RemoteConfig(ConfigStatus.APPLIED, chash, "", chash),
                             MappingProxyType({"": content}),
                             chash,
                         )
@@ -387,11 +392,16 @@ class DemoSimulator:
                         assigned = (RemoteConfig(ConfigStatus.UNSET, "", ""), empty_config, "")
                     configs[names] = assigned
                 rc, effective, chash = assigned
+                report = self.report(chash, chash if names else BOOTSTRAP)
                 if names and (roll >> 20) % 97 == 0:
                     cerr = FAILURE_MESSAGES[(roll >> 24) % len(FAILURE_MESSAGES)]
                     rc = failed.get((chash, cerr)) or failed.setdefault(
-                        (chash, cerr), RemoteConfig(ConfigStatus.FAILED, chash, cerr)
+                        (chash, cerr), RemoteConfig(ConfigStatus.FAILED, chash, cerr, chash)
                     )
+                    before = self._derived_before(group.type, names)
+                    report = self.report(chash, before.hash if before else BOOTSTRAP)
+                elif names and (roll >> 28) % DRIFT_ONE_IN == 0:
+                    report = self.drifted(chash, group.type)
                 out.append(
                     Collector(
                         id=cid,
@@ -407,6 +417,7 @@ class DemoSimulator:
                         remote_config=rc,
                         effective_config=effective,
                         pipelines=names,
+                        config_report=report,
                         source="demo",
                     )
                 )
@@ -431,6 +442,48 @@ class DemoSimulator:
         if hit is None:
             content = assemble_config([self.pipelines[n] for n in names], ctype)
             hit = self._assembled[key] = (content, config_hash(content) if names else "")
+            if names:
+                self.labels.setdefault(hit[1], self._label([self.pipelines[n] for n in names]))
+        return hit
+
+    def _label(self, parts: list[Pipeline]) -> str:
+        """A config's name: its newest pipeline revision, and how many other pipelines it holds."""
+        newest = max(parts, key=lambda p: (p.updated_at or self.epoch, p.name))
+        revs = [r for r in self.revisions.get(newest.name, ()) if r.snapshot == newest]
+        rev = f" rev {revs[-1].id}" if revs else ""
+        return f"{newest.name}{rev}" + (f" +{len(parts) - 1}" if len(parts) > 1 else "")
+
+    def report(self, assigned: str, runs: str) -> ConfigReport:
+        """The (shared) report of a collector assigned ``assigned`` that runs ``runs`` (a config hash,
+        or BOOTSTRAP for its local config)."""
+        key = (assigned, runs)
+        hit = self._reports.get(key)
+        if hit is None:
+            runs_label = "" if runs in ("", BOOTSTRAP, assigned) else self.labels.get(runs, "")
+            hit = self._reports[key] = ConfigReport(
+                assigned_label=self.labels.get(assigned, ""),
+                reported_label=self.labels.get(assigned, ""),
+                effective_hash=runs,
+                effective_label=runs_label or ("" if runs in ("", BOOTSTRAP, assigned) else "an earlier config"),
+            )
+        return hit
+
+    def drifted(self, assigned: str, ctype: CollectorType) -> ConfigReport:
+        """A collector that says it applied its config but runs a locally edited one."""
+        key = (assigned, "drift", ctype)
+        hit = self._reports.get(key)
+        if hit is None:
+            differs = (
+                ('line \'scrape_interval = "10s"\' is added', 'line \'scrape_interval = "60s"\' is missing')
+                if ctype == CollectorType.ALLOY
+                else ("processors.batch.timeout: assigned 5s, runs 1s", "exporters.debug is added")
+            )
+            hit = self._reports[key] = ConfigReport(
+                assigned_label=self.labels.get(assigned, ""),
+                reported_label=self.labels.get(assigned, ""),
+                effective_hash=config_hash(f"{assigned}:local-edit"),
+                differs=differs,
+            )
         return hit
 
     def collector_targets(self, collectors: Iterable[Collector]) -> dict[str, CollectorTarget]:
@@ -474,7 +527,9 @@ class DemoSimulator:
         assert prev.snapshot is not None
         parts = [prev.snapshot if n == name else self.pipelines[n] for n in names]
         content = assemble_config(parts, ctype)
-        return CollectorTarget(config_hash(content), f"{name} rev {prev.id}", "")  # its config back then
+        label = f"{name} rev {prev.id}"
+        self.labels.setdefault(config_hash(content), label + (f" +{len(names) - 1}" if len(names) > 1 else ""))
+        return CollectorTarget(config_hash(content), label, "")  # its config back then
 
     # ---- the simulation -----------------------------------------------------------------
     def advance(self, now: datetime) -> None:
@@ -524,11 +579,14 @@ class DemoSimulator:
             if due <= self.tick:
                 del self._pending[i]
                 c = self.collectors[i]
+                h = c.remote_config.hash
                 if fails:
-                    rc = RemoteConfig(ConfigStatus.FAILED, c.remote_config.hash, FAILURE_MESSAGES[i % len(FAILURE_MESSAGES)])
+                    rc = RemoteConfig(ConfigStatus.FAILED, h, FAILURE_MESSAGES[i % len(FAILURE_MESSAGES)], h)
+                    report = c.config_report  # it keeps running what it ran
                 else:
-                    rc = RemoteConfig(ConfigStatus.APPLIED, c.remote_config.hash, "")
-                self.collectors[i] = replace(c, remote_config=rc, last_seen=at)
+                    rc = RemoteConfig(ConfigStatus.APPLIED, h, "", h)
+                    report = self.report(h, h)
+                self.collectors[i] = replace(c, remote_config=rc, config_report=report, last_seen=at)
 
     def _reassign(self, indices: Iterable[int] | None = None, *, fail_rate: float | None = None) -> int:
         """Recompute matched pipelines; collectors whose config changed start applying it."""
@@ -551,10 +609,12 @@ class DemoSimulator:
             status = ConfigStatus.APPLYING if names else ConfigStatus.UNSET
             if c.remote_config.status == ConfigStatus.APPLIED and c.remote_config.hash:
                 self.applied_before[c.id] = c.remote_config.hash
+            runs = c.config_report.effective_hash or BOOTSTRAP
             self.collectors[i] = replace(
                 c,
                 pipelines=names,
-                remote_config=RemoteConfig(status, chash, ""),
+                remote_config=RemoteConfig(status, chash, "", chash),
+                config_report=self.report(chash, runs) if names else self.report("", BOOTSTRAP),
                 effective_config=MappingProxyType({"": content}) if names else MappingProxyType({}),
             )
             if names:

@@ -38,9 +38,11 @@ from otelcockpit.fleet.configfiles import files_from_text, render_files
 from otelcockpit.fleet.matchers import MatcherError, parse_matchers
 from otelcockpit.fleet.model import (
     BackendHealth,
+    CameUp,
     Collector,
     CollectorType,
     ComponentHealth,
+    ConfigReport,
     ConfigStatus,
     FleetSnapshot,
     Health,
@@ -386,15 +388,18 @@ def agent_to_collector(agent: Mapping[str, Any], effective: Mapping[str, str] | 
                 attrs.setdefault(str(k), "" if v is None else str(v))
     health, reason, last_error, tree = agent_health(agent)
     rcs = agent.get("remote_config_status")
+    desired = agent.get("desired")
+    assigned = str(desired.get("hash") or "") if isinstance(desired, Mapping) else ""
     if isinstance(rcs, Mapping):
         rc = RemoteConfig(
             status=_STATUS.get(str(rcs.get("status") or "UNSET").upper(), ConfigStatus.UNSET),
             hash=str(rcs.get("last_hash") or ""),
             error=str(rcs.get("error") or ""),
+            assigned=assigned,
         )
     else:
-        rc = RemoteConfig()
-    desired = agent.get("desired")
+        rc = RemoteConfig(assigned=assigned)
+    report, came_up = config_report(agent, rc)
     pipelines = (str(desired["config"]),) if isinstance(desired, Mapping) and desired.get("config") else ()
     if effective is None:
         eff = agent.get("effective_config")
@@ -414,6 +419,9 @@ def agent_to_collector(agent: Mapping[str, Any], effective: Mapping[str, str] | 
         pipelines=pipelines,
         enabled=True,
         component_health=tree,
+        config_report=report,
+        came_up=came_up,
+        available_components=available_components(agent.get("available_components")),
         source=str(agent.get("transport") or ""),
     )
 
@@ -439,6 +447,71 @@ def agents_of(doc: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
             a["desired"] = {"config": d[0], "version": d[1]}
         out.append(a)
     return out
+
+
+def config_report(agent: Mapping[str, Any], rc: RemoteConfig) -> tuple[ConfigReport, CameUp | None]:
+    """What the server says of the config an agent runs (``config`` in the agent JSON), as the facts
+    the config state is decided from; and what it came up on when it last (re)started."""
+    facts = agent.get("config") if isinstance(agent.get("config"), Mapping) else {}
+    assert isinstance(facts, Mapping)
+    accepts = _has_capability(agent, "AcceptsRemoteConfig", 0x2)
+    reports_status = _has_capability(agent, "ReportsRemoteConfig", 0x1000) or agent.get("remote_config_status") is not None
+    desired = agent.get("desired")
+    label = str(facts.get("assigned_version") or "")
+    if not label and isinstance(desired, Mapping) and desired.get("config"):
+        label = f"{desired.get('config')}@v{desired.get('version')}"
+    report = ConfigReport(
+        accepts_remote=accepts,
+        reports_status=reports_status,
+        assigned_label=label,
+        reported_label=str(facts.get("reported_version") or ""),
+        effective_hash=str(facts.get("effective_hash") or ""),
+        effective_label=str(facts.get("effective_version") or ""),
+        equivalent=bool(facts.get("equivalent")),
+        differs=tuple(str(x) for x in facts.get("differs") or ()),
+    )
+    up = facts.get("came_up")
+    came_up = None
+    if isinstance(up, Mapping):
+        up_rc = RemoteConfig(
+            status=_STATUS.get(str(up.get("status") or "UNSET").upper(), ConfigStatus.UNSET),
+            hash=str(up.get("hash") or ""),
+            error=str(up.get("error") or ""),
+            assigned=str(up.get("assigned_hash") or ""),
+        )
+        came_up = CameUp(
+            at=parse_time(up.get("at")),
+            remote_config=up_rc,
+            report=ConfigReport(
+                accepts_remote=accepts,
+                reports_status=reports_status,
+                assigned_label=str(up.get("assigned") or ""),
+                reported_label=str(up.get("reported_version") or ""),
+                effective_hash=str(up.get("effective_hash") or ""),
+                effective_label=str(up.get("effective_version") or ""),
+            ),
+        )
+    return report, came_up
+
+
+PLURAL_KINDS = {"receivers": "receiver", "processors": "processor", "exporters": "exporter",
+                "extensions": "extension", "connectors": "connector"}  # fmt: skip
+
+
+def available_components(raw: Any) -> frozenset[str] | None:
+    """OpAMP AvailableComponents (``{"hash", "components": {"receivers": {"sub_components": {"otlp":
+    ...}}}}``) as ``kind:type`` names (``receiver:otlp``); None when the agent reported none."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("components"), Mapping) or not raw["components"]:
+        return None
+    out: set[str] = set()
+    for kind, detail in raw["components"].items():
+        subs = detail.get("sub_components") if isinstance(detail, Mapping) else None
+        singular = PLURAL_KINDS.get(str(kind), str(kind))
+        if isinstance(subs, Mapping) and subs:
+            out.update(f"{singular}:{name}" for name in subs)
+        else:
+            out.add(str(kind))
+    return frozenset(out)
 
 
 def effective_files(eff: Mapping[str, Any]) -> dict[str, str]:

@@ -102,7 +102,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"context {settings.context.name}  backend {snap.backend}  {'read-only  ' if settings.read_only else ''}"
               f"data age {age_text(snap.fetched_at, utcnow())}{'  STALE: ' + snap.stale_reason if snap.stale else ''}")
         print(f"collectors {t.total}  pipelines {len(snap.pipelines)}")
-        for title, key in (("health", "by_health"), ("type", "by_type"), ("config", "by_config_status")):
+        for title, key in (
+            ("health", "by_health"),
+            ("type", "by_type"),
+            ("config", "by_config_status"),
+            ("runs", "by_config_state"),
+        ):
             parts = "  ".join(f"{k} {v}" for k, v in d[key].items())  # type: ignore[union-attr]
             print(f"{title:<8}{parts}")
         return 0
@@ -111,6 +116,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_collectors(args: argparse.Namespace) -> int:
+    from otelcockpit.fleet.configstate import CONFIG_STATE_SHORT, collector_state
     from otelcockpit.fleet.matchers import matches_getter
     from otelcockpit.fleet.model import age_text, utcnow
     from otelcockpit.fleet.serialize import collector_json, snapshot_header
@@ -131,6 +137,11 @@ def cmd_collectors(args: argparse.Namespace) -> int:
                     print(f"{key:<14}{data[key]}")
                 rc = data["remote_config"]
                 print(f"{'config':<14}{rc['status']} {rc['hash']} {rc['error']}".rstrip())
+                state = data["config_state"]
+                print(f"{'runs':<14}{state['state']}: {state['reason']}")
+                if "came_up" in data:
+                    up = data["came_up"]
+                    print(f"{'came up':<14}{up.get('at') or '-'} {up.get('state', '')}: {up.get('reason', '')}".rstrip())
                 print(f"{'pipelines':<14}{', '.join(data['pipelines']) or '-'}")
                 for k, v in data["attributes"].items():
                     print(f"  {k} = {v}")
@@ -149,11 +160,12 @@ def cmd_collectors(args: argparse.Namespace) -> int:
                 c.attr("env") or "-",
                 c.attr("region") or "-",
                 c.remote_config.status.value,
+                CONFIG_STATE_SHORT[collector_state(c).state],
                 age_text(c.last_seen, now),
             )
             for c in chosen
         ]
-        print_table(("NAME", "TYPE", "VERSION", "HEALTH", "ENV", "REGION", "CONFIG", "SEEN"), rows)
+        print_table(("NAME", "TYPE", "VERSION", "HEALTH", "ENV", "REGION", "CONFIG", "RUNS", "SEEN"), rows)
         return 0
 
     return run_with_backend(args, go)

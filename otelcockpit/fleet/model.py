@@ -66,8 +66,37 @@ def merge_attributes(
 @dataclass(frozen=True, slots=True)
 class RemoteConfig:
     status: ConfigStatus = ConfigStatus.UNSET
-    hash: str = ""
+    hash: str = ""  # the hash the collector reports (what it applied, is applying, or failed)
     error: str = ""
+    assigned: str = ""  # the hash of the config assigned to it, where the backend knows it (OpAMP)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigReport:
+    """What a backend can tell about the config a collector runs, beyond its remote config status:
+    the facts :func:`otelcockpit.fleet.configstate.config_state` decides from. Labels name a config
+    version the way the backend does (``gateway@v3``, ``linux_host_metrics rev 1004``)."""
+
+    unknown: str = ""  # non-empty: the backend cannot tell what it runs, and why
+    accepts_remote: bool = True  # False: it cannot receive a remote config (it runs its local one)
+    reports_status: bool = True  # it reports a remote config status (OpAMP ReportsRemoteConfig)
+    assigned_label: str = ""  # the assigned config's name ('' when nothing is assigned)
+    reported_label: str = ""  # the config its remote config status names, when the backend knows it
+    effective_hash: str = ""  # the backend's hash of the effective config it reports ('' when none)
+    effective_label: str = ""  # the remote config version that effective config is exactly, when one is
+    # Its effective config is the assigned one in substance (the same settings once parsed, apart
+    # from the extensions and telemetry settings an OpAMP supervisor adds), though not byte for byte.
+    equivalent: bool = False
+    differs: tuple[str, ...] = ()  # how its effective config differs from the assigned one (the first few)
+
+
+@dataclass(frozen=True, slots=True)
+class CameUp:
+    """What a collector reported about its config when it last (re)started."""
+
+    at: datetime | None
+    remote_config: RemoteConfig
+    report: ConfigReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +133,11 @@ class Collector:
     pipelines: tuple[str, ...] = ()
     enabled: bool = True
     component_health: ComponentHealth | None = None
+    config_report: ConfigReport = ConfigReport()
+    came_up: CameUp | None = None  # its config when it last (re)started, where the backend knows it
+    # The components it can run ("receiver:otlp", "exporter:kafka"), None when it does not say
+    # (OpAMP AvailableComponents).
+    available_components: frozenset[str] | None = None
     # Where it came from (transport for OpAMP, "remotecfg" for Alloy ...): informational only.
     source: str = ""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from otelcockpit.fleet.configstate import came_up_state, collector_state
 from otelcockpit.fleet.model import Collector, ComponentHealth, FleetSnapshot, Pipeline, Revision, rfc3339
 
 
@@ -33,13 +34,29 @@ def collector_json(c: Collector, *, detail: bool = False) -> dict[str, Any]:
             "status": c.remote_config.status.value,
             "hash": c.remote_config.hash,
             "error": c.remote_config.error,
+            "assigned": c.remote_config.assigned,
         },
         "pipelines": list(c.pipelines),
         # Beyond the shape, and present on every row so consumers see one shape:
         "enabled": c.enabled,
         "health_reason": c.health_reason,
+        "config_state": collector_state(c).as_json(),
     }
+    if c.came_up is not None:
+        up = came_up_state(c)
+        out["came_up"] = {"at": rfc3339(c.came_up.at), **(up.as_json() if up else {})}
     if detail:
+        rep = c.config_report
+        out["config_report"] = {
+            "assigned": rep.assigned_label,
+            "reported": rep.reported_label,
+            "effective_hash": rep.effective_hash,
+            "effective": rep.effective_label,
+            "equivalent": rep.equivalent,
+            "differs": list(rep.differs),
+        }
+        if c.available_components is not None:
+            out["available_components"] = sorted(c.available_components)
         out["effective_config"] = dict(c.effective_config)
         if c.component_health is not None:
             out["component_health"] = component_health_json(c.component_health)

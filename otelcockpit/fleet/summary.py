@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from otelcockpit.fleet.configstate import CONFIG_STATE_ORDER, collector_state
 from otelcockpit.fleet.model import HEALTH_ORDER, Collector, CollectorType, ConfigStatus, Health
 
 
@@ -15,6 +16,7 @@ class Totals:
     by_health: Counter[str] = field(default_factory=Counter)
     by_type: Counter[str] = field(default_factory=Counter)
     by_config_status: Counter[str] = field(default_factory=Counter)
+    by_config_state: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -22,6 +24,7 @@ class Totals:
             "by_health": {h.value: self.by_health.get(h.value, 0) for h in HEALTH_ORDER},
             "by_type": {t.value: self.by_type.get(t.value, 0) for t in CollectorType},
             "by_config_status": {s.value: self.by_config_status.get(s.value, 0) for s in ConfigStatus},
+            "by_config_state": {s.value: self.by_config_state.get(s.value, 0) for s in CONFIG_STATE_ORDER},
         }
 
 
@@ -32,6 +35,7 @@ def totals(collectors: Iterable[Collector]) -> Totals:
         t.by_health[c.health.value] += 1
         t.by_type[c.type.value] += 1
         t.by_config_status[c.remote_config.status.value] += 1
+        t.by_config_state[collector_state(c).state.value] += 1
     return t
 
 

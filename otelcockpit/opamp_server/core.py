@@ -35,6 +35,7 @@ import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
 
@@ -108,6 +109,27 @@ def config_hash(files: Mapping[str, tuple[bytes, str]]) -> bytes:
     return h.digest()
 
 
+def effective_hash(ec: pb.EffectiveConfig) -> bytes:
+    files = {n: (f.body, f.content_type) for n, f in ec.config_map.config_map.items()}
+    return config_hash(files) if files else b""
+
+
+def came_up_record(s: AgentState, now: float) -> dict[str, Any]:
+    """What an agent reports about its config as it (re)starts: its remote config status, the hash of
+    its effective config, and what was assigned to it then."""
+    rcs = s.remote_config_status
+    d = s.desired
+    return {
+        "at": now,
+        "status": STATUS_NAMES.get(rcs.status, str(rcs.status)) if rcs is not None else "",
+        "hash": rcs.last_remote_config_hash.hex() if rcs is not None else "",
+        "error": rcs.error_message if rcs is not None else "",
+        "effective_hash": s.effective_hash.hex(),
+        "assigned_hash": d.hash.hex() if d is not None else "",
+        "assigned": f"{d.name}@v{d.version}" if d is not None else "",
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Desired:
     """The config version an agent should run (resolved from the assignments)."""
@@ -155,6 +177,9 @@ class AgentState:
     heartbeat: float = 0.0
     # agent_kind()'s answer with the objects it was computed from (valid while they are the same)
     kind_memo: tuple[object, object, int, str] | None = field(default=None, compare=False, repr=False)
+    # What it reported about its config when it last (re)started (see ``came_up_record``): JSON-able,
+    # persisted in the agents table.
+    came_up: dict[str, Any] | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     # JSON fragments of sub-messages for the admin API, keyed by part name -> (the proto object, text).
     # Shared between clones; an entry is valid only while ``entry[0] is`` the state's current object.
@@ -170,6 +195,20 @@ class AgentState:
     def reported_hash(self) -> bytes:
         rcs = self.remote_config_status
         return rcs.last_remote_config_hash if rcs is not None else b""
+
+    @property
+    def effective_hash(self) -> bytes:
+        """The hash of its effective config in the form config versions are hashed (``config_hash``):
+        equal to a version's hash when it runs exactly that version's files; b"" when none reported."""
+        ec = self.effective_config
+        if ec is None:
+            return b""
+        hit = self.view_cache.get("effective_hash")
+        if hit is not None and hit[0] is ec:
+            return hit[1]  # type: ignore[return-value]
+        digest = effective_hash(ec)
+        self.view_cache["effective_hash"] = (ec, digest)  # type: ignore[assignment]
+        return digest
 
 
 @dataclass(slots=True)
@@ -501,7 +540,10 @@ def process(
         changed.add("description")
     elif is_new and resolve is not None:
         s.desired = resolve(s.attributes)
+    restarted = False
     if msg.HasField("health"):
+        start = msg.health.start_time_unix_nano
+        restarted = bool(start and s.health is not None and s.health.start_time_unix_nano not in (0, start))
         s.health = msg.health
         changed.add("health")
     if msg.HasField("effective_config"):
@@ -551,6 +593,10 @@ def process(
         ):
             reply.flags |= REPORT_AVAILABLE_COMPONENTS
 
+    if not disconnect and (is_new or msg.sequence_num == 0 or restarted):
+        # It (re)started: remember what it came up on (its bootstrap config, a cached remote config ...)
+        s.came_up = came_up_record(s, now)
+        changed.add("came_up")
     if not disconnect:
         if is_new:
             ask = not _has_full_report(s)

@@ -220,6 +220,8 @@ class Hub:
         # uid -> (config name, version), persisted in the rollout_overrides table.
         self.overrides: dict[bytes, tuple[str, int]] = {}
         self.override_owner: dict[bytes, str] = {}  # uid -> the rollout that staged its override
+        self.versions_by_hash: dict[bytes, ConfigVersion] = {}  # every config version by its hash
+        self._compared: dict[tuple[bytes, bytes], tuple[bool, tuple[str, ...]]] = {}  # (effective, assigned)
         self._load()
 
     # ---- start-up ----
@@ -257,7 +259,9 @@ class Hub:
             if len(have) >= r["version"]:
                 continue  # versions are append-only: what is here is what is stored
             files = {n: (f["body"], f["content_type"]) for n, f in json.loads(r["files"]).items()}
-            have.append(ConfigVersion.make(r["name"], r["version"], files, r["author"], r["note"], r["created_at"]))
+            cv = ConfigVersion.make(r["name"], r["version"], files, r["author"], r["note"], r["created_at"])
+            have.append(cv)
+            self.versions_by_hash.setdefault(cv.hash, cv)
 
     def _load_assignments(self, rows: list[Any]) -> None:
         self.assignments = [
@@ -357,10 +361,75 @@ class Hub:
         return state.heartbeat if state.heartbeat > 0 else float(self.settings.heartbeat_seconds)
 
     def agent_view(self, state: AgentState) -> dict[str, Any]:
-        return agent_json(state, connected=self.is_connected(state), heartbeat_seconds=self.heartbeat_of(state))
+        return agent_json(
+            state,
+            connected=self.is_connected(state),
+            heartbeat_seconds=self.heartbeat_of(state),
+            config=self.config_facts(state),
+        )
 
     def agent_view_text(self, state: AgentState) -> str:
-        return agent_text(state, connected=self.is_connected(state), heartbeat_seconds=self.heartbeat_of(state))
+        return agent_text(
+            state,
+            connected=self.is_connected(state),
+            heartbeat_seconds=self.heartbeat_of(state),
+            config=self.config_facts(state),
+        )
+
+    # ---- what each agent runs (the facts otelcockpit.fleet.configstate decides from) ----
+
+    def version_label(self, digest: bytes) -> str | None:
+        cv = self.versions_by_hash.get(digest) if digest else None
+        return f"{cv.name}@v{cv.version}" if cv is not None else None
+
+    def _compare(self, state: AgentState, effective: bytes, desired: Desired) -> tuple[bool, tuple[str, ...]]:
+        """How an effective config that is no config version differs from the assigned one (cached
+        per pair of hashes: many agents run the same thing)."""
+        key = (effective, desired.hash)
+        hit = self._compared.get(key)
+        if hit is None:
+            from otelcockpit.fleet.configstate import compare_files
+
+            cv = self.versions_by_hash.get(desired.hash)
+            ec = state.effective_config
+            if cv is None or ec is None:
+                return False, ()
+            eff = {
+                n: (f.body.decode("utf-8", "replace"), f.content_type) for n, f in ec.config_map.config_map.items()
+            }
+            hit = compare_files(cv.files, eff)
+            if len(self._compared) >= 4096:
+                self._compared.clear()
+            self._compared[key] = hit
+        return hit
+
+    def config_facts(self, state: AgentState) -> dict[str, Any]:
+        """What the admin API says of the config an agent runs: the hash of its effective config and
+        the config versions its hashes are, and, for an effective config that is no version, how it
+        differs from the assigned one; plus what it came up on when it last (re)started."""
+        eff = state.effective_hash
+        d = state.desired
+        out: dict[str, Any] = {
+            "effective_hash": eff.hex(),
+            "effective_version": self.version_label(eff),
+            "reported_version": self.version_label(state.reported_hash),
+            "assigned_version": f"{d.name}@v{d.version}" if d is not None else None,
+            "equivalent": False,
+            "differs": [],
+        }
+        if eff and d is not None and eff != d.hash and eff not in self.versions_by_hash:
+            equivalent, differs = self._compare(state, eff, d)
+            out["equivalent"], out["differs"] = equivalent, list(differs)
+        up = state.came_up
+        if up:
+            at = up.get("at")
+            out["came_up"] = {
+                **up,
+                "at": ts(at) if isinstance(at, int | float) else at,
+                "effective_version": self.version_label(bytes.fromhex(up.get("effective_hash") or "")),
+                "reported_version": self.version_label(bytes.fromhex(up.get("hash") or "")),
+            }
+        return out
 
     def _agent_event_data(self, uid: bytes) -> str | None:
         s = self.agents.get(uid)
@@ -805,6 +874,7 @@ class Hub:
                 continue
             break
         versions.append(cv)
+        self.versions_by_hash.setdefault(cv.hash, cv)
         self.events.publish("config", cv.json(files=False))
         return cv
 

@@ -132,6 +132,13 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "beat_at REAL NOT NULL, opamp_url TEXT NOT NULL, admin_url TEXT NOT NULL)",
         ),
     ),
+    (
+        3,
+        (
+            # what the agent reported about its config when it last (re)started (JSON)
+            "ALTER TABLE agents ADD COLUMN came_up TEXT",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Append-only config versions: enforced by the database itself (dialect-specific triggers).
@@ -179,6 +186,7 @@ _COLUMNS_OF: dict[str, tuple[str, ...]] = {
     "desired": ("desired_name", "desired_version", "desired_hash"),
     "node": ("node",),
     "heartbeat": ("heartbeat_seconds",),
+    "came_up": ("came_up",),
 }
 
 ALL_COLUMNS = (
@@ -200,6 +208,7 @@ ALL_COLUMNS = (
     "pending_restart",
     "node",
     "heartbeat_seconds",
+    "came_up",
 )
 
 class Tx(Protocol):
@@ -242,6 +251,8 @@ def _column_value(state: AgentState, column: str) -> Any:
         return int(state.pending_restart)
     if column == "failed_hashes":
         return json.dumps({h.hex(): e for h, e in state.failed_hashes.items()})
+    if column == "came_up":
+        return None if state.came_up is None else json.dumps(state.came_up, sort_keys=True)
     if column == "full_state_requested_at":
         return state.full_state_requested_at
     if column.startswith("desired_"):
@@ -293,6 +304,8 @@ def row_to_state(row: Any) -> tuple[AgentState, tuple[str, int, bytes] | None]:
     s.pending_restart = bool(row["pending_restart"])
     s.node = row["node"] or ""
     s.heartbeat = float(row["heartbeat_seconds"] or 0.0)
+    raw = row["came_up"]
+    s.came_up = json.loads(raw) if raw else None
     desired = None
     if row["desired_name"] is not None:
         desired = (row["desired_name"], row["desired_version"], bytes(row["desired_hash"]))

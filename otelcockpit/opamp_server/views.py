@@ -96,7 +96,9 @@ def _components_json(comps: Any) -> dict[str, Any]:
     }
 
 
-def agent_json(state: AgentState, *, connected: bool, heartbeat_seconds: float) -> dict[str, Any]:
+def agent_json(
+    state: AgentState, *, connected: bool, heartbeat_seconds: float, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     desc = state.description
     rcs = state.remote_config_status
     d = state.desired
@@ -132,6 +134,7 @@ def agent_json(state: AgentState, *, connected: bool, heartbeat_seconds: float) 
         "failed_hashes": sorted(h.hex() for h in state.failed_hashes),
         "heartbeat_interval_seconds": heartbeat_seconds,
         "node": state.node,
+        "config": config or {},
     }
 
 
@@ -160,7 +163,9 @@ def _non_ident(desc: pb.AgentDescription) -> dict[str, str]:
     return {kv.key: any_value_text(kv.value) for kv in desc.non_identifying_attributes}
 
 
-def agent_text(state: AgentState, *, connected: bool, heartbeat_seconds: float) -> str:
+def agent_text(
+    state: AgentState, *, connected: bool, heartbeat_seconds: float, config: dict[str, Any] | None = None
+) -> str:
     """The AGENT summary as JSON text (same content as ``agent_json``), built from cached fragments.
 
     Listing 10,000 agents or streaming their changes re-serialises only what changed since the
@@ -198,6 +203,7 @@ def agent_text(state: AgentState, *, connected: bool, heartbeat_seconds: float) 
             "failed_hashes": sorted(h.hex() for h in state.failed_hashes),
             "heartbeat_interval_seconds": heartbeat_seconds,
             "node": state.node,
+            "config": config or {},
         }
     )
     ident = _fragment(state, "ident", desc, _ident) if desc is not None else "{}"
@@ -296,9 +302,14 @@ def agent_compact_text(state: AgentState, *, connected: bool) -> str:
 
 
 def agent_detail_json(
-    state: AgentState, *, connected: bool, heartbeat_seconds: float, history: list[dict[str, Any]]
+    state: AgentState,
+    *,
+    connected: bool,
+    heartbeat_seconds: float,
+    history: list[dict[str, Any]],
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    out = agent_json(state, connected=connected, heartbeat_seconds=heartbeat_seconds)
+    out = agent_json(state, connected=connected, heartbeat_seconds=heartbeat_seconds, config=config)
     ec = state.effective_config
     out["effective_config"] = config_map_json(ec.config_map) if ec is not None else {}
     out["remote_config_history"] = history

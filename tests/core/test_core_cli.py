@@ -29,7 +29,7 @@ COLLECTOR_KEYS = [
     "pipelines",
 ]
 # Beyond issue 2's shape; present on every row.
-COLLECTOR_EXTRA_KEYS = {"enabled", "health_reason"}
+COLLECTOR_EXTRA_KEYS = {"enabled", "health_reason", "config_state"}
 HEALTHS = ["unhealthy", "degraded", "offline", "unknown", "healthy"]
 CONFIG_STATUSES = ["unset", "applying", "applied", "failed"]
 
@@ -144,7 +144,8 @@ def test_collectors_json_shape(collectors_json: dict[str, Any]) -> None:
         keys = list(row)
         assert keys[: len(COLLECTOR_KEYS)] == COLLECTOR_KEYS, keys
         assert set(keys[len(COLLECTOR_KEYS) :]) == COLLECTOR_EXTRA_KEYS, keys
-        assert list(row["remote_config"]) == ["status", "hash", "error"]
+        assert list(row["remote_config"]) == ["status", "hash", "error", "assigned"]
+        assert row["config_state"]["state"] in ("in sync", "drifted", "on fallback", "on cached remote", "unknown")
         assert row["remote_config"]["status"] in CONFIG_STATUSES
         assert row["type"] in ("alloy", "otel") and row["health"] in HEALTHS
         assert row["last_seen"] is None or RFC3339.match(row["last_seen"]), row["last_seen"]
@@ -199,7 +200,7 @@ def test_match_filters(cli, collectors_json: dict[str, Any]) -> None:  # noqa: A
     text = cli("collectors", "--match", "{env=dev}")
     assert text.code == 0, text
     lines = text.out.splitlines()
-    assert lines[0].split() == ["NAME", "TYPE", "VERSION", "HEALTH", "ENV", "REGION", "CONFIG", "SEEN"]
+    assert lines[0].split() == ["NAME", "TYPE", "VERSION", "HEALTH", "ENV", "REGION", "CONFIG", "RUNS", "SEEN"]
     assert len(lines) > 1 and all(line.split()[4] == "dev" for line in lines[1:])
 
 

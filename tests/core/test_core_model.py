@@ -272,7 +272,7 @@ def test_group_by() -> None:
 def test_collector_json_shape() -> None:
     c = small_snapshot().collectors[1]
     out = collector_json(c)
-    assert out["remote_config"] == {"status": "failed", "hash": "h2", "error": "bad config"}
+    assert out["remote_config"] == {"status": "failed", "hash": "h2", "error": "bad config", "assigned": ""}
     assert out["attributes"] == {"collector.ID": "b", "env": "prod"}
     assert out["last_seen"] is None and out["last_error"] == "boom"
     assert set(collector_json(small_snapshot().collectors[0])) == set(out)  # one shape for every row

@@ -45,6 +45,7 @@ from otelcockpit.fleet.model import (
     BackendHealth,
     Collector,
     CollectorType,
+    ConfigReport,
     FleetSnapshot,
     Health,
     Operation,
@@ -56,6 +57,15 @@ from otelcockpit.fleet.model import (
 )
 
 NO_HEALTH = "Fleet Management v1 API reports no health"
+# What the v1 management API exposes of a collector: id, name, local and remote attributes, enabled,
+# collector type, created/updated and marked-inactive times. Collectors do send their remote config
+# status and effective config with GetConfig (alloy-remote-config v0.0.11/v0.0.12), but ListCollectors
+# and GetCollector return neither (only the unreleased v2 API has state.remoteConfigStatus): so what a
+# collector runs is unknown here, never guessed from which pipelines match it.
+NOT_EXPOSED = ConfigReport(
+    unknown="Fleet Management's v1 API does not say what a collector runs: it returns neither the remote "
+    "config status nor the effective config the collector reports with GetConfig"
+)
 DEFAULT_USERNAME_ENV = "FLEET_MANAGEMENT_INSTANCE_ID"
 DEFAULT_PASSWORD_ENV = "FLEET_MANAGEMENT_TOKEN"
 MAX_KEY, MAX_VALUE, MAX_REMOTE = 100, 150, 100
@@ -97,6 +107,7 @@ def collectors_from_json(items: Iterable[Mapping[str, Any]]) -> list[Collector]:
                 health=health,
                 health_reason=reason,
                 enabled=c.get("enabled", True) is not False,
+                config_report=NOT_EXPOSED,
                 source="fleet-management",
             )
         )
