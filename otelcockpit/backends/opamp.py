@@ -34,6 +34,7 @@ import httpx
 
 from otelcockpit.backends.base import PIPELINE_UPSERT, Change, PushResult, refuse_if_stale
 from otelcockpit.errors import BackendError, UsageError
+from otelcockpit.fleet.components import names_from_tree
 from otelcockpit.fleet.configfiles import files_from_text, render_files
 from otelcockpit.fleet.matchers import MatcherError, parse_matchers
 from otelcockpit.fleet.model import (
@@ -469,6 +470,7 @@ def config_report(agent: Mapping[str, Any], rc: RemoteConfig) -> tuple[ConfigRep
         effective_label=str(facts.get("effective_version") or ""),
         equivalent=bool(facts.get("equivalent")),
         differs=tuple(str(x) for x in facts.get("differs") or ()),
+        held=str(facts.get("held") or ""),
     )
     up = facts.get("came_up")
     came_up = None
@@ -494,24 +496,16 @@ def config_report(agent: Mapping[str, Any], rc: RemoteConfig) -> tuple[ConfigRep
     return report, came_up
 
 
-PLURAL_KINDS = {"receivers": "receiver", "processors": "processor", "exporters": "exporter",
-                "extensions": "extension", "connectors": "connector"}  # fmt: skip
-
-
 def available_components(raw: Any) -> frozenset[str] | None:
-    """OpAMP AvailableComponents (``{"hash", "components": {"receivers": {"sub_components": {"otlp":
-    ...}}}}``) as ``kind:type`` names (``receiver:otlp``); None when the agent reported none."""
+    """OpAMP AvailableComponents as the server serves it (``{"hash", "components": {"receivers":
+    {"sub_components": {"otlp": ...}}}}``) as ``kind:type`` names; None when the agent reported none."""
     if not isinstance(raw, Mapping) or not isinstance(raw.get("components"), Mapping) or not raw["components"]:
         return None
-    out: set[str] = set()
-    for kind, detail in raw["components"].items():
-        subs = detail.get("sub_components") if isinstance(detail, Mapping) else None
-        singular = PLURAL_KINDS.get(str(kind), str(kind))
-        if isinstance(subs, Mapping) and subs:
-            out.update(f"{singular}:{name}" for name in subs)
-        else:
-            out.add(str(kind))
-    return frozenset(out)
+    tree = {
+        str(kind): list((detail.get("sub_components") or {}) if isinstance(detail, Mapping) else ())
+        for kind, detail in raw["components"].items()
+    }
+    return names_from_tree(tree)
 
 
 def effective_files(eff: Mapping[str, Any]) -> dict[str, str]:

@@ -43,6 +43,12 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="every collector in one stage, no canary (never the default; the plan says so)",
     )
+    p.add_argument(
+        "--missing-components",
+        choices=("exclude", "block"),
+        help="collectors in the blast radius that lack a component the new version uses (OpAMP AvailableComponents): "
+        "leave them out of the plan, or refuse the push (default: the context's rollout_defaults, else block)",
+    )
     p.add_argument("--poll", metavar="SECONDS", type=float, default=1.0, help="how often to observe the collectors (default 1)")
     _journal_arg(p)
 
@@ -162,6 +168,7 @@ def _request(args: argparse.Namespace, settings: Any) -> Any:
         manual=args.manual,
         health_required=False if args.no_health else None,
         all_at_once=bool(args.all_at_once),
+        missing_components=args.missing_components,
     )
     return PushRequest(
         args.pipeline,
@@ -201,9 +208,15 @@ def _print_plan(plan: Any, *, diff: bool = True) -> None:
     ]
     print_table(("STAGE", "NAME", "COLLECTORS", "ENV", "REGION"), rows)
     print(f"gates: {gates_text(plan.gates)}")
-    errors = sum(1 for f in plan.findings if f.severity == "error")
-    warnings = sum(1 for f in plan.findings if f.severity == "warning")
-    print(f"policy: {errors} error(s), {warnings} warning(s), {len(plan.findings) - errors - warnings} info")
+    for i in plan.preflight.incompatible[:20]:
+        verb = "left out" if plan.preflight.applied == "exclude" else "blocks"
+        print(f"  {verb}: {i.name} ({i.id}) lacks {', '.join(i.missing)}")
+    if len(plan.preflight.incompatible) > 20:
+        print(f"  ... and {len(plan.preflight.incompatible) - 20} more (--json lists them all)")
+    policy = [f for f in plan.findings if f.rule != "missing-component"]
+    errors = sum(1 for f in policy if f.severity == "error")
+    warnings = sum(1 for f in policy if f.severity == "warning")
+    print(f"policy: {errors} error(s), {warnings} warning(s), {len(policy) - errors - warnings} info")
     for f in plan.findings:
         print(f"  line {f.line or '-'}: {f.severity}: {f.message} [{f.rule}]")
     if diff:

@@ -104,6 +104,26 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="T",
         help="agent token sent as 'Authorization: Bearer T' (if the server requires one)",
     )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where each agent persists the last remote config it applied and starts from it, as the OpAMP "
+        "supervisor does (default: simulate-agents/ in the data dir; 'none' for no persistence)",
+    )
+    p.add_argument(
+        "--without-cache",
+        type=_rate,
+        default=0.0,
+        metavar="R",
+        help="share of agents without a persisted cache (pods without a volume): they start on their "
+        "bootstrap config (0..1, default 0)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        metavar="FILE",
+        help="the bootstrap config agents run until a remote config arrives (default: a generous built-in "
+        "one: every span, host metrics every 10 s, every log line, a debug exporter)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_json(p)
     p.set_defaults(handler=cmd_simulate)
@@ -123,13 +143,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.count > 20000:
         raise UsageError("--count is limited to 20000 agents per process")
     _raise_fd_limit(args.count + 256)
+    state_dir = _state_dir(args.state_dir)
+    bootstrap = None
+    if args.bootstrap:
+        from pathlib import Path
+
+        try:
+            bootstrap = Path(args.bootstrap).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--bootstrap {args.bootstrap}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
     agents = build_agents(
         args.count,
         args.seed,
         fail_rate=args.fail_rate,
         heartbeat=args.heartbeat,
         apply_delay=args.apply_delay,
+        state_dir=state_dir,
+        no_cache_share=args.without_cache,
+        bootstrap=bootstrap,
     )
+    cached = sum(1 for a in agents if a.started_on == "cache")
     sim = Simulation(url, agents, transport=args.transport, token=args.token, duration=args.duration)
 
     async def progress() -> None:
@@ -154,7 +187,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(
                 f"simulate-agents: {args.count} {args.transport} agents -> {url} for {args.duration:g}s "
-                f"(seed {args.seed}, fail rate {args.fail_rate:g})",
+                f"(seed {args.seed}, fail rate {args.fail_rate:g}); {cached} start on their cached remote config, "
+                f"{args.count - cached} on their bootstrap config",
                 file=sys.stderr,
                 flush=True,
             )
@@ -172,7 +206,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             + (f" (last error: {stats.last_error})" if stats.last_error else "")
         )
     if args.json:
-        print_json(stats.as_dict())
+        print_json({**stats.as_dict(), "started_on_cache": cached, "started_on_bootstrap": args.count - cached})
     else:
         print(
             f"simulate-agents: done: {stats.agents} agents, sent {stats.sent}, replies {stats.received}, "
@@ -180,6 +214,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"connect errors {stats.connect_errors}"
         )
     return 0
+
+
+def _state_dir(raw: str | None) -> Any:
+    """``--state-dir``: a directory (created), the data dir's ``simulate-agents/`` by default, or None."""
+    from pathlib import Path
+
+    from otelcockpit.settings import data_dir
+
+    if raw is not None and raw.strip().lower() == "none":
+        return None
+    path = Path(raw) if raw else data_dir() / "simulate-agents"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--state-dir {path}: cannot create it: {exc.strerror}") from None
+    if not path.is_dir():
+        raise UsageError(f"--state-dir {path}: not a directory")
+    return path
 
 
 def _raise_fd_limit(wanted: int) -> None:

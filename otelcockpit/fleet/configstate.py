@@ -117,6 +117,8 @@ def config_state(rc: RemoteConfig, rep: ConfigReport) -> StateView:
         note = f"; it is applying {a_name}"
     elif status == ConfigStatus.FAILED and reported == assigned:
         note = f"; {a_name} FAILED to apply" + (f" ({rc.error})" if rc.error else "")
+    if rep.held:
+        note += f"; {a_name} is not sent to it: {rep.held}"
     if eff:
         if eff == assigned:
             return StateView(ConfigState.IN_SYNC, f"it runs {a_name}")
@@ -132,7 +134,8 @@ def config_state(rc: RemoteConfig, rep: ConfigReport) -> StateView:
         differs = f" ({what})" if what else ""
         if status == ConfigStatus.UNSET or not reported:
             return StateView(
-                ConfigState.FALLBACK, f"it runs its local bootstrap config: no remote config applied since it started; assigned {a_name}"
+                ConfigState.FALLBACK,
+                f"it runs its local bootstrap config: no remote config applied since it started; assigned {a_name}{note}",
             )
         if applied and reported == assigned:
             return StateView(
@@ -154,11 +157,12 @@ def config_state(rc: RemoteConfig, rep: ConfigReport) -> StateView:
         return StateView(ConfigState.IN_SYNC, f"it reports {a_name} APPLIED (it reports no effective config)")
     if applied:
         return StateView(
-            ConfigState.CACHED, f"it reports {reported_name} APPLIED, a remote config it applied earlier; assigned {a_name}"
+            ConfigState.CACHED, f"it reports {reported_name} APPLIED, a remote config it applied earlier; assigned {a_name}{note}"
         )
     if status == ConfigStatus.UNSET or not reported:
         return StateView(
-            ConfigState.FALLBACK, f"it has applied no remote config (status unset): it runs its local config; assigned {a_name}"
+            ConfigState.FALLBACK,
+            f"it has applied no remote config (status unset): it runs its local config; assigned {a_name}{note}",
         )
     if status == ConfigStatus.APPLYING:
         why = f"it is applying {reported_name} and reports no effective config"

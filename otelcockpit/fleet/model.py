@@ -88,6 +88,7 @@ class ConfigReport:
     # from the extensions and telemetry settings an OpAMP supervisor adds), though not byte for byte.
     equivalent: bool = False
     differs: tuple[str, ...] = ()  # how its effective config differs from the assigned one (the first few)
+    held: str = ""  # why the control plane does not send it the assigned config ("it lacks exporter:kafka")
 
 
 @dataclass(frozen=True, slots=True)

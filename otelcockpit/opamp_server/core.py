@@ -138,6 +138,9 @@ class Desired:
     version: int
     hash: bytes
     config: pb.AgentConfigMap
+    # The components it uses ("exporter:kafka"): never offered to an agent whose AvailableComponents
+    # lack one of them (it would only fail there).
+    needs: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -195,6 +198,30 @@ class AgentState:
     def reported_hash(self) -> bytes:
         rcs = self.remote_config_status
         return rcs.last_remote_config_hash if rcs is not None else b""
+
+    @property
+    def component_names(self) -> frozenset[str] | None:
+        """Its AvailableComponents as ``kind:type`` names; None when it reported no component map."""
+        ac = self.available_components
+        if ac is None or not ac.components:
+            return None
+        hit = self.view_cache.get("component_names")
+        if hit is not None and hit[0] is ac:
+            return hit[1]  # type: ignore[return-value]
+        from otelcockpit.fleet.components import names_from_tree
+
+        names = names_from_tree({k: list(d.sub_component_map) for k, d in ac.components.items()})
+        self.view_cache["component_names"] = (ac, names)  # type: ignore[assignment]
+        return names
+
+    def lacks(self, desired: Desired) -> tuple[str, ...]:
+        """The components of ``desired`` this agent says it does not have (sorted)."""
+        if not desired.needs:
+            return ()
+        have = self.component_names
+        if have is None:
+            return ()
+        return tuple(sorted(n for n in desired.needs if n not in have))
 
     @property
     def effective_hash(self) -> bytes:
@@ -344,6 +371,8 @@ def wants_offer(state: AgentState, now: float, settings: Settings = DEFAULT_SETT
         return False
     if desired.hash in state.failed_hashes:
         return False
+    if desired.needs and state.lacks(desired):
+        return False  # it lacks a component the config uses: it would only fail there
     if state.reported_hash == desired.hash:
         rcs = state.remote_config_status
         stuck = (

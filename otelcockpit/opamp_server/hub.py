@@ -63,6 +63,19 @@ def uuid7() -> bytes:
     return bytes(b)
 
 
+def needs(files: dict[str, tuple[str, str]]) -> frozenset[str]:
+    """The collector components a config version's files use (``exporter:kafka``); JSON and YAML
+    files are read as OpenTelemetry Collector configs, other files are not looked into."""
+    from otelcockpit.policy.lint import components_used
+
+    out: set[str] = set()
+    for name, (body, ct) in files.items():
+        lower, ctype = name.lower(), ct.lower()
+        if "yaml" in ctype or "json" in ctype or lower.endswith((".yaml", ".yml", ".json")) or (not ctype and not name):
+            out.update(components_used(body, "otel"))
+    return frozenset(out)
+
+
 @dataclass(frozen=True)
 class ConfigVersion:
     name: str
@@ -91,7 +104,7 @@ class ConfigVersion:
             cmap.config_map[n].body = body
             cmap.config_map[n].content_type = ct
         return cls(
-            name, version, digest, files, author, note, created_at, Desired(name, version, digest, cmap)
+            name, version, digest, files, author, note, created_at, Desired(name, version, digest, cmap, needs(files))
         )
 
     def json(self, *, files: bool = True) -> dict[str, Any]:
@@ -417,6 +430,9 @@ class Hub:
             "equivalent": False,
             "differs": [],
         }
+        lacking = state.lacks(d) if d is not None else ()
+        if lacking:
+            out["held"] = f"it lacks {', '.join(lacking)}"
         if eff and d is not None and eff != d.hash and eff not in self.versions_by_hash:
             equivalent, differs = self._compare(state, eff, d)
             out["equivalent"], out["differs"] = equivalent, list(differs)

@@ -70,12 +70,14 @@ def pipeline_of(cv: ConfigVersion, selector: str = "") -> Pipeline:
 class AgentMember:
     """An agent as the planner sees it (``id`` and ``attr``, with the usual env/region aliases)."""
 
-    __slots__ = ("attrs", "id", "uid")
+    __slots__ = ("attrs", "id", "name", "uid")
 
     def __init__(self, uid: bytes, attrs: Mapping[str, str]) -> None:
         self.uid = uid
         self.id = uid_text(uid)
         self.attrs = attrs
+        service, host = attrs.get("service.name", ""), attrs.get("host.name", "")
+        self.name = f"{service}@{host}" if service and host else (service or host or self.id[:13])
 
     def attr(self, key: str) -> str:
         v = self.attrs.get(key)
@@ -95,6 +97,9 @@ class HubFleet:
     name = BACKEND
     reports_status = True
     reports_health = True
+    # The protocol core never offers a config to an agent whose AvailableComponents lack one of its
+    # components (core.wants_offer), so agents a plan leaves out stay on what they run after the fold.
+    holds_back = True
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -171,12 +176,19 @@ class HubFleet:
         if same is None:
             new = dataclasses.replace(new, id="", created_at=None, updated_at=None)
         members = self.members(pipeline)
+        agents = self.hub.agents
+        available = {}
+        for m in members:
+            uid = parse_uid(m.id)
+            s = agents.get(uid) if uid is not None else None
+            available[m.id] = s.component_names if s is not None else None
         return PlanInputs(
             live=pipeline_of(base_cv, base_a.selector),
             new=new,
             base_revision=str(base_cv.version),
             members=members,
             by_type=dict(Counter(self._kind(m.uid) for m in members)),
+            available=available,
         )
 
     async def revisions(self, pipeline: str) -> tuple[Revision, ...]:
@@ -365,7 +377,12 @@ class HubFleet:
                 if not s.health.healthy and not error:
                     error = s.health.last_error
             d = s.desired
-            if d is not None and d.hash in s.failed_hashes and rcs is not None and digest != d.hash.hex():
+            lacking = s.lacks(d) if d is not None else ()
+            if lacking and digest != d.hash.hex():  # type: ignore[union-attr]
+                # Never offered (core.wants_offer): say so instead of waiting for the apply timeout.
+                status, digest = "failed", d.hash.hex()  # type: ignore[union-attr]
+                error = f"not offered: it lacks {', '.join(lacking)}"
+            elif d is not None and d.hash in s.failed_hashes and rcs is not None and digest != d.hash.hex():
                 # The core never offers a hash that FAILED on this agent: say so instead of a timeout.
                 why = s.failed_hashes[d.hash] or "no error message"
                 status, digest, error = "failed", d.hash.hex(), f"not offered: it FAILED on this agent before ({why})"

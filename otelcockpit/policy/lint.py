@@ -471,3 +471,32 @@ def _alloy_credentials(c: Block) -> list[Finding]:
 
     visit(c, c.ref)
     return out
+
+
+# ---- what a config uses ------------------------------------------------------------------------
+
+
+def components_used(text: str, config_type: str) -> dict[str, int]:
+    """The components a config uses, each with the line that names it first: ``kind:type``
+    (``exporter:kafka``) for an OpenTelemetry Collector config (every configured component: the
+    collector refuses a config naming a type it lacks, used or not), the component name for Alloy
+    (``otelcol.exporter.otlp``; custom ``declare`` components left out). {} when the text cannot be
+    read (the ``syntax`` finding says so)."""
+    out: dict[str, int] = {}
+    if config_type == "alloy":
+        try:
+            cfg = parse_alloy(text)
+        except AlloySyntaxError:
+            return {}
+        for c in cfg.components:
+            if c.name not in cfg.declared:
+                out.setdefault(c.name, c.line)
+        return out
+    try:
+        otel = read_config(parse_otel(text))
+    except OtelSyntaxError:
+        return {}
+    for section, comps in otel.components.items():
+        for cid, node in comps.items():
+            out.setdefault(f"{section[:-1]}:{component_type(cid)}", node.key_line)
+    return out

@@ -24,6 +24,10 @@ from otelcockpit.rollout.service import PlanInputs
 
 
 class SnapshotFleet:
+    # Collectors left out of a plan would get the new version with the fold (it becomes the pipeline's
+    # contents), so a pre-flight that finds some blocks the push instead.
+    holds_back = False
+
     def __init__(self, backend: Any, target: Target, *, name: str, context: str) -> None:
         self.source = backend
         self.target = target
@@ -56,6 +60,7 @@ class SnapshotFleet:
             members=members,
             dropped=len(before - {c.id for c in members}),
             snapshot=snap,
+            available={c.id: c.available_components for c in members},
         )
 
     async def revisions(self, pipeline: str) -> tuple[Revision, ...]:

@@ -162,6 +162,71 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Incompatible:
+    """A collector in the blast radius that lacks a component the new version uses (pre-flight)."""
+
+    id: str
+    name: str
+    missing: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "missing": list(self.missing)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Incompatible:
+        return cls(str(d.get("id", "")), str(d.get("name", "")), tuple(str(x) for x in d.get("missing") or ()))
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """The pre-flight of a push against what the collectors can run (OpAMP AvailableComponents).
+
+    ``choice`` is what the context asked for when some lack a component (``exclude``: the plan leaves
+    them out; ``block``: it refuses to start); ``applied`` is what the plan does (``exclude`` becomes
+    ``block`` on a fleet that cannot keep those collectors off the new version, ``note`` says why)."""
+
+    needs: tuple[str, ...] = ()  # the components the new version uses
+    checked: int = 0  # collectors in the blast radius that report their components
+    unreported: int = 0  # ... that do not (they cannot be checked)
+    incompatible: tuple[Incompatible, ...] = ()
+    choice: str = "block"
+    applied: str = "block"
+    note: str = ""
+
+    @property
+    def blocks(self) -> bool:
+        return bool(self.incompatible) and self.applied == "block"
+
+    @property
+    def left_out(self) -> int:
+        return len(self.incompatible) if self.applied == "exclude" else 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "needs": list(self.needs),
+            "checked": self.checked,
+            "unreported": self.unreported,
+            "incompatible": [i.as_json() for i in self.incompatible],
+            "missing_components": self.choice,
+            "applied": self.applied,
+            "note": self.note,
+            "blocks": self.blocks,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Preflight:
+        return cls(
+            needs=tuple(str(x) for x in d.get("needs") or ()),
+            checked=int(d.get("checked", 0)),
+            unreported=int(d.get("unreported", 0)),
+            incompatible=tuple(Incompatible.from_json(x) for x in d.get("incompatible") or ()),
+            choice=str(d.get("missing_components", "block")),
+            applied=str(d.get("applied", d.get("missing_components", "block"))),
+            note=str(d.get("note", "")),
+        )
+
+
+@dataclass(frozen=True)
 class RolloutPlan:
     pipeline: str
     new: Pipeline
@@ -175,21 +240,33 @@ class RolloutPlan:
     diff: str
     findings: tuple[Finding, ...] = ()
     all_at_once: bool = False  # asked for explicitly: one stage, no canary
+    preflight: Preflight = Preflight()
 
     @property
     def blocking(self) -> list[Finding]:
+        """Errors that refuse the push: policy errors and a blocking pre-flight."""
         return [f for f in self.findings if f.severity == "error"]
 
+    def refusal(self) -> str:
+        """Why this plan may not start ('' when it may): every face refuses with this one line."""
+        errs = self.blocking
+        if not errs:
+            return ""
+        pre = sum(1 for f in errs if f.rule == "missing-component")
+        kinds = ", ".join(
+            k for k in (f"{len(errs) - pre} policy error(s)" if len(errs) > pre else "",
+                        f"{pre} pre-flight error(s)" if pre else "") if k
+        )  # fmt: skip
+        first = errs[0]
+        return f"refused: {kinds} block this push; first: line {first.line or '-'}: {first.message} [{first.rule}]"
+
     def check_startable(self) -> None:
-        """Refuse (PushRefused, one line) a plan a policy error blocks, or one that reaches nobody."""
+        """Refuse (PushRefused, one line) a plan a policy error or the pre-flight blocks, or one that
+        reaches nobody."""
         from otelcockpit.errors import PushRefused
 
         if self.blocking:
-            first = self.blocking[0]
-            raise PushRefused(
-                f"refused: {len(self.blocking)} policy error(s) block this push; first: line {first.line or '-'}: "
-                f"{first.message} [{first.rule}]"
-            )
+            raise PushRefused(self.refusal())
         if not self.stages:
             raise PushRefused(f"refused: the new version of {self.pipeline} reaches no collector")
 
@@ -222,6 +299,7 @@ class RolloutPlan:
             "findings": [f.as_json() for f in self.findings],
             "blocked": bool(self.blocking),
             "all_at_once": self.all_at_once,
+            "preflight": self.preflight.as_json(),
         }
 
     @classmethod
@@ -243,6 +321,7 @@ class RolloutPlan:
                 for f in d.get("findings") or ()
             ),
             all_at_once=bool(d.get("all_at_once", False)),
+            preflight=Preflight.from_json(d.get("preflight") or {}),
         )
 
 

@@ -40,6 +40,9 @@ class PlanOptions:
     manual: bool | None = None
     health_required: bool | None = None
     all_at_once: bool = False
+    # Collectors in the blast radius that lack a component the new version uses: "exclude" leaves
+    # them out of the plan, "block" refuses the push.
+    missing_components: str | None = None
 
     def over(self, defaults: PlanOptions) -> PlanOptions:
         """These options with every field left out taken from ``defaults``."""
@@ -64,6 +67,7 @@ class PlanOptions:
         )
         if gates.apply_timeout <= 0:
             raise UsageError("--apply-timeout must be more than zero")
+        self.missing_choice(defaults)
         if o.all_at_once:
             if self.canary not in (None, "", "none") or self.waves not in (None, "", "100%"):
                 raise UsageError("--all-at-once pushes to every collector in one stage: leave --canary and --waves out")
@@ -76,6 +80,14 @@ class PlanOptions:
                 "give --canary or --waves, or say --all-at-once"
             )
         return canary, waves, gates
+
+    def missing_choice(self, defaults: PlanOptions | None = None) -> str:
+        """``exclude`` or ``block`` (the pre-flight's choice); anything else is a UsageError."""
+        o = self.over(defaults or SAFE_DEFAULTS).over(SAFE_DEFAULTS)
+        value = str(o.missing_components).strip().lower()
+        if value not in MISSING_CHOICES:
+            raise UsageError(f"--missing-components must be exclude or block, not {o.missing_components!r}")
+        return value
 
     def explicit(self, defaults: PlanOptions | None = None) -> PlanOptions:
         """Every field filled in (what a client sends a server, so the server plans exactly what the
@@ -94,7 +106,7 @@ class PlanOptions:
         if unknown:
             raise UsageError(f"{where or 'plan options'}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         out: dict[str, Any] = {}
-        for name in ("canary", "waves", "max_failures", "soak", "apply_timeout"):
+        for name in ("canary", "waves", "max_failures", "soak", "apply_timeout", "missing_components"):
             v = d.get(name)
             if v is None:
                 continue
@@ -115,8 +127,12 @@ class PlanOptions:
         return cls(**out)
 
 
+MISSING_CHOICES = ("exclude", "block")
+
 # The safe default: 5% (at least one collector) first, then a quarter, then everybody; each
-# collector must stay applied and healthy for a minute; the first failure pauses the rollout.
+# collector must stay applied and healthy for a minute; the first failure pauses the rollout; a
+# collector in the blast radius that lacks a component the new version uses blocks the push (say
+# ``missing_components: exclude`` to leave such collectors out instead).
 SAFE_DEFAULTS = PlanOptions(
     canary="5%",
     waves="25%,100%",
@@ -126,6 +142,7 @@ SAFE_DEFAULTS = PlanOptions(
     manual=False,
     health_required=True,
     all_at_once=False,
+    missing_components="block",
 )
 
 
@@ -168,7 +185,30 @@ def plan_words(plan: RolloutPlan) -> list[str]:
     )
     if g.manual:
         out.append("after every stage it waits for an explicit continue (resume)")
+    out.append(preflight_words(plan))
     return out
+
+
+def preflight_words(plan: RolloutPlan) -> str:
+    """The pre-flight in one sentence (the CLI's plan, the TUI's review and the server say this)."""
+    pf = plan.preflight
+    if not pf.needs:
+        return "pre-flight: the new version names no component to check"
+    if pf.checked == 0:
+        return (
+            "pre-flight: no collector in the blast radius reports its available components: not checked"
+            if pf.unreported
+            else "pre-flight: no collector to check"
+        )
+    tail = f" ({pf.unreported} do not report their components: not checked)" if pf.unreported else ""
+    if not pf.incompatible:
+        return f"pre-flight: the {pf.checked} collector(s) that report their components can run it{tail}"
+    lacking = sorted({c for i in pf.incompatible for c in i.missing})
+    head = f"pre-flight: {len(pf.incompatible)} collector(s) lack {', '.join(lacking)}"
+    if pf.applied == "exclude":
+        return f"{head}: LEFT OUT of the plan (missing_components: exclude){tail}"
+    why = f"; {pf.note}" if pf.note else ""
+    return f"{head}: the push is BLOCKED (missing_components: {pf.choice}{why}; exclude leaves them out){tail}"
 
 
 def gates_text(g: Gates) -> str:

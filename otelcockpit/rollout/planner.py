@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from otelcockpit.errors import UsageError
+from otelcockpit.fleet.components import missing as missing_of
 from otelcockpit.fleet.matchers import MatcherError, compile_matchers, matches_getter, parse_matchers
 from otelcockpit.fleet.matching import PipelineMatcher
 from otelcockpit.fleet.model import Collector, FleetSnapshot, Pipeline
@@ -26,6 +27,8 @@ from otelcockpit.rollout.model import (
     CanarySpec,
     Finding,
     Gates,
+    Incompatible,
+    Preflight,
     RolloutPlan,
     Stage,
     _num,
@@ -154,6 +157,70 @@ def policy_findings(new: Pipeline, snapshot: FleetSnapshot | None, *, production
     return tuple(Finding(f.rule, f.severity, f.line, f.message) for f in report.findings)
 
 
+def components_needed(new: Pipeline) -> dict[str, int]:
+    """The components the new version uses, with the line naming each (otelcockpit.policy)."""
+    try:
+        from otelcockpit.policy.lint import components_used
+    except ImportError:  # pragma: no cover - the policy package ships with the cockpit
+        return {}
+    return components_used(new.contents, new.config_type.value)
+
+
+def member_name(m: Member) -> str:
+    return str(getattr(m, "name", "") or m.id)
+
+
+def preflight(
+    members: Sequence[Member],
+    needs: Mapping[str, int],
+    available: Mapping[str, frozenset[str] | None] | None,
+    *,
+    choice: str,
+    can_hold_back: bool,
+) -> tuple[Preflight, list[Finding]]:
+    """Which members lack a component the new version uses, what the plan does about them (the
+    context's ``choice``), and the findings that say so, one per missing component, on the line that
+    names it. ``available``: member id -> its components (None: it does not say); None: the fleet
+    reports no components at all."""
+    incompatible: list[Incompatible] = []
+    checked = unreported = 0
+    for m in members:
+        have = available.get(m.id) if available is not None else None
+        if have is None:
+            unreported += 1
+            continue
+        checked += 1
+        lack = missing_of(needs, have)
+        if lack:
+            incompatible.append(Incompatible(m.id, member_name(m), lack))
+    applied, note = choice, ""
+    if incompatible and choice == "exclude" and not can_hold_back:
+        applied = "block"
+        note = "this fleet cannot keep collectors off a version once it is folded, so they cannot be left out"
+    pf = Preflight(tuple(sorted(needs)), checked, unreported, tuple(incompatible), choice, applied, note)
+    findings: list[Finding] = []
+    by_component: dict[str, list[Incompatible]] = {}
+    for i in incompatible:
+        for comp in i.missing:
+            by_component.setdefault(comp, []).append(i)
+    for comp, who in sorted(by_component.items(), key=lambda kv: (needs.get(kv[0], 0), kv[0])):
+        names = ", ".join(w.name for w in who[:3]) + (f" and {len(who) - 3} more" if len(who) > 3 else "")
+        if applied == "exclude":
+            what, severity = "left out of the plan (missing_components: exclude)", "warning"
+        else:
+            what = "the push is blocked (missing_components: block" + (f"; {note}" if note else "") + ")"
+            severity = "error"
+        findings.append(
+            Finding(
+                "missing-component",
+                severity,
+                needs.get(comp),
+                f"{len(who)} collector(s) in the blast radius lack {comp} ({names}): {what}",
+            )
+        )
+    return pf, findings
+
+
 def latest_revision_id(snapshot: FleetSnapshot, name: str) -> str:
     revs = snapshot.revisions.get(name) or ()
     return revs[-1].id if revs else ""
@@ -172,9 +239,22 @@ def plan_members(
     dropped: int = 0,
     by_type: Mapping[str, int] | None = None,
     all_at_once: bool = False,
+    available: Mapping[str, frozenset[str] | None] | None = None,
+    missing_components: str = "block",
+    can_hold_back: bool = False,
 ) -> RolloutPlan:
     """The plan for a version and the members it reaches (anything with ``id`` and ``attr()``): the
-    one planner, used for a fleet snapshot (:func:`make_plan`) and for the OpAMP server's agents."""
+    one planner, used for a fleet snapshot (:func:`make_plan`) and for the OpAMP server's agents.
+
+    The pre-flight runs here: members that lack a component the version uses (``available``, from
+    OpAMP AvailableComponents) are listed, and left out of the stages or block the push as
+    ``missing_components`` says."""
+    pf, pf_findings = preflight(
+        members, components_needed(new), available, choice=missing_components, can_hold_back=can_hold_back
+    )
+    if pf.left_out:
+        out_ids = {i.id for i in pf.incompatible}
+        members = [m for m in members if m.id not in out_ids]
     stages = assign_stages(new.name, members, canary, waves)
     radius = BlastRadius(
         total=len(members),
@@ -194,8 +274,9 @@ def plan_members(
         stages=stages,
         blast_radius=radius,
         diff=pipeline_diff(base, new, base_revision),
-        findings=tuple(findings),
+        findings=(*pf_findings, *findings),
         all_at_once=all_at_once,
+        preflight=pf,
     )
 
 

@@ -218,6 +218,9 @@ class PlanInputs:
     dropped: int = 0
     by_type: Mapping[str, int] | None = None
     snapshot: FleetSnapshot | None = None  # for the policy checks that look at the fleet
+    # member id -> the components it can run (OpAMP AvailableComponents), None for a member that does
+    # not say; None: this fleet reports no components at all.
+    available: Mapping[str, frozenset[str] | None] | None = None
 
 
 class RolloutFleet(Protocol):
@@ -226,6 +229,9 @@ class RolloutFleet(Protocol):
     backend: str
     context: str
     target: Target
+    # True when collectors left out of a plan stay off the new version after the fold (the OpAMP server
+    # never offers a config to an agent that lacks one of its components); False elsewhere.
+    holds_back: bool
 
     async def plan_inputs(self, pipeline: str, contents: str) -> PlanInputs: ...
 
@@ -487,6 +493,9 @@ class RolloutService:
             dropped=inputs.dropped,
             by_type=inputs.by_type,
             all_at_once=req.options.all_at_once,
+            available=inputs.available,
+            missing_components=req.options.missing_choice(self.defaults),
+            can_hold_back=bool(getattr(self.fleet, "holds_back", False)),
         )
 
     async def start(self, req: PushRequest, *, reviewed: RolloutPlan | None = None) -> RolloutView:

@@ -2,10 +2,16 @@
 
 Each :class:`SimAgent` looks like an OpenTelemetry Collector under the OpAMP supervisor: realistic
 attributes (deterministic from the seed), a component health tree, an effective config, heartbeats,
-and remote config: on an offer it reports APPLYING, then APPLIED with the hash and the applied files
-as its effective config, or FAILED with an error (at ``fail_rate``, decided per agent and hash, so a
-re-run fails the same agents). It honours ReportFullState, ``agent_identification`` and the restart
-command, and sends ``agent_disconnect`` when it stops.
+its available components, and remote config: on an offer it reports APPLYING, then APPLIED with the
+hash and the applied files as its effective config, or FAILED with an error (at ``fail_rate``, decided
+per agent and hash, so a re-run fails the same agents). It honours ReportFullState,
+ReportAvailableComponents, ``agent_identification`` and the restart command, and sends
+``agent_disconnect`` when it stops.
+
+Like the supervisor, an agent persists the last remote config it applied (``state_dir``, one file per
+agent) and starts from it: whether the server is reachable or not, it runs that cached config at once
+(and reports it APPLIED), or its bootstrap config when it has no cache (``without_cache``: pods
+without a volume), and reports exactly that in its EffectiveConfig until a remote config arrives.
 
 :class:`SimAgent` is transport-free (it builds and consumes protobuf messages);
 :func:`run_simulation` drives many of them in one asyncio loop over httpx (HTTP) or websockets (WS).
@@ -19,11 +25,13 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import os
 import random
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,6 +50,7 @@ CAPABILITIES = (
     | pb.AgentCapabilities_ReportsHealth
     | pb.AgentCapabilities_ReportsRemoteConfig
     | pb.AgentCapabilities_ReportsHeartbeat
+    | pb.AgentCapabilities_ReportsAvailableComponents
 )
 
 SERVICES = (
@@ -179,18 +188,104 @@ def _kv(key: str, value: str) -> av.KeyValue:
     return av.KeyValue(key=key, value=av.AnyValue(string_value=value))
 
 
-def local_config(p: Profile) -> str:
-    region = p.attr("region")
-    return (
-        "receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: 0.0.0.0:4317}\n      http: {endpoint: 0.0.0.0:4318}\n"
-        "  hostmetrics:\n    collection_interval: 30s\n    scrapers: {cpu: {}, memory: {}, filesystem: {}}\n"
-        "processors:\n  memory_limiter: {check_interval: 1s, limit_percentage: 80}\n  batch: {}\n"
-        f"exporters:\n  otlphttp:\n    endpoint: https://otlp-gateway.{region}.example.net\n"
-        "service:\n  pipelines:\n"
-        "    traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [otlphttp]}\n"
-        "    metrics: {receivers: [otlp, hostmetrics], processors: [memory_limiter, batch], exporters: [otlphttp]}\n"
-        "    logs: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [otlphttp]}\n"
-    )
+# The bootstrap config the simulated agents start with when they have no cached remote config: the
+# distribution's generous default (every span, host metrics every 10 s, every log line, and a debug
+# exporter), which is what makes a fleet-API outage during a scale-out expensive. ``{region}`` is
+# the agent's region. ``--bootstrap FILE`` replaces it.
+BOOTSTRAP_CONFIG = """\
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: 0.0.0.0:4317}
+      http: {endpoint: 0.0.0.0:4318}
+  hostmetrics:
+    collection_interval: 10s
+    scrapers: {cpu: {}, memory: {}, disk: {}, filesystem: {}, network: {}, load: {}, processes: {}}
+  filelog:
+    include: [/var/log/*.log]
+processors:
+  memory_limiter: {check_interval: 1s, limit_percentage: 80}
+  batch: {}
+exporters:
+  otlphttp:
+    endpoint: https://otlp-gateway.{region}.example.net
+  debug:
+    verbosity: detailed
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [otlphttp, debug]}
+    metrics: {receivers: [otlp, hostmetrics], processors: [memory_limiter, batch], exporters: [otlphttp, debug]}
+    logs: {receivers: [otlp, filelog], processors: [memory_limiter, batch], exporters: [otlphttp, debug]}
+"""
+
+
+def local_config(p: Profile, bootstrap: str | None = None) -> str:
+    """The agent's bootstrap config (``{region}`` filled in)."""
+    return (bootstrap if bootstrap is not None else BOOTSTRAP_CONFIG).replace("{region}", p.attr("region"))
+
+
+# Available components (AvailableComponents), a simulation: otelcol-contrib agents have every
+# component the linter knows; otelcol-k8s agents lack the kafka receiver and exporter and the
+# datadog exporter and connector; otelcol-gateway 0.114.0 agents lack the signaltometrics connector.
+LACKS: dict[tuple[str, str], frozenset[str]] = {
+    ("otelcol-k8s", ""): frozenset({"receiver:kafka", "exporter:kafka", "exporter:datadog", "connector:datadog"}),
+    ("otelcol-gateway", "0.114.0"): frozenset({"connector:signaltometrics"}),
+}
+
+
+def components_of(p: Profile) -> dict[str, list[str]]:
+    """kind (receivers, processors ...) -> the component types a simulated agent has."""
+    from otelcockpit.policy.known import OTEL
+
+    service, version = p.attr("service.name"), p.attr("service.version")
+    lacks = LACKS.get((service, ""), frozenset()) | LACKS.get((service, version), frozenset())
+    out: dict[str, list[str]] = {}
+    for kind, names in OTEL.items():
+        singular = kind[:-1]
+        out[kind] = sorted(n for n in names if f"{singular}:{n}" not in lacks)
+    return out
+
+
+def available_components(p: Profile) -> pb.AvailableComponents:
+    comps = components_of(p)
+    ac = pb.AvailableComponents()
+    digest = hashlib.sha256()
+    for kind, names in sorted(comps.items()):
+        detail = ac.components[kind]
+        for n in names:
+            sub = detail.sub_component_map[n]
+            sub.metadata.append(_kv("code.namespace", f"simulated/{kind}/{n}"))
+            digest.update(f"{kind}/{n}\n".encode())
+    ac.hash = digest.digest()
+    return ac
+
+
+def without_cache(seed: int, p: Profile, share: float) -> bool:
+    """Whether this agent has no persisted cache (a pod without a volume), decided by the seed."""
+    return share > 0 and _h(seed, p.uid.hex(), "no-cache") / 2**64 < share
+
+
+def read_cache(path: Path) -> tuple[bytes, dict[str, tuple[bytes, str]]] | None:
+    """The last remote config an agent applied (hash, files), or None when there is none to read."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        files = {str(n): (str(f["body"]).encode("utf-8"), str(f.get("content_type", ""))) for n, f in data["files"].items()}
+        return bytes.fromhex(data["hash"]), files
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def write_cache(path: Path, config_hash: bytes, files: dict[str, tuple[bytes, str]]) -> None:
+    """Persist an applied remote config atomically (a crash leaves the old cache or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    body = {
+        "hash": config_hash.hex(),
+        "files": {n: {"body": b.decode("utf-8", "replace"), "content_type": ct} for n, (b, ct) in files.items()},
+        "applied_at": time.time(),
+    }
+    tmp.write_text(json.dumps(body, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 _PARSED: dict[bytes, str] = {}  # config hash -> "" or parse error (shared by every agent in the process)
@@ -241,6 +336,8 @@ class SimAgent:
         heartbeat: float = 30.0,
         apply_delay: float = 0.2,
         clock: Callable[[], float] = time.time,
+        cache: Path | None = None,
+        bootstrap: str | None = None,
     ) -> None:
         self.profile = profile
         self.uid = profile.uid
@@ -253,10 +350,21 @@ class SimAgent:
         self.seq = -1
         self.capabilities = CAPABILITIES
         self.start_ns = int(clock() * 1e9)
-        self.effective: dict[str, tuple[bytes, str]] = {"": (local_config(profile).encode(), "text/yaml")}
+        self.effective: dict[str, tuple[bytes, str]] = {"": (local_config(profile, bootstrap).encode(), "text/yaml")}
         self.rc_hash = b""
         self.rc_status = pb.RemoteConfigStatuses_UNSET
         self.rc_error = ""
+        # Like the supervisor: the last remote config it applied, persisted (None: no volume), and
+        # what it started on (a cached remote config, or its bootstrap config).
+        self.cache = cache
+        self.cache_errors: list[str] = []
+        self._ac: pb.AvailableComponents | None = None
+        self.started_on = "bootstrap"
+        cached = read_cache(cache) if cache is not None else None
+        if cached is not None:
+            self.rc_hash, self.effective = cached
+            self.rc_status = pb.RemoteConfigStatuses_APPLIED
+            self.started_on = "cache"
         self.in_flight: bytes | None = None  # the hash being applied right now
         self.restarts = 0
         self.applied: list[bytes] = []
@@ -328,12 +436,25 @@ class SimAgent:
         )
 
     def full_state(self) -> pb.AgentToServer:
-        return pb.AgentToServer(
+        msg = pb.AgentToServer(
             agent_description=self.description(),
             health=self.health(),
             effective_config=self.effective_config(),
             remote_config_status=self.remote_config_status(),
         )
+        msg.available_components.hash = self._components().hash  # the hash only; the map on request
+        return msg
+
+    def _components(self) -> pb.AvailableComponents:
+        hit = self._ac
+        if hit is None:
+            hit = self._ac = available_components(self.profile)
+        return hit
+
+    def components_message(self) -> pb.AgentToServer:
+        msg = pb.AgentToServer()
+        msg.available_components.CopyFrom(self._components())
+        return msg
 
     def heartbeat_message(self) -> pb.AgentToServer:
         return pb.AgentToServer()
@@ -380,6 +501,8 @@ class SimAgent:
                 actions.append((self.apply_delay, lambda rc=rc: self._finish(rc)))
         if msg.flags & pb.ServerToAgentFlags_ReportFullState:
             actions.append((0.0, self.full_state))
+        if msg.flags & pb.ServerToAgentFlags_ReportAvailableComponents:
+            actions.append((0.0, self.components_message))
         return actions
 
     def _applying(self, rc: pb.AgentRemoteConfig) -> pb.AgentToServer:
@@ -407,6 +530,11 @@ class SimAgent:
         self.rc_error = ""
         self.effective = {n: (f.body, f.content_type) for n, f in rc.config.config_map.items()}
         self.applied.append(rc.config_hash)
+        if self.cache is not None:
+            try:
+                write_cache(self.cache, rc.config_hash, self.effective)
+            except OSError as exc:
+                self.cache_errors.append(f"cannot persist the applied config: {exc}")
         return pb.AgentToServer(
             remote_config_status=self.remote_config_status(), effective_config=self.effective_config()
         )
@@ -773,9 +901,32 @@ class Simulation:
 
 
 def build_agents(
-    count: int, seed: int, *, fail_rate: float = 0.0, heartbeat: float = 30.0, apply_delay: float = 0.2
+    count: int,
+    seed: int,
+    *,
+    fail_rate: float = 0.0,
+    heartbeat: float = 30.0,
+    apply_delay: float = 0.2,
+    state_dir: Path | None = None,
+    no_cache_share: float = 0.0,
+    bootstrap: str | None = None,
 ) -> list[SimAgent]:
-    return [
-        SimAgent(p, fail_rate=fail_rate, seed=seed, heartbeat=heartbeat, apply_delay=apply_delay)
-        for p in make_profiles(count, seed)
-    ]
+    """``count`` agents. With ``state_dir`` each persists its applied remote config there
+    (``<uid>.json``), except the ``no_cache_share`` of them without a volume."""
+    out = []
+    for p in make_profiles(count, seed):
+        cache = None
+        if state_dir is not None and not without_cache(seed, p, no_cache_share):
+            cache = state_dir / f"{p.uid.hex()}.json"
+        out.append(
+            SimAgent(
+                p,
+                fail_rate=fail_rate,
+                seed=seed,
+                heartbeat=heartbeat,
+                apply_delay=apply_delay,
+                cache=cache,
+                bootstrap=bootstrap,
+            )
+        )
+    return out
