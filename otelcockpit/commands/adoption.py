@@ -55,8 +55,24 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     add_json(p)
     p.set_defaults(handler=cmd_conventions)
 
-    p = sub.add_parser("lint", parents=parents, help="policy checks on a pipeline file (Alloy or OTel YAML)")
-    p.add_argument("file", metavar="FILE")
+    p = sub.add_parser(
+        "lint",
+        parents=parents,
+        help="policy checks on a pipeline file (Alloy or OTel YAML), or on a collector's bootstrap config (--bootstrap)",
+    )
+    p.add_argument("file", metavar="FILE", nargs="?")
+    p.add_argument(
+        "--bootstrap",
+        metavar="FILE",
+        help="check a collector's local start-up config (or an OpAMP supervisor's config) for a fleet-API outage: "
+        "remote-config client, cache on persistent storage, no heavier than the managed config",
+    )
+    p.add_argument("--managed", metavar="FILE", help="with --bootstrap: the managed config to compare intervals with")
+    p.add_argument(
+        "--storage-path",
+        metavar="PATH",
+        help="with --bootstrap: where the collector keeps its data (Alloy's --storage.path, which holds the remotecfg cache)",
+    )
     p.add_argument("--type", choices=("alloy", "otel"), help="config type (default: from the file extension)")
     p.add_argument(
         "--production", action="store_true", help="check as a production pipeline (default: the context's)"
@@ -286,22 +302,22 @@ def cmd_conventions(args: argparse.Namespace) -> int:
     return run_with_backend(args, go)
 
 
-def cmd_lint(args: argparse.Namespace) -> int:
+def _lint_source(raw: str, given_type: str | None) -> tuple[Any, str, str]:
+    """(path, text, config type) of a file to lint; a file that cannot be read is a ConfigError (2)."""
     from pathlib import Path
 
-    from otelcockpit.cli import settings_from
-    from otelcockpit.policy.lint import ERROR, lint
-
-    path = Path(args.file)
+    path = Path(raw)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    ctype = args.type
+    ctype = given_type
     if ctype is None:
         if path.suffix in (".alloy", ".river"):
             ctype = "alloy"
@@ -311,16 +327,42 @@ def cmd_lint(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"{path}: cannot tell the config type from the extension; pass --type alloy|otel"
             )
+    return path, text, ctype
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from otelcockpit.cli import settings_from
+    from otelcockpit.policy.lint import ERROR, lint
+
+    if bool(args.file) == bool(args.bootstrap):
+        raise UsageError("lint: give one FILE, or --bootstrap FILE")
+    if not args.bootstrap and (args.managed or args.storage_path):
+        raise UsageError("lint: --managed and --storage-path go with --bootstrap FILE")
+    path, text, ctype = _lint_source(args.bootstrap or args.file, args.type)
     production = bool(args.production)
     if not production:
         production = bool(settings_from(args).context.production)
-    feeds = None if args.feeds_spanmetrics is None else args.feeds_spanmetrics == "yes"
-    report = lint(text, ctype, production=production, feeds_central_spanmetrics=feeds)
+    if args.bootstrap:
+        from otelcockpit.policy.bootstrap import lint_bootstrap, managed_exports
+
+        managed = None
+        if args.managed:
+            mpath, mtext, mtype = _lint_source(args.managed, args.type if args.type else None)
+            managed, err = managed_exports(mtext, mtype)
+            if err is not None:
+                raise ConfigError(f"{mpath}:{err.line}: {err.message}" if err.line else f"{mpath}: {err.message}")
+        report = lint_bootstrap(
+            text, ctype, storage_path=args.storage_path, managed=managed, managed_origin=str(args.managed or "")
+        )
+    else:
+        feeds = None if args.feeds_spanmetrics is None else args.feeds_spanmetrics == "yes"
+        report = lint(text, ctype, production=production, feeds_central_spanmetrics=feeds)
     if not report.syntax_ok:
         f = report.findings[0]
         raise ConfigError(f"{path}:{f.line}: {f.message}" if f.line else f"{path}: {f.message}")
     if args.json:
-        print_json({"file": str(path), "production": production, **report.as_json()})
+        extra = {"bootstrap": True} if args.bootstrap else {}
+        print_json({"file": str(path), "production": production, **extra, **report.as_json()})
     else:
         for f in report.findings:
             print(f.text(str(path)))
