@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "otelcockpit.commands.web",  # otelcockpit web (textual-serve)
     "otelcockpit.commands.incident",  # otelcockpit incident (always read-only)
     "otelcockpit.commands.walkthrough",  # otelcockpit walkthrough [--journey NAME] [--export FILE]
+    "otelcockpit.commands.drill",  # otelcockpit drill outage [--serve]
 ]
 
 GLOBAL_DESTS = ("context", "source", "url", "read_only", "demo_collectors", "demo_seed", "theme", "inventory")

@@ -37,6 +37,7 @@ from otelcockpit.fleet.matchers import MatcherError, compile_matchers
 from otelcockpit.fleet.matching import PipelineMatcher
 from otelcockpit.fleet.model import (
     BackendHealth,
+    CameUp,
     Collector,
     CollectorTarget,
     CollectorType,
@@ -48,6 +49,8 @@ from otelcockpit.fleet.model import (
     Pipeline,
     RemoteConfig,
     Revision,
+    age_text,
+    rfc3339,
     utcnow,
 )
 from otelcockpit.resources import demo_dir
@@ -300,6 +303,9 @@ class DemoSimulator:
         self._rev_counter = 1000 + sum(len(v) for v in org.revisions.values())
         self._assembled: dict[tuple[CollectorType, tuple[str, ...]], tuple[str, str]] = {}
         self.labels: dict[str, str] = {}  # config hash -> its name ("linux_host_metrics rev 1004 +2")
+        self.texts: dict[str, str] = {}  # config hash -> its text (assembled configs, bootstrap configs)
+        self.bootstraps: set[str] = {BOOTSTRAP}  # hashes of bootstrap configs (no remote config)
+        self.started_on: dict[str, str] = {}  # scaled-out collector id -> "cache" | "bootstrap" | "assigned"
         self._reports: dict[tuple[Any, ...], ConfigReport] = {}  # shared ConfigReport objects
         self._pending: dict[int, tuple[int, bool]] = {}  # index -> (due tick, fails)
         # Collector id -> the config hash it ran (APPLIED) before a change of this session moved it.
@@ -444,6 +450,7 @@ class DemoSimulator:
             hit = self._assembled[key] = (content, config_hash(content) if names else "")
             if names:
                 self.labels.setdefault(hit[1], self._label([self.pipelines[n] for n in names]))
+                self.texts.setdefault(hit[1], content)
         return hit
 
     def _label(self, parts: list[Pipeline]) -> str:
@@ -459,12 +466,13 @@ class DemoSimulator:
         key = (assigned, runs)
         hit = self._reports.get(key)
         if hit is None:
-            runs_label = "" if runs in ("", BOOTSTRAP, assigned) else self.labels.get(runs, "")
+            local = runs in self.bootstraps or runs in ("", assigned)
+            runs_label = "" if local else self.labels.get(runs, "") or "an earlier config"
             hit = self._reports[key] = ConfigReport(
                 assigned_label=self.labels.get(assigned, ""),
                 reported_label=self.labels.get(assigned, ""),
                 effective_hash=runs,
-                effective_label=runs_label or ("" if runs in ("", BOOTSTRAP, assigned) else "an earlier config"),
+                effective_label=runs_label,
             )
         return hit
 
@@ -529,7 +537,111 @@ class DemoSimulator:
         content = assemble_config(parts, ctype)
         label = f"{name} rev {prev.id}"
         self.labels.setdefault(config_hash(content), label + (f" +{len(names) - 1}" if len(names) > 1 else ""))
+        self.texts.setdefault(config_hash(content), content)
         return CollectorTarget(config_hash(content), label, "")  # its config back then
+
+    # ---- a fleet-API outage during a scale-out (the outage drill) ---------------------------
+    def bootstrap(self, ctype: CollectorType) -> tuple[str, str]:
+        """(text, hash) of the organisation's bootstrap config for this collector type (the fixture
+        ``bootstrap.alloy`` / ``bootstrap.yaml``): what a collector without a cache starts on."""
+        name = "bootstrap.alloy" if ctype == CollectorType.ALLOY else "bootstrap.yaml"
+        try:
+            text = (self.org.root / name).read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        digest = config_hash(f"{BOOTSTRAP}:{text}")
+        self.texts.setdefault(digest, text)
+        self.bootstraps.add(digest)
+        return text, digest
+
+    def scale_out(self, count: int, *, prefix: str, without_cache: float, at: datetime) -> list[int]:
+        """``count`` new collectors like group ``prefix``'s start now (while the fleet API is away): the
+        ones with a cache (a warm-pool node whose volume kept it) run the config their pipelines
+        assembled before the newest revision, the others (``without_cache``, new nodes) their
+        bootstrap config. Deterministic from the seed. Returns their indices."""
+        group = next((g for g in self.org.groups if g.prefix == prefix), None)
+        if group is None:
+            known = ", ".join(g.prefix for g in self.org.groups[:6])
+            raise UsageError(f"no demo collector group {prefix!r} (known: {known}, ...)")
+        matcher = PipelineMatcher(self.pipelines.values())
+        versions, arches = _weights(group.versions), _weights(group.arch)
+        start = sum(1 for c in self.collectors if c.name.startswith(f"{prefix}-so"))
+        out = []
+        for n in range(start + 1, start + count + 1):
+            roll = _h(self.seed, prefix, "scale-out", n)
+            name = f"{prefix}-so{n:03d}"
+            local = dict(group.local)
+            if group.kernel:
+                local["os.kernel"] = group.kernel
+            version = versions[roll % len(versions)]
+            local["host.name"] = name
+            local["host.arch"] = arches[(roll >> 8) % len(arches)]
+            if group.type == CollectorType.ALLOY:
+                local["collector.os"] = "linux"
+                local["collector.version"] = version
+                cid = name
+            else:
+                local["os.type"] = "linux"
+                local["service.name"] = "otelcol-contrib"
+                local["service.version"] = version
+                cid = f"{roll & 0xFFFFFFFF:08x}-{(roll >> 32) & 0xFFFF:04x}-7{(roll >> 48) & 0xFFF:03x}-8{n & 0xFFF:03x}-{0x5CA1E0:012x}"
+                local["service.instance.id"] = cid
+            probe = Collector(id=cid, name=name, type=group.type, local_attributes=local, remote_attributes=group.remote)
+            names = matcher.names_for(probe)
+            content, chash = self._assembled_for(group.type, names)
+            cached = (_h(self.seed, cid, "cache") % 10_000) / 10_000 >= without_cache
+            before = self._derived_before(group.type, names) if names else None
+            self.started_on[cid] = "cache" if cached and before is not None else "assigned" if cached and names else "bootstrap"
+            if cached and before is not None:
+                rc = RemoteConfig(ConfigStatus.APPLIED, before.hash, "", chash)
+                report = self.report(chash, before.hash)
+                effective = MappingProxyType({"": self.texts.get(before.hash, "")})
+            elif cached and names:  # nothing older to have cached: it cached what is assigned now
+                rc = RemoteConfig(ConfigStatus.APPLIED, chash, "", chash)
+                report = self.report(chash, chash)
+                effective = MappingProxyType({"": content})
+            else:
+                text, boot = self.bootstrap(group.type)
+                rc = RemoteConfig(ConfigStatus.UNSET, "", "", chash)
+                report = self.report(chash, boot)
+                effective = MappingProxyType({"": text})
+            self.collectors.append(
+                Collector(
+                    id=cid,
+                    name=name,
+                    type=group.type,
+                    version=version,
+                    local_attributes=MappingProxyType(local),
+                    remote_attributes=MappingProxyType(dict(group.remote)),
+                    health=Health.HEALTHY,
+                    last_seen=at,
+                    remote_config=rc,
+                    effective_config=effective,
+                    pipelines=names,
+                    config_report=report,
+                    came_up=CameUp(at, rc, report),
+                    source="demo",
+                )
+            )
+            out.append(len(self.collectors) - 1)
+        return out
+
+    def reconnect(self, indices: Iterable[int]) -> int:
+        """The fleet API is back: collectors off their assignment fetch it and apply it (after the
+        usual delay). Returns how many start applying."""
+        started = 0
+        for i in indices:
+            c = self.collectors[i]
+            assigned = c.remote_config.assigned
+            if not assigned or c.config_report.effective_hash == assigned:
+                continue
+            roll = _h(self.seed, c.id, assigned, "reconnect")
+            if c.remote_config.status == ConfigStatus.APPLIED and c.remote_config.hash:
+                self.applied_before[c.id] = c.remote_config.hash
+            self.collectors[i] = replace(c, remote_config=RemoteConfig(ConfigStatus.APPLYING, assigned, "", assigned))
+            self._pending[i] = (self.tick + 1 + roll % 8, False)
+            started += 1
+        return started
 
     # ---- the simulation -----------------------------------------------------------------
     def advance(self, now: datetime) -> None:
@@ -586,6 +698,8 @@ class DemoSimulator:
                 else:
                     rc = RemoteConfig(ConfigStatus.APPLIED, h, "", h)
                     report = self.report(h, h)
+                    if c.came_up is not None and h in self.texts:  # it came up on another config
+                        c = replace(c, effective_config=MappingProxyType({"": self.texts[h]}))
                 self.collectors[i] = replace(c, remote_config=rc, config_report=report, last_seen=at)
 
     def _reassign(self, indices: Iterable[int] | None = None, *, fail_rate: float | None = None) -> int:
@@ -728,11 +842,51 @@ class DemoBackend:
         self.sim = DemoSimulator(load_organisation(root, epoch), seed=seed, collectors=collectors, epoch=epoch)
         self._last: FleetSnapshot | None = None
         self._born = time.time()  # rollouts journaled before this ran on another demo fleet
+        # A simulated fleet-API outage (the outage drill): since when, the last good data, and the
+        # collectors that started meanwhile (they report, and fetch their config, when it returns).
+        self.outage: datetime | None = None
+        self._good: FleetSnapshot | None = None
+        self._unseen: list[int] = []
 
     def snapshot_now(self) -> FleetSnapshot:
-        self.sim.advance(self.clock())
+        now = self.clock()
+        self.sim.advance(now)
+        if self.outage is not None and self._good is not None:
+            age = age_text(self._good.fetched_at, now)
+            reason = f"unreachable: the fleet API has not answered since {rfc3339(self.outage)} (data {age} old)"
+            self._last = self._good.as_stale(reason, BackendHealth(False, "down", "simulated fleet-API outage"))
+            return self._last
         self._last = self.sim.snapshot()
         return self._last
+
+    def fleet_api_down(self) -> None:
+        """The demo's fleet API goes away: snapshots keep the last data, stale, and pushes are refused."""
+        if self.outage is None:
+            self._good = self.snapshot_now()
+            self.outage = self.clock()
+
+    def scale_out(self, count: int, *, prefix: str = "alloy-prod-euw1-node", without_cache: float = 0.4) -> list[str]:
+        """``count`` collectors start (during an outage the cockpit sees them only when it returns)."""
+        now = self.clock()
+        self.sim.advance(now)
+        added = self.sim.scale_out(count, prefix=prefix, without_cache=without_cache, at=now)
+        if self.outage is not None:
+            self._unseen.extend(added)
+        else:
+            self.sim.reconnect(added)
+        return [self.sim.collectors[i].id for i in added]
+
+    def fleet_api_up(self) -> None:
+        """The fleet API is back: the collectors that started meanwhile report and fetch their config."""
+        if self.outage is None:
+            return
+        self.sim.advance(self.clock())
+        self.outage, self._good = None, None
+        self.sim.reconnect(self._unseen)
+        self._unseen = []
+
+    async def config_texts(self, wanted: Mapping[str, str]) -> dict[str, str]:
+        return {h: self.sim.texts[h] for h in wanted if h in self.sim.texts}
 
     async def snapshot(self) -> FleetSnapshot:
         return self.snapshot_now()

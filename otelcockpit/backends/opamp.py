@@ -710,6 +710,38 @@ class OpAmpBackend:
         detail = await self.api.agent(collector_id)
         return agent_to_collector(detail), detail
 
+    async def config_texts(self, wanted: Mapping[str, str]) -> dict[str, str]:
+        """The text of each config hash in ``wanted`` (hash -> a collector that ran it): a config
+        version's files, or what an agent came up on (its bootstrap config, which the server keeps
+        while it runs), as one text. Hashes it cannot find are left out."""
+        out: dict[str, str] = {}
+        todo = dict(wanted)
+        if not todo:
+            return out
+        configs = list((await self.api.configs()).get("configs") or [])
+        for cfg in configs:
+            name, latest = str(cfg.get("name")), int(cfg.get("latest_version") or 0)
+            for v in await self._versions_of(name, latest):
+                h = str(v.get("hash") or "")
+                if h in todo:
+                    full = await self._version(name, int(v.get("version") or 0))
+                    out[h] = render_files(full.get("files") or {})
+                    todo.pop(h)
+        for h, cid in todo.items():
+            try:
+                detail = await self.api.agent(cid)
+            except OpAmpApiError as exc:
+                if exc.kind == "not_found":
+                    continue
+                raise
+            facts = detail.get("config") or {}
+            up = facts.get("came_up") or {}
+            if up.get("effective_hash") == h and isinstance(up.get("effective_config"), Mapping):
+                out[h] = render_files(up["effective_config"])
+            elif facts.get("effective_hash") == h and isinstance(detail.get("effective_config"), Mapping):
+                out[h] = render_files(detail["effective_config"])
+        return out
+
     # -- revisions -------------------------------------------------------------------------
 
     async def revisions(self, pipeline: str) -> tuple[Revision, ...]:

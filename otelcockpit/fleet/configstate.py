@@ -292,9 +292,9 @@ def _diff(a: Any, e: Any, path: str, out: list[str]) -> None:
         missing = [x for x in a if x not in e]
         added = [x for x in e if x not in a]
         for x in missing[:2]:
-            out.append(f"line {_text(x)} is missing")
+            out.append(f"line '{_text(x)}' is missing")
         for x in added[:2]:
-            out.append(f"line {_text(x)} is added")
+            out.append(f"line '{_text(x)}' is added")
         if len(missing) + len(added) > 4:
             out.append(f"{len(missing)} line(s) missing, {len(added)} added in all")
         return

@@ -205,7 +205,7 @@ def build_admin_app(
                 connected=hub.is_connected(state),
                 heartbeat_seconds=hub.heartbeat_of(state),
                 history=history,
-                config=hub.config_facts(state),
+                config=hub.config_facts(state, detail=True),
             )
         )
 

@@ -235,6 +235,9 @@ class Hub:
         self.override_owner: dict[bytes, str] = {}  # uid -> the rollout that staged its override
         self.versions_by_hash: dict[bytes, ConfigVersion] = {}  # every config version by its hash
         self._compared: dict[tuple[bytes, bytes], tuple[bool, tuple[str, ...]]] = {}  # (effective, assigned)
+        # Effective configs agents came up on that are no config version (their bootstrap configs), by
+        # hash, in memory (the last 64): what the cockpit compares with the managed config after an outage.
+        self.came_up_configs: dict[bytes, dict[str, tuple[str, str]]] = {}
         self._load()
 
     # ---- start-up ----
@@ -416,7 +419,7 @@ class Hub:
             self._compared[key] = hit
         return hit
 
-    def config_facts(self, state: AgentState) -> dict[str, Any]:
+    def config_facts(self, state: AgentState, *, detail: bool = False) -> dict[str, Any]:
         """What the admin API says of the config an agent runs: the hash of its effective config and
         the config versions its hashes are, and, for an effective config that is no version, how it
         differs from the assigned one; plus what it came up on when it last (re)started."""
@@ -445,6 +448,9 @@ class Hub:
                 "effective_version": self.version_label(bytes.fromhex(up.get("effective_hash") or "")),
                 "reported_version": self.version_label(bytes.fromhex(up.get("hash") or "")),
             }
+            files = self.came_up_configs.get(bytes.fromhex(up.get("effective_hash") or "")) if detail else None
+            if files is not None:
+                out["came_up"]["effective_config"] = {n: {"body": b, "content_type": ct} for n, (b, ct) in sorted(files.items())}
         return out
 
     def _agent_event_data(self, uid: bytes) -> str | None:
@@ -554,6 +560,15 @@ class Hub:
                         (uid, h.hex(), status, err, ts(now)),
                     )
                 )
+        if "came_up" in changed and s.effective_config is not None:
+            eff = s.effective_hash
+            if eff and eff not in self.versions_by_hash and eff not in self.came_up_configs:
+                if len(self.came_up_configs) >= 64:
+                    self.came_up_configs.pop(next(iter(self.came_up_configs)))
+                self.came_up_configs[eff] = {
+                    n: (f.body.decode("utf-8", "replace"), f.content_type)
+                    for n, f in s.effective_config.config_map.config_map.items()
+                }
         prev_conn = self.conns.get(uid)
         registered = conn is not None and new_conn
         if registered:

@@ -19,7 +19,6 @@ from otelcockpit.policy.otel import Node, OtelSyntaxError, component_type, parse
 DEFAULT_INTERVAL = 60.0
 DEBUG_EXPORTERS = ("debug", "logging")
 SIGNALS = ("traces", "metrics", "logs", "profiles")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
 
 class ExportsError(ValueError):
@@ -31,18 +30,18 @@ class ExportsError(ValueError):
 
 def seconds(text: object) -> float | None:
     """A duration (``10s``, ``1m30s``, ``500ms``, or a number of seconds) in seconds; None if unreadable."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return float(text)
+    from otelcockpit.errors import UsageError
+    from otelcockpit.rollout.model import parse_duration
+
+    if isinstance(text, bool):
+        return None
     s = str(text).strip().strip('"')
     if not s:
         return None
-    total, pos = 0.0, 0
-    for m in _DURATION.finditer(s):
-        if m.start() != pos:
-            return None
-        total += float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-        pos = m.end()
-    return total if pos == len(s) and pos else None
+    try:
+        return parse_duration(s, "interval")
+    except UsageError:
+        return None
 
 
 @dataclass(frozen=True)

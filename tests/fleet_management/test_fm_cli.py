@@ -94,6 +94,12 @@ def test_collectors_json_and_match(fake_process, h, tmp_path):
     assert len(cols) == 420
     assert {c["health"] for c in cols} <= {"unknown", "offline"}
     assert any(c["pipelines"] for c in cols)
+    # What a collector runs: the v1 API does not say, and the cockpit says so instead of guessing.
+    assert {c["config_state"]["state"] for c in cols} == {"unknown"}
+    assert cols[0]["config_state"]["reason"] == (
+        "Fleet Management's v1 API does not say what a collector runs: it returns neither the remote config "
+        "status nor the effective config the collector reports with GetConfig"
+    )
     r = h.run_cli(fm(url, "collectors", "--match", 'env="prod",role=~"gate.*"', "--json"), env)
     assert r.returncode == 0, r.stderr
     matched = json.loads(r.stdout)["collectors"]
