@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from otelcockpit.adoption.cockpit import AdoptionData
 from otelcockpit.adoption.journeys import JourneyCoverage, coverage_bar
+from otelcockpit.adoption.outage import DrillRecord
 from otelcockpit.adoption.phases import Phase, PhaseItem
 from otelcockpit.errors import UsageError
 from otelcockpit.fleet.model import FleetSnapshot, Health, rfc3339
@@ -213,6 +214,47 @@ def _order(snapshot: FleetSnapshot, data: AdoptionData) -> Slide:
     )
 
 
+def drill_slide(record: DrillRecord | None) -> Slide:
+    """The outage drill, from a drill's real numbers: what the cockpit saw at each step, what the new
+    collectors came up on and what that sends compared with the managed config."""
+    title = "Rehearsed: the fleet API goes away during a scale-out"
+    if record is None:
+        return Slide(
+            "drill",
+            title,
+            "No outage drill is recorded here yet: the numbers of this slide come from one.",
+            (
+                Line(NOTE, "otelcockpit drill outage            the demo fleet, on a simulated clock (instant)"),
+                Line(NOTE, "otelcockpit drill outage --serve    a scratch OpAMP server and simulated agents, for real"),
+                Line(NOTE, "otelcockpit lint --bootstrap FILE   what the collectors start on until the API answers"),
+            ),
+        )
+    summary = record.summary()
+    lines: list[Line] = [Line(HEAD, "What the cockpit saw")]
+    rows: list[tuple[str, ...]] = [("step", "at", "what happened", "the cockpit counted")]
+    for st in record.steps:
+        seen = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in st.observed.items())
+        rows.append((st.name, f"+{st.at_seconds:.0f}s", st.what, seen + ("" if st.exact else " (NOT what was caused)")))
+        if st.refused:
+            lines.append(Line(OK, f"{st.name}: a push was refused: {st.refused}"))
+    back = record.step("api back")
+    if back is not None:
+        for g in back.report.get("groups") or ():
+            heavier = bool(g.get("compared"))
+            what = "; ".join(g.get("compared") or ()) or g.get("note") or "no heavier than the managed config"
+            lines.append(
+                Line(FAIL if heavier else OK, f"{g.get('collectors')} came up on {g.get('runs')} (assigned {g.get('assigned')}): {what}")
+            )
+    if record.converged_after_seconds is not None:
+        lines.append(Line(OK, f"all converged on their assigned config {record.converged_after_seconds:.0f}s after the API returned"))
+    else:
+        lines.append(Line(FAIL, "they had not all converged when the drill ended"))
+    lines.append(Line(OK if record.exact else FAIL, "the cockpit's counts matched what the drill caused at every step"
+                      if record.exact else "the cockpit's counts did NOT match what the drill caused at every step"))  # fmt: skip
+    lines += [Line(HEAD, "Before the next scale-out"), Line(INFO, "lint the bootstrap config: otelcockpit lint --bootstrap FILE")]
+    return Slide("drill", title, " ".join(summary[:2]), tuple(lines), tuple(rows))
+
+
 def _teams(data: AdoptionData) -> Slide:
     by_team: dict[str, list[object]] = {}
     for e in data.eligibility:
@@ -328,11 +370,14 @@ def build_slides(
     data: AdoptionData,
     *,
     journey: str | None = None,
+    drill: DrillRecord | None = None,
 ) -> list[Slide]:
+    """The slides in presenting order; ``drill``: the last outage drill's record (its slide follows the
+    order's, built from its numbers)."""
     chosen = choose_journey(data.journeys, journey)
     slides = [_intro(snapshot, data)]
     slides += [phase_slide(p, data.phases.warnings) for p in data.phases.phases]
-    slides += [_order(snapshot, data), _teams(data), _journey(chosen)]
+    slides += [_order(snapshot, data), drill_slide(drill), _teams(data), _journey(chosen)]
     slides.append(
         Slide(
             "next",

@@ -52,8 +52,10 @@ async def build_markdown(settings: Any, backend: Any, *, journey: str | None) ->
     snap = await backend.snapshot()
 
     def build() -> str:
+        from otelcockpit.adoption.outage import load_record
+
         data = analyse_for(settings, snap, load_sources(resolve_sources(settings)))
-        slides = build_slides(snap, data, journey=journey)
+        slides = build_slides(snap, data, journey=journey, drill=load_record())
         return to_markdown(slides, title=f"OpenTelemetry rollout walkthrough · {settings.context.name}")
 
     return await asyncio.to_thread(build)

@@ -14,7 +14,6 @@ Two labs run the same five steps (steady, API down, scale-out, API back, converg
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,7 +82,7 @@ def counts(report: OutageReport) -> dict[str, int]:
 
 def step(
     name: str,
-    started: float,
+    at_seconds: float,
     what: str,
     report: OutageReport,
     expected: Mapping[str, int],
@@ -95,7 +94,7 @@ def step(
         observed["refused"] = int(bool(refused))
     return DrillStep(
         name,
-        time.monotonic() - started,
+        at_seconds,
         what,
         report.as_json(),
         dict(expected),

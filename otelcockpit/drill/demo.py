@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 
 from otelcockpit.adoption.outage import DrillRecord
@@ -35,7 +34,6 @@ async def run_demo_drill(
     clock = ManualClock(start or utcnow())
     backend = DemoBackend(seed=options.seed, collectors=collectors, clock=clock)
     began = clock.now
-    wall = time.monotonic()
     steps = []
 
     def done(s):  # noqa: ANN001, ANN202
@@ -46,7 +44,7 @@ async def run_demo_drill(
     snap = backend.snapshot_now()
     report = await observe(backend, snap, now=clock.now)
     before = report.collectors
-    done(step("steady", wall, f"the demo fleet runs: {before} collector(s)", report, {"collectors": before, "api_down": 0}))
+    done(step("steady", (clock.now - began).total_seconds(), f"the demo fleet runs: {before} collector(s)", report, {"collectors": before, "api_down": 0}))
 
     backend.fleet_api_down()
     down = clock.now
@@ -57,7 +55,7 @@ async def run_demo_drill(
     done(
         step(
             "api down",
-            wall,
+            (clock.now - began).total_seconds(),
             "the fleet API goes away; an operator tries a push",
             report,
             {"api_down": 1, "refused": 1, "collectors": before},
@@ -68,13 +66,13 @@ async def run_demo_drill(
     added = backend.scale_out(options.scale_out, prefix=prefix, without_cache=options.without_cache)
     started_on = [backend.sim.started_on[i] for i in added]  # what the simulation made them start on
     on_cache, on_boot = started_on.count("cache"), started_on.count("bootstrap")
-    clock.advance(max(0.0, options.outage_seconds - (clock.now - down).total_seconds()))
+    clock.advance(TICK_SECONDS)
     snap = backend.snapshot_now()
     report = await observe(backend, snap, now=clock.now)
     done(
         step(
             "scale-out",
-            wall,
+            (clock.now - began).total_seconds(),
             f"{len(added)} collector(s) of {prefix} start while the API is away: {on_cache} with a cached remote config, "
             f"{on_boot} without (their bootstrap config); the cockpit cannot see them yet",
             report,
@@ -82,6 +80,7 @@ async def run_demo_drill(
         )
     )
 
+    clock.advance(max(0.0, options.outage_seconds - (clock.now - down).total_seconds()))
     backend.fleet_api_up()
     back = clock.now
     snap = backend.snapshot_now()
@@ -89,7 +88,7 @@ async def run_demo_drill(
     done(
         step(
             "api back",
-            wall,
+            (clock.now - began).total_seconds(),
             "the fleet API returns: the new collectors report what they run",
             report,
             {
@@ -113,7 +112,7 @@ async def run_demo_drill(
     done(
         step(
             "converged",
-            wall,
+            (clock.now - began).total_seconds(),
             "they fetch and apply their assigned config",
             report,
             {"still_off": 0, "collectors": before + len(added)},

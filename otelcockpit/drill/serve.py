@@ -251,7 +251,7 @@ async def run_serve_drill(
         done(
             step(
                 "steady",
-                wall,
+                time.monotonic() - wall,
                 f"edge version 2 runs on {collectors} agent(s); the autoscaling pool ({options.scale_out}) scaled in "
                 f"after running version 1 ({on_cache} kept it in a cache)",
                 report,
@@ -265,18 +265,18 @@ async def run_serve_drill(
         refused = await try_push(backend, snap)
         report = await observe(backend, snap, now=utcnow())
         done(
-            step("api down", wall, "the fleet API goes away; an operator tries a push", report,
+            step("api down", time.monotonic() - wall, "the fleet API goes away; an operator tries a push", report,
                  {"api_down": 1, "refused": 1, "collectors": total}, refused=refused)
         )  # fmt: skip
 
         lab.start_pool("pool", options.scale_out, SEED_POOL, options.without_cache, bootstrap)
-        await asyncio.sleep(max(0.0, options.outage_seconds - (utcnow() - down).total_seconds()))
+        await asyncio.sleep(1.0)  # they are up (and cannot reach the API)
         snap = await backend.snapshot()
         report = await observe(backend, snap, now=utcnow())
         done(
             step(
                 "scale-out",
-                wall,
+                time.monotonic() - wall,
                 f"the pool scales out again while the API is away: {on_cache} agent(s) with a cached remote config, "
                 f"{on_boot} without (their bootstrap config); the cockpit cannot see them yet",
                 report,
@@ -284,6 +284,7 @@ async def run_serve_drill(
             )
         )
 
+        await asyncio.sleep(max(0.0, options.outage_seconds - (utcnow() - down).total_seconds()))
         await lab.start_server()
         back = utcnow()
 
@@ -307,7 +308,7 @@ async def run_serve_drill(
         done(
             step(
                 "api back",
-                wall,
+                time.monotonic() - wall,
                 "the fleet API returns: the pool's agents report what they came up on",
                 report,
                 {"api_down": 0, "collectors": total, "came_up_fallback": on_boot, "came_up_cached": on_cache},
@@ -324,7 +325,7 @@ async def run_serve_drill(
                 break
             await asyncio.sleep(0.25)
         done(
-            step("converged", wall, "they fetch and apply edge version 2", report,
+            step("converged", time.monotonic() - wall, "they fetch and apply edge version 2", report,
                  {"still_off": 0, "in_sync": total, "online": total, "collectors": total})
         )  # fmt: skip
         return DrillRecord(

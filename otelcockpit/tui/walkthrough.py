@@ -146,7 +146,9 @@ class WalkthroughView(View):
             return
         current = self.slides[self.index].id if self.slides else None
         try:
-            self.slides = build_slides(app.snapshot, data, journey=app.journey)
+            from otelcockpit.adoption.outage import load_record
+
+            self.slides = build_slides(app.snapshot, data, journey=app.journey, drill=load_record())
             self.error = ""
         except CockpitError as exc:
             self.error = exc.message

@@ -55,6 +55,7 @@ def test_slides_in_presenting_order(demo) -> None:
         "phase-3",
         "phase-4",
         "order",
+        "drill",
         "teams",
         "journey",
         "next",
@@ -116,6 +117,34 @@ def test_why_the_order_matters_uses_the_live_checks(demo) -> None:
         assert any(ln.text == w for ln in order.lines)
 
 
+def test_the_drill_slide_is_built_from_a_drills_real_numbers(demo) -> None:
+    from otelcockpit.drill import DrillOptions
+    from otelcockpit.drill.demo import run_demo_drill
+    from otelcockpit.fleet.model import parse_time
+
+    snap, data = demo
+    empty = next(s for s in build_slides(snap, data) if s.id == "drill")
+    assert empty.lead.startswith("No outage drill is recorded here yet")
+    assert any("otelcockpit drill outage --serve" in ln.text for ln in empty.lines)
+    record = asyncio.run(
+        run_demo_drill(DrillOptions(scale_out=9, without_cache=0.5), start=parse_time("2026-11-20T09:00:00Z"))
+    )
+    slide = next(s for s in build_slides(snap, data, drill=record) if s.id == "drill")
+    back = record.step("api back")
+    assert back is not None
+    fallback, cached = back.observed["came_up_fallback"], back.observed["came_up_cached"]
+    assert fallback + cached == 9
+    assert f"When it returned: {fallback} had come up on their bootstrap config, {cached} on a cached older remote config." in slide.lead
+    head, *rows = slide.table
+    assert head == ("step", "at", "what happened", "the cockpit counted")
+    assert [r[0] for r in rows] == ["steady", "api down", "scale-out", "api back", "converged"]
+    assert rows[3][3] == f"api down 0, collectors 429, came up fallback {fallback}, came up cached {cached}, still off 9"
+    boot = next(ln for ln in slide.lines if "came up on their bootstrap config" in ln.text)
+    assert boot.kind == FAIL and "adds a debug exporter" in boot.text  # heavier than the managed config
+    assert any(ln.text.startswith("api down: a push was refused: refused: the fleet data is stale") for ln in slide.lines)
+    assert slide.lines[-1].text == "lint the bootstrap config: otelcockpit lint --bootstrap FILE"
+
+
 def test_eligibility_per_team(demo) -> None:
     snap, data = demo
     teams = next(s for s in build_slides(snap, data) if s.id == "teams")
@@ -132,10 +161,11 @@ def test_journey_choice(demo) -> None:
     least = min(data.journeys, key=lambda j: j.coverage)
     assert choose_journey(data.journeys, None) is least
     slides = build_slides(snap, data)
-    assert slides[7].title == f"Journey: {least.journey.name}"
-    by_name = build_slides(snap, data, journey="Article READ")
-    assert by_name[7].title == "Journey: Article read"
-    assert [r[0] for r in by_name[7].table[1:]] == list(
+    journey = next(s for s in slides if s.id == "journey")
+    assert journey.title == f"Journey: {least.journey.name}"
+    by_name = next(s for s in build_slides(snap, data, journey="Article READ") if s.id == "journey")
+    assert by_name.title == "Journey: Article read"
+    assert [r[0] for r in by_name.table[1:]] == list(
         next(j for j in data.journeys if j.journey.id == "article-read").journey.services
     )
     with pytest.raises(UsageError, match="no such journey .known: article-read"):
@@ -171,7 +201,7 @@ def test_markdown(demo) -> None:
     md = to_markdown(slides)
     assert md.startswith("# OpenTelemetry rollout walkthrough\n")
     assert md.count("\n## ") == len(slides)
-    assert "## 2. Phase 1: Infrastructure" in md and "## 9. Next actions" in md
+    assert "## 2. Phase 1: Infrastructure" in md and "## 10. Next actions" in md
     assert "| TEAM | SERVICES |" in md and "|---|" in md
     assert "\n\n\n" not in md and md.endswith("\n")
 
@@ -193,7 +223,7 @@ def test_export_from_the_cli(tmp_path: Path) -> None:
     out = tmp_path / "session.md"
     proc = _cli("walkthrough", "--journey", "subscription-purchase", "--export", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "9 slides" in proc.stdout
+    assert "10 slides" in proc.stdout
     md = out.read_text()
     assert "## 8. Journey: Subscription purchase" in md
     assert md.count("\n## ") == 9
