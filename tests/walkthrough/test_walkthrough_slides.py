@@ -225,7 +225,7 @@ def test_export_from_the_cli(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "10 slides" in proc.stdout
     md = out.read_text()
-    assert "## 8. Journey: Subscription purchase" in md
+    assert "## 9. Journey: Subscription purchase" in md
     assert md.count("\n## ") == 9
 
 
