@@ -226,7 +226,7 @@ def test_export_from_the_cli(tmp_path: Path) -> None:
     assert "10 slides" in proc.stdout
     md = out.read_text()
     assert "## 9. Journey: Subscription purchase" in md
-    assert md.count("\n## ") == 9
+    assert md.count("\n## ") == 10
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
