@@ -385,11 +385,18 @@ class Hub:
         )
 
     def agent_view_text(self, state: AgentState) -> str:
+        facts = self.config_facts(state)
+        hit = state.view_cache.get("config_text")
+        if hit is not None and hit[0] is facts:
+            text = hit[1]
+        else:
+            text = json.dumps(facts, separators=(",", ":"))
+            state.view_cache["config_text"] = (facts, text)
         return agent_text(
             state,
             connected=self.is_connected(state),
             heartbeat_seconds=self.heartbeat_of(state),
-            config=self.config_facts(state),
+            config_text=text,
         )
 
     # ---- what each agent runs (the facts otelcockpit.fleet.configstate decides from) ----
@@ -423,6 +430,25 @@ class Hub:
         """What the admin API says of the config an agent runs: the hash of its effective config and
         the config versions its hashes are, and, for an effective config that is no version, how it
         differs from the assigned one; plus what it came up on when it last (re)started."""
+        deps = (
+            state.effective_config,
+            state.desired,
+            state.remote_config_status,
+            state.came_up,
+            state.available_components,
+            len(self.versions_by_hash),
+        )
+        hit = state.view_cache.get("config_facts")
+        if not detail and hit is not None:
+            old_deps = hit[0]
+            if all(a is b for a, b in zip(old_deps[:-1], deps[:-1], strict=True)) and old_deps[-1] == deps[-1]:  # type: ignore[index]
+                return hit[1]  # type: ignore[return-value]
+        out = self._config_facts(state, detail=detail)
+        if not detail:
+            state.view_cache["config_facts"] = (deps, out)  # type: ignore[assignment]
+        return out
+
+    def _config_facts(self, state: AgentState, *, detail: bool) -> dict[str, Any]:
         eff = state.effective_hash
         d = state.desired
         out: dict[str, Any] = {

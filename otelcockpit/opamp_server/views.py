@@ -164,7 +164,12 @@ def _non_ident(desc: pb.AgentDescription) -> dict[str, str]:
 
 
 def agent_text(
-    state: AgentState, *, connected: bool, heartbeat_seconds: float, config: dict[str, Any] | None = None
+    state: AgentState,
+    *,
+    connected: bool,
+    heartbeat_seconds: float,
+    config: dict[str, Any] | None = None,
+    config_text: str | None = None,
 ) -> str:
     """The AGENT summary as JSON text (same content as ``agent_json``), built from cached fragments.
 
@@ -203,9 +208,11 @@ def agent_text(
             "failed_hashes": sorted(h.hex() for h in state.failed_hashes),
             "heartbeat_interval_seconds": heartbeat_seconds,
             "node": state.node,
-            "config": config or {},
         }
     )
+    if config_text is None:
+        config_text = _dumps(config or {})
+    tail = f'{tail[:-1]},"config":{config_text}}}'
     ident = _fragment(state, "ident", desc, _ident) if desc is not None else "{}"
     non_ident = _fragment(state, "non_ident", desc, _non_ident) if desc is not None else "{}"
     health = _fragment(state, "health", state.health, health_json)
