@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from otelcockpit.fleet.configstate import CONFIG_STATE_ORDER, OFF_ASSIGNMENT, collector_state
 from otelcockpit.fleet.model import (
     Collector,
     CollectorTarget,
@@ -117,6 +118,23 @@ class BrokenCollector:
 
 
 @dataclass(frozen=True)
+class OffConfig:
+    """A collector that does not run the config assigned to it (drifted, on its fallback, on a cached
+    older remote config): :mod:`otelcockpit.fleet.configstate` says which and why."""
+
+    id: str
+    name: str
+    env: str
+    region: str
+    state: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "env": self.env, "region": self.region,
+                "state": self.state, "reason": self.reason}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Group:
     env: str
     region: str
@@ -185,6 +203,8 @@ class IncidentReport:
     rollouts: tuple[RolloutLine, ...]
     changes: tuple[IncidentChange, ...]  # newest first
     notes: tuple[str, ...] = field(default=())
+    config_states: Mapping[str, int] = field(default_factory=dict)  # every collector, by config state
+    off_config: tuple[OffConfig, ...] = ()  # the collectors not running their assigned config
 
     @property
     def data_age(self) -> str:
@@ -240,8 +260,10 @@ class IncidentReport:
                 "unhealthy": self.unhealthy,
                 "offline": self.offline,
             },
+            "config_states": dict(self.config_states),
             "groups": [g.as_json() for g in self.groups],
             "broken": [b.as_json() for b in self.broken],
+            "off_config": [o.as_json() for o in self.off_config],
             "rollouts": [r.as_json() for r in self.rollouts],
             "changes": [c.as_json() for c in self.changes],
             "notes": list(self.notes),
@@ -386,10 +408,17 @@ def build_report(
 
     health_counts: dict[str, int] = {}
     broken: list[BrokenCollector] = []
+    states = dict.fromkeys((s.value for s in CONFIG_STATE_ORDER), 0)
+    off: list[tuple[int, OffConfig]] = []
     for c in snapshot.collectors:
         health_counts[c.health.value] = health_counts.get(c.health.value, 0) + 1
         if c.health in BROKEN:
             broken.append(_broken(c, per_pipeline, reach, now, targets.get(c.id)))
+        view = collector_state(c)
+        states[view.state.value] += 1
+        if view.state in OFF_ASSIGNMENT:
+            off.append((CONFIG_STATE_ORDER.index(view.state), OffConfig(
+                c.id, c.name, c.attr("env") or "-", c.attr("region") or "-", view.state.value, view.reason)))  # fmt: skip
     broken.sort(key=lambda b: (b.health != Health.UNHEALTHY, b.env, b.region, b.name))
 
     groups: dict[tuple[str, str, str], list[BrokenCollector]] = {}
@@ -486,6 +515,8 @@ def build_report(
         rollouts=rollout_rows,
         changes=changes,
         notes=tuple(notes),
+        config_states=states,
+        off_config=tuple(o for _, o in sorted(off, key=lambda x: (x[0], x[1].env, x[1].region, x[1].name))),
     )
 
 

@@ -171,6 +171,12 @@ class CockpitApp(App[int]):
         self.collector_targets: dict[str, Any] = {}  # collector id -> CollectorTarget (its rollback target)
         self.pipeline_targets: dict[str, Any] = {}  # pipeline -> PipelineTarget (from the rollout service)
         self._changes_at = -1e9
+        # The fleet API's last outage as this cockpit saw it: since when (the last good data), and the
+        # texts of the configs the collectors that came up meanwhile run, to compare (outage_report).
+        self.outage_since: Any = None
+        self.outage_texts: dict[str, str] = {}
+        self._outage_asked: set[str] = set()  # config hashes asked for once (what is not found stays uncompared)
+        self._in_outage = False
 
     # ---- time ----------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -363,10 +369,41 @@ class CockpitApp(App[int]):
         if screen is None:
             # A timer or worker finishing while the app shuts down: nothing left to paint.
             return
+        self.track_outage(snap)
         self.refresh_status()
         self.current_view.update_snapshot(snap)
         if isinstance(screen, DetailScreen):
             screen.refresh_from(snap)  # type: ignore[attr-defined]
+
+    # ---- the fleet API's outage (the cockpit's fleet panel: adoption/outage.py) ---------------------
+    def track_outage(self, snap: FleetSnapshot) -> None:
+        """Remember when the API went away (the last good data); once it answers again, fetch the texts
+        of the configs the collectors that came up since then run, and of theirs assigned."""
+        from otelcockpit.adoption.outage import hashes_to_compare
+
+        if snap.stale:
+            if self.outage_since is None or not self._in_outage:
+                self.outage_since, self.outage_texts, self._outage_asked = snap.fetched_at, {}, set()
+            self._in_outage = True
+            return
+        self._in_outage = False
+        if self.outage_since is None or self.backend is None or not hasattr(self.backend, "config_texts"):
+            return
+        wanted = {h: cid for h, cid in hashes_to_compare(snap.collectors, self.outage_since).items() if h not in self._outage_asked}
+        if wanted:
+            self._outage_asked.update(wanted)  # asked once: what the backend cannot find stays "not compared"
+            self._load_outage_texts(wanted)
+
+
+    @work(exclusive=True, group="outage", exit_on_error=False)
+    async def _load_outage_texts(self, wanted: dict[str, str]) -> None:
+        try:
+            texts = await self.backend.config_texts(wanted)  # type: ignore[union-attr]
+        except CockpitError:
+            return  # the panel says "not compared" for what it lacks
+        self.outage_texts.update(texts)
+        if self.top_screen() is not None and self.snapshot is not None and hasattr(self.current_view, "update_changes"):
+            self.current_view.update_changes()
 
     # ---- background work on the latest snapshot, throttled -------------------------------------
     def due(self, group: str, last: float, every: float, *, force: bool = False) -> float | None:

@@ -20,6 +20,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from otelcockpit.fleet.configstate import CONFIG_STATE_GLYPH, ConfigState, collector_state
 from otelcockpit.fleet.model import HEALTH_ORDER, FleetSnapshot, Health, age_text
 from otelcockpit.tui.render import HEALTH_GLYPH
 from otelcockpit.tui.view import View
@@ -49,15 +50,60 @@ def _places(snap: FleetSnapshot) -> list[tuple[tuple[str, str], Counter[str]]]:
     return sorted(by.items())
 
 
-def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool) -> Text | Table:
+# What the cockpit says of collectors that do not run their assigned config, worst first.
+OFF_STATES = ((ConfigState.DRIFTED, "red"), (ConfigState.FALLBACK, "yellow"), (ConfigState.CACHED, "cyan"),
+              (ConfigState.UNKNOWN, "bright_black"))  # fmt: skip
+
+
+def runs_summary(snap: FleetSnapshot) -> Text:
+    """`` runs =417 ≠1 ↓4 ↺8``: how many collectors are in each config state."""
+    counts: Counter[ConfigState] = Counter(collector_state(c).state for c in snap.collectors)
+    t = Text()
+    if not counts:
+        return t
+    t.append("  runs ")
+    t.append(f"{CONFIG_STATE_GLYPH[ConfigState.IN_SYNC]}{counts.get(ConfigState.IN_SYNC, 0)}", style="green")
+    for state, colour in OFF_STATES:
+        if counts.get(state):
+            t.append(f" {CONFIG_STATE_GLYPH[state]}{counts[state]}", style=colour)
+    return t
+
+
+def outage_lines(app: Any, snap: FleetSnapshot, now: Any, *, wrap: bool = False) -> list[Text]:
+    """The last fleet-API outage this cockpit saw: what the collectors that came up since it began came
+    up on, what that sends compared with the managed config, and whether they have converged."""
+    since = getattr(app, "outage_since", None)
+    if since is None:
+        return []
+    from otelcockpit.adoption.outage import outage_report
+
+    report = outage_report(snap, now=now, since=since, texts=getattr(app, "outage_texts", {}))
+    came = sum(report.came_up.values())
+    if not came:
+        lines = [f"fleet API away since {age_text(since, now)} ago; nothing has reported since"] if snap.stale else []
+    elif wrap:
+        lines = report.lines()[2:]  # the API and the state counts are on the head line already
+    else:  # one line each: the counts, then the heaviest config they came up on
+        fb, cached = report.came_up.get(ConfigState.FALLBACK.value, 0), report.came_up.get(ConfigState.CACHED.value, 0)
+        state = "all converged" if report.converged else f"{report.still_off} still off"
+        lines = [f"since the API went away {age_text(since, now)} ago {came} came up: {fb} fallback, {cached} cached · {state}"]
+        heavy = next((g for g in report.groups if g.compared), None)
+        if heavy is not None:
+            lines.append(f"{heavy.collectors} on {heavy.runs}: {heavy.compared[0]}")
+    style = "yellow" if report.still_off else ""
+    return [Text(" " + line, no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", style=style) for line in lines]
+
+
+def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool, app: Any = None) -> Text | Table:
     counts: Counter[str] = Counter(c.health.value for c in snap.collectors)
     head = Text(no_wrap=True, overflow="ellipsis")
     head.append("[1] Fleet ", style="bold")
     head.append(f"{len(snap.collectors)}")
     head.append_text(health_summary(counts))
+    head.append_text(runs_summary(snap))
     head.append(f"  age {age_text(snap.fetched_at, now)}")
     if snap.stale:
-        head.append(f" STALE: {snap.stale_reason}", style="bold yellow")
+        head.append(f" STALE, pushes refused: {snap.stale_reason}", style="bold yellow")
     if not detailed:
         return head
     table = Table(box=None, padding=(0, 1), show_header=True, header_style="dim", expand=False)
@@ -69,6 +115,8 @@ def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool) -> Text | Tabl
         table.add_row(env, region, str(sum(hc.values())), health_summary(hc))
     grid = Table.grid()
     grid.add_row(head)
+    for line in outage_lines(app, snap, now, wrap=True):
+        grid.add_row(line)
     grid.add_row(table)
     return grid
 
@@ -285,10 +333,13 @@ class CockpitView(View):
         if snap is None:
             return
         detailed = self.detailed
-        self._set("p-fleet", fleet_panel(snap, now, detailed=detailed))
+        self._set("p-fleet", fleet_panel(snap, now, detailed=detailed, app=app))
         # status row, crumb, footer; then the fleet head, services, phases and rollout lines
         rows = app.size.height - 3 - 4 - (changes.plain.count("\n") + 1)
-        lines = [] if detailed else place_lines(snap, min(rows, PLACE_LINES))
+        lines: list[Text] = []
+        if not detailed:
+            lines = outage_lines(app, snap, now)[: max(0, min(2, rows))]  # the outage first, then the places
+            lines += place_lines(snap, min(rows, PLACE_LINES) - len(lines))
         for i in range(PLACE_LINES):
             widget = self.query_one(f"#p-place-{i}", Static)
             widget.set_class(i < len(lines), "-shown")

@@ -18,6 +18,7 @@ from textual.widgets.option_list import Option
 
 from otelcockpit.actions import dangerous_actions
 from otelcockpit.errors import CockpitError
+from otelcockpit.fleet.configstate import CONFIG_STATE_GLYPH, came_up_state, collector_state
 from otelcockpit.fleet.history import previous_of
 from otelcockpit.fleet.model import (
     Collector,
@@ -46,6 +47,26 @@ def component_tree_text(node: ComponentHealth, depth: int = 0) -> Text:
     for child in node.children:
         out.append_text(component_tree_text(child, depth + 1))
     return out
+
+
+def config_state_text(c: Collector) -> str:
+    """What it runs against what it is assigned: ``≠ drifted: it reports gw@v2 APPLIED, but ...``."""
+    view = collector_state(c)
+    return f"{CONFIG_STATE_GLYPH[view.state]} {view.text}"
+
+
+def came_up_text(c: Collector) -> str:
+    up = came_up_state(c)
+    at = rfc3339(c.came_up.at) if c.came_up is not None else None
+    return f"{at or '-'}: {up.text}" if up is not None else "-"
+
+
+def components_text(c: Collector) -> str:
+    comps = c.available_components or frozenset()
+    kinds: dict[str, int] = {}
+    for name in comps:
+        kinds[name.split(":", 1)[0]] = kinds.get(name.split(":", 1)[0], 0) + 1
+    return f"{len(comps)} available (" + ", ".join(f"{n} {k}s" for k, n in sorted(kinds.items())) + ")"
 
 
 def who(author: str) -> str:
@@ -165,6 +186,9 @@ class CollectorDetailScreen(DetailScreen):
                     ("enabled", "yes" if c.enabled else "no (receives an empty config)"),
                     ("last seen", f"{age_text(c.last_seen, now)} ago ({rfc3339(c.last_seen) or 'never'})"),
                     ("config status", c.remote_config.status.value + (f" · hash {c.remote_config.hash}" if c.remote_config.hash else "")),
+                    ("runs", config_state_text(c)),
+                    *([("came up", came_up_text(c))] if c.came_up is not None else []),
+                    *([("components", components_text(c))] if c.available_components is not None else []),
                     ("rollback to", self.target_text(c, snap, now)),
                 ]
             )

@@ -18,15 +18,22 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
+from otelcockpit.fleet.configstate import collector_state
 from otelcockpit.fleet.matchers import Matcher, MatcherError, cached_predicate, keys_of, parse_matchers, quote
 from otelcockpit.fleet.model import HEALTH_ORDER, Collector, ConfigStatus, FleetSnapshot, Health, age_text
-from otelcockpit.tui.render import CONFIG_CLASS, HEALTH_CLASS, HEALTH_GLYPH
+from otelcockpit.tui.render import CONFIG_CLASS, HEALTH_CLASS, HEALTH_GLYPH, runs_cell, runs_glyph
 from otelcockpit.tui.view import GroupingMixin, View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 
 _MATCHER_START = re.compile(r'^\s*\{?\s*("[^"]*"|[^\s{}!=~"\',]+)\s*(=~|!~|!=|=)')
 
-GROUP_KEYS = ("env", "region", "cluster", "platform", "role", "owner", "type", "version", "health", "config")
+GROUP_KEYS = ("env", "region", "cluster", "platform", "role", "owner", "type", "version", "health", "config", "config_state")
+STATE_KEY = "config_state"  # the filter's field for what a collector runs: config_state="on fallback"
+
+
+def value_of(c: Collector, key: str) -> str:
+    """A matcher's value: the config state for ``config_state``, else the merged attribute."""
+    return collector_state(c).state.value if key == STATE_KEY else c.attr(key)
 
 
 def is_matcher_query(text: str) -> bool:
@@ -40,8 +47,8 @@ def place_text(c: Collector) -> str:
 def search_text(c: Collector) -> str:
     """What a `/` text filter searches: name, id, version, type, states, pipelines, attribute values."""
     return " ".join(
-        (c.name, c.id, c.version, c.type.value, c.health.value, c.remote_config.status.value, *c.pipelines,
-         *c.local_attributes.values(), *c.remote_attributes.values())
+        (c.name, c.id, c.version, c.type.value, c.health.value, c.remote_config.status.value,
+         collector_state(c).state.value, *c.pipelines, *c.local_attributes.values(), *c.remote_attributes.values())
     ).lower()
 
 
@@ -54,6 +61,9 @@ class CollectorTable(VirtualTable[Collector]):
     def _columns(self) -> list[Column[Collector]]:
         return [
             Column("health", " ", 1, lambda c: (HEALTH_GLYPH[c.health], HEALTH_CLASS[c.health])),
+            # what it runs: the state's glyph on a narrow terminal (= in sync, ≠ drifted, ↓ fallback,
+            # ↺ cached, ? unknown), the word from 100 columns on
+            Column("runs-glyph", "R", 1, lambda c: (runs_glyph(c), runs_cell(c)[1]), max_table_width=100),
             Column("name", "NAME", 24, lambda c: (c.name, None if c.enabled else "vtable--dim"), flex=3),
             Column("type", "TYPE", 5, lambda c: (c.type.value, None)),
             Column("version", "VERSION", 8, lambda c: (c.version, None)),
@@ -66,6 +76,7 @@ class CollectorTable(VirtualTable[Collector]):
                 8,
                 lambda c: (c.remote_config.status.value, CONFIG_CLASS[c.remote_config.status]),
             ),
+            Column("runs", "RUNS", 8, runs_cell, min_table_width=100),
             Column("seen", "SEEN", 4, lambda c: (age_text(c.last_seen, self.clock()), None), align_right=True),
         ]
 
@@ -107,8 +118,7 @@ def matching_positions(rows: list[Collector], matchers: tuple[Matcher, ...]) -> 
     """Positions of the rows the matchers select, in bulk: one attribute lookup per row and key,
     one matcher evaluation per distinct combination of values."""
     keys = keys_of(matchers)
-    attr = Collector.attr
-    columns = [[attr(c, k) for c in rows] for k in keys]
+    columns = [[value_of(c, k) for c in rows] for k in keys]
     verdict: dict[tuple[str, ...], bool] = {}
     out = []
     for i, values in enumerate(zip(*columns, strict=True)):
@@ -161,7 +171,7 @@ def attr_for_group(c: Collector, key: str) -> str:
         return c.health.value
     if key == "config":
         return c.remote_config.status.value
-    return c.attr(key)
+    return value_of(c, key)
 
 
 class FleetView(GroupingMixin, View):
@@ -237,7 +247,9 @@ class FleetView(GroupingMixin, View):
             except MatcherError as exc:
                 return str(exc)
             test = cached_predicate(matchers)
-            self.table.set_filter(lambda c: test(c.attr), positions=matching_positions(self.table.rows, matchers))
+            self.table.set_filter(
+                lambda c: test(functools.partial(value_of, c)), positions=matching_positions(self.table.rows, matchers)
+            )
         else:
             self.table.set_text_filter(text)
         self.filter_text = text

@@ -74,6 +74,10 @@ class HelpScreen(ModalScreen[None]):
         grid.add_row(Text("Filter ( / )", style="bold underline"), "")
         grid.add_row("text", "rows containing every word")
         grid.add_row('env="prod",region=~"eu-.*"', "Alertmanager matchers on attributes (=, !=, =~, !~)")
+        grid.add_row('config_state="on fallback"', "what a collector runs: in sync, drifted, on fallback, on cached remote, unknown")
+        grid.add_row("", "")
+        grid.add_row(Text("Runs ( R )", style="bold underline"), "")
+        grid.add_row("= ≠ ↓ ↺ ?", "in sync · drifted · on fallback · on cached remote · unknown (the detail says why)")
         return grid
 
     def action_dismiss_help(self) -> None:

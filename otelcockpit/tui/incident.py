@@ -19,6 +19,7 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
 from otelcockpit.errors import CockpitError
+from otelcockpit.fleet.configstate import CONFIG_STATE_GLYPH, CONFIG_STATE_SHORT, ConfigState
 from otelcockpit.fleet.model import FleetSnapshot, Health, age_text
 from otelcockpit.settings import Settings
 from otelcockpit.tui.app import CockpitApp, run_app
@@ -55,7 +56,7 @@ class IncidentView(View):
         yield Static("", classes="i-line", id="i-where")
         yield Static("", classes="i-line", id="i-rollouts")
         yield Static(
-            "Unhealthy and offline · what changed before it broke", classes="i-title", id="i-broken-title"
+            "Unhealthy, offline, not on their assigned config · what changed before", classes="i-title", id="i-broken-title"
         )
         broken: DataTable[Any] = DataTable(id="i-broken", cursor_type="row", zebra_stripes=False)
         yield broken
@@ -141,6 +142,10 @@ class IncidentView(View):
             n = report.health_counts.get(h.value, 0)
             if n:
                 t.append(f" {HEALTH_GLYPH[h]}{n} {h.value}", style=self._hs(h))
+        off = [(ConfigState(k), n) for k, n in report.config_states.items() if n and ConfigState(k) != ConfigState.IN_SYNC]
+        if off:
+            t.append(" · runs ")
+            t.append(" ".join(f"{CONFIG_STATE_GLYPH[st]}{n} {CONFIG_STATE_SHORT[st]}" for st, n in off), style="yellow")
         if report.stale and report.stale_reason:
             t.append(f"\n{report.stale_reason}", style="bold yellow")
         return t
@@ -149,6 +154,8 @@ class IncidentView(View):
         t = Text()
         if not report.broken:
             t.append("Nothing unhealthy or offline.", style="green")
+            if report.off_config:
+                t.append(f" {len(report.off_config)} not on their assigned config (listed below).", style="yellow")
             return t
         t.append("Where ", style="bold")
         loc = report.by_location()
@@ -206,6 +213,14 @@ class IncidentView(View):
             else:
                 health = Text(f"{HEALTH_GLYPH[b.health]} {b.health.value}", style=self._hs(b.health))
                 rows.append((b.id, (b.name, health, f"{b.env}/{b.region}", what)))
+        listed = {b.id for b in report.broken}
+        for o in report.off_config:  # not on their assigned config: what they run, and why
+            if o.id in listed:
+                continue
+            st = ConfigState(o.state)
+            runs = Text(CONFIG_STATE_GLYPH[st] if self.narrow else f"{CONFIG_STATE_GLYPH[st]} {CONFIG_STATE_SHORT[st]}", style="yellow")
+            why = Text(o.reason, style="yellow")
+            rows.append((o.id, (o.name, runs, why) if self.narrow else (o.name, runs, f"{o.env}/{o.region}", why)))
         sig = (tuple((k, r[0], r[-1].plain) for k, r in rows), self.narrow)
         if sig == self._broken_sig and not force:
             return

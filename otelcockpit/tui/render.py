@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 from rich.text import Text
 
-from otelcockpit.fleet.model import ConfigStatus, Health
+from otelcockpit.fleet.configstate import CONFIG_STATE_GLYPH, CONFIG_STATE_SHORT, ConfigState, collector_state
+from otelcockpit.fleet.model import Collector, ConfigStatus, Health
 
 # Glyph and word together: status never rests on colour alone (NO_COLOR, colour-blind users).
 HEALTH_GLYPH = {
@@ -30,6 +31,24 @@ CONFIG_CLASS = {
     ConfigStatus.UNSET: "vtable--dim",
     ConfigStatus.APPLIED: None,
 }
+# What a collector runs (its config state): glyph and word, like health.
+STATE_CLASS = {
+    ConfigState.IN_SYNC: None,
+    ConfigState.DRIFTED: "vtable--error",
+    ConfigState.FALLBACK: "vtable--degraded",
+    ConfigState.CACHED: "vtable--accent",
+    ConfigState.UNKNOWN: "vtable--dim",
+}
+
+
+def runs_cell(c: Collector) -> tuple[str, str | None]:
+    """The RUNS column: the state's short word (``drifted``, ``fallback``, ``cached``, ``in sync``)."""
+    state = collector_state(c).state
+    return CONFIG_STATE_SHORT[state], STATE_CLASS[state]
+
+
+def runs_glyph(c: Collector) -> str:
+    return CONFIG_STATE_GLYPH[collector_state(c).state]
 
 
 def diff_text(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> Text:

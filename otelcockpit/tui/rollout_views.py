@@ -141,6 +141,14 @@ def plan_summary(plan: RolloutPlan) -> RichGroup:
     parts.append(Text("\nStages", style="bold"))
     parts.append(stages)
     parts.append(Text("Gates: " + gates_text(plan.gates)))
+    pf = plan.preflight
+    if pf.incompatible:
+        verb = "left out of the plan" if pf.applied == "exclude" else "they block the push"
+        parts.append(Text(f"\nLacking a component the new version uses ({verb})", style="bold yellow" if pf.applied == "exclude" else "bold red"))
+        for i in pf.incompatible[:8]:
+            parts.append(Text(f"  {i.name}  lacks {', '.join(i.missing)}"))
+        if len(pf.incompatible) > 8:
+            parts.append(Text(f"  … and {len(pf.incompatible) - 8} more (otelcockpit rollout plan --json lists them all)", style="dim"))
     if plan.findings:
         parts.append(Text("\nPolicy findings", style="bold"))
         for f in plan.findings:

@@ -40,6 +40,7 @@ class Column(Generic[T]):
     flex: int = 0  # share of the spare width
     align_right: bool = False
     min_table_width: int = 0  # the column is shown only when the table is at least this wide
+    max_table_width: int = 0  # ... and, when set, narrower than this (a compact form of another column)
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
@@ -62,7 +63,7 @@ def fit(text: str, width: int, right: bool = False) -> str:
 
 
 def visible_columns(columns: Sequence[Column[T]], total: int) -> list[Column[T]]:
-    return [c for c in columns if c.min_table_width <= total]
+    return [c for c in columns if c.min_table_width <= total and (not c.max_table_width or total < c.max_table_width)]
 
 
 def layout_widths(columns: Sequence[Column[Any]], total: int) -> list[int]:

@@ -47,19 +47,19 @@ def test_incident_hours_flag(terminal):
 
 def test_walkthrough_presenter_keys(terminal):
     t = terminal("walkthrough")
-    screen = t.wait_for("Walkthrough · 1/9")
+    screen = t.wait_for("Walkthrough · 1/10")
     t.wait_for("Rolling OpenTelemetry out")
     t.keys("n")
-    screen = t.wait_for("Walkthrough · 2/9")
+    screen = t.wait_for("Walkthrough · 2/10")
     assert "Phase 1: Infrastructure" in screen
     t.keys("n")
     t.wait_for("Phase 2: Baseline service visibility")
     t.keys("p")  # previous (pause is shift+p in the walkthrough)
-    screen = t.wait_for("Walkthrough · 2/9")
+    screen = t.wait_for("Walkthrough · 2/10")
     assert "PAUSED" not in screen
     t.keys("3")
     screen = t.wait_for("Phase 3: Transactions")
-    assert "Walkthrough · 4/9" in screen
+    assert "Walkthrough · 4/10" in screen
     assert "n Next" in screen and "p Previous" in screen
     assert _quits(t)
 

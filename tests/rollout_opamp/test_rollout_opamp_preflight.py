@@ -150,3 +150,52 @@ def test_exclude_leaves_them_out_and_the_server_never_offers_them_the_version(
             assert "gateway@v2 is not sent to it: it lacks exporter:kafka" in st["reason"], st
         else:
             assert st == {"state": "in sync", "reason": "it runs gateway@v2"}, st
+
+
+async def test_the_tui_review_lists_them_and_start_stays_off(fleet: ServeProcess, monkeypatch) -> None:  # noqa: ANN001
+    import io
+
+    from rich.console import Console
+
+    from otelcockpit import settings as settings_mod
+    from otelcockpit.tui.app import CockpitApp
+    from otelcockpit.tui.rollout_views import EditScreen, ReviewScreen
+
+    expected = lacking_kafka()
+    names = {a["instance_uid"]: f"{a['identifying_attributes']['service.name']}@{a['non_identifying_attributes']['host.name']}"
+             for a in agents(fleet)}  # fmt: skip
+    monkeypatch.setenv("OTELCOCKPIT_OPAMP_TOKEN", WRITE_TOKEN)
+    app = CockpitApp(
+        settings_mod.resolve(source="opamp", url=fleet.admin_url), live=True, cursor_blink=False, initial_view="pipelines"
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(200):
+            if app.snapshot is not None and app.snapshot.pipeline("gateway") is not None:
+                break
+            await pilot.pause(0.05)
+        app.query_one("#pipelines").table.move_to_key("gateway")
+        await pilot.press("u")
+        assert isinstance(app.screen, EditScreen)
+        area = app.screen.query_one("TextArea")
+        area.text = area.text.replace("exporters:\n  debug: {}\n", "exporters:\n  debug: {}\n  kafka:\n    brokers: [kafka-1:9092]\n").replace(
+            "exporters: [debug]", "exporters: [debug, kafka]"
+        )
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        review = app.screen
+        assert isinstance(review, ReviewScreen)
+        for _ in range(100):  # the server plans it
+            await pilot.pause(0.05)
+            if review.plan is not None:
+                break
+        assert review.plan is not None
+        assert {i.id for i in review.plan.preflight.incompatible} == expected
+        assert review.query_one("#start").disabled  # blocked by the pre-flight (the default)
+        console = Console(width=120, record=True, file=io.StringIO(), color_system=None)
+        console.print(review.query_one("#plan-text").content)
+        text = console.export_text()
+        assert f"pre-flight: {len(expected)} collector(s) lack exporter:kafka: the push is BLOCKED" in text
+        assert "Lacking a component the new version uses (they block the push)" in text
+        for uid in expected:
+            assert f"  {names[uid]}  lacks exporter:kafka" in text
+        await pilot.press("escape")

@@ -137,7 +137,7 @@ async def test_walkthrough_presenter_keys(frozen_clock) -> None:
         await pilot.press("P")  # pause moved to shift+p in this app
         assert app.paused is True
         crumb = str(view.query_one("#crumb").render())
-        assert "1/9" in crumb
+        assert "1/10" in crumb  # the drill slide follows the order's
 
 
 async def test_walkthrough_slide_text_and_journey(frozen_clock, plain) -> None:
@@ -147,6 +147,6 @@ async def test_walkthrough_slide_text_and_journey(frozen_clock, plain) -> None:
         await pilot.press("3")
         text = plain(view.query_one("#w-slide"))
         assert "Phase 3: Transactions" in text and "Why here" in text
-        view.go(7)
+        view.go(8)  # intro, 4 phases, order, drill, teams, journey
         await pilot.pause()
         assert "Journey: Login" in plain(view.query_one("#w-slide"))

@@ -1,0 +1,52 @@
+"""Snapshots at 80x24 and 120x40 of what every collector runs: the Fleet view filtered on ``config_state``,
+and the cockpit just after the demo's fleet API came back from an outage during which 6 collectors
+started (seeded demo, frozen clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+SIZES = [(80, 24), (120, 40)]
+
+
+async def loaded(pilot) -> None:  # noqa: ANN001
+    for _ in range(500):
+        if pilot.app.snapshot is not None and (pilot.app.view_name != "cockpit" or pilot.app.adoption is not None):
+            break
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_fleet_filtered_on_config_state(snap_compare, make_app, size) -> None:  # noqa: ANN001
+    app = make_app(view="fleet")
+
+    async def run_before(pilot) -> None:  # noqa: ANN001
+        await loaded(pilot)
+        assert pilot.app.set_filter('config_state!="in sync"') is None
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_cockpit_after_a_fleet_api_outage(snap_compare, make_app, size) -> None:  # noqa: ANN001
+    app = make_app(view="cockpit")
+
+    async def run_before(pilot) -> None:  # noqa: ANN001
+        await loaded(pilot)
+        backend = pilot.app.backend
+        backend.fleet_api_down()
+        pilot.app.poll()
+        await pilot.pause(0.2)
+        backend.scale_out(6, without_cache=0.5)
+        backend.fleet_api_up()
+        pilot.app.poll()
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if pilot.app.outage_texts:
+                break
+        assert pilot.app.outage_texts, "the texts of the configs to compare never loaded"
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
