@@ -430,6 +430,18 @@ class Hub:
         """What the admin API says of the config an agent runs: the hash of its effective config and
         the config versions its hashes are, and, for an effective config that is no version, how it
         differs from the assigned one; plus what it came up on when it last (re)started."""
+        hit = state.view_cache.get("config_facts") if not detail else None
+        if hit is not None:
+            d = hit[0]  # type: ignore[index]
+            if (
+                d[0] is state.effective_config
+                and d[1] is state.desired
+                and d[2] is state.remote_config_status
+                and d[3] is state.came_up
+                and d[4] is state.available_components
+                and d[5] == len(self.versions_by_hash)
+            ):
+                return hit[1]  # type: ignore[return-value]
         deps = (
             state.effective_config,
             state.desired,
@@ -438,11 +450,6 @@ class Hub:
             state.available_components,
             len(self.versions_by_hash),
         )
-        hit = state.view_cache.get("config_facts")
-        if not detail and hit is not None:
-            old_deps = hit[0]
-            if all(a is b for a, b in zip(old_deps[:-1], deps[:-1], strict=True)) and old_deps[-1] == deps[-1]:  # type: ignore[index]
-                return hit[1]  # type: ignore[return-value]
         out = self._config_facts(state, detail=detail)
         if not detail:
             state.view_cache["config_facts"] = (deps, out)  # type: ignore[assignment]
