@@ -240,6 +240,12 @@ async def run_serve_drill(
         lab.start_pool("base", collectors, SEED_BASE, 0.0, bootstrap)
         await wait_until("every agent to apply edge version 1", lambda: applied(base_uids + pool, v1["hash"]))
         lab.stop_pool("pool")
+
+        async def scaled_in() -> bool:
+            now = await agents()
+            return all(now[u]["status"] == "offline" for u in pool if u in now)
+
+        await wait_until("the pool's agents to be offline after it scaled in", scaled_in)
         v2 = await api.create_config("edge", {"edge.yaml": {"body": EDGE_V2, "content_type": "text/yaml"}}, author="outage-drill")
         await api.assign("edge", 2, "", author="outage-drill")
         await wait_until("the running fleet to apply edge version 2", lambda: applied(base_uids, v2["hash"]))
