@@ -384,19 +384,22 @@ class Hub:
             config=self.config_facts(state),
         )
 
-    def agent_view_text(self, state: AgentState) -> str:
+    def config_text(self, state: AgentState) -> str:
+        """The agent's config facts as JSON text, the same object while they do not change."""
         facts = self.config_facts(state)
         hit = state.view_cache.get("config_text")
         if hit is not None and hit[0] is facts:
-            text = hit[1]
-        else:
-            text = json.dumps(facts, separators=(",", ":"))
-            state.view_cache["config_text"] = (facts, text)
+            return hit[1]
+        text = json.dumps(facts, separators=(",", ":"))
+        state.view_cache["config_text"] = (facts, text)
+        return text
+
+    def agent_view_text(self, state: AgentState) -> str:
         return agent_text(
             state,
             connected=self.is_connected(state),
             heartbeat_seconds=self.heartbeat_of(state),
-            config_text=text,
+            config_text=self.config_text(state),
         )
 
     # ---- what each agent runs (the facts otelcockpit.fleet.configstate decides from) ----

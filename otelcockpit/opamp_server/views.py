@@ -239,8 +239,9 @@ COMPACT_FIELDS = (
     "attributes",  # identifying and non-identifying in one map (identifying win)
     "health",
     "remote_config_status",  # [status, last_hash, error] or null
-    "desired",  # [config, version] or null
+    "desired",  # [config, version, hash] or null
     "node",
+    "config",  # what it runs: the facts its config state is decided from (the full form's "config")
 )
 
 
@@ -271,12 +272,13 @@ def compact_health_json(h: pb.ComponentHealth) -> dict[str, Any]:
     return out
 
 
-def agent_compact_text(state: AgentState, *, connected: bool) -> str:
+def agent_compact_text(state: AgentState, *, connected: bool, config_text: str = "{}") -> str:
     """One agent of the compact list as JSON text (fields in COMPACT_FIELDS order). Kept until the
-    agent's state object is replaced (every message replaces it) or its connection changes."""
+    agent's state object is replaced (every message replaces it), its connection changes, or the text
+    of its config facts does (the hub keeps that one object while they do not change)."""
     key = "compact+" if connected else "compact-"
     hit = state.view_cache.get(key)
-    if hit is not None and hit[0] is state:
+    if hit is not None and hit[0] is state and hit[2] is config_text:  # type: ignore[misc]
         return hit[1]
     desc = state.description
     rcs = state.remote_config_status
@@ -299,12 +301,12 @@ def agent_compact_text(state: AgentState, *, connected: bool) -> str:
             None
             if rcs is None
             else [STATUS_NAMES.get(rcs.status, str(rcs.status)), rcs.last_remote_config_hash.hex(), rcs.error_message],
-            None if d is None else [d.name, d.version],
+            None if d is None else [d.name, d.version, d.hash.hex()],
             state.node,
         ]
     )
-    text = f"{head[:-1]},{attrs},{health},{tail[1:]}"
-    state.view_cache[key] = (state, text)
+    text = f"{head[:-1]},{attrs},{health},{tail[1:-1]},{config_text}]"
+    state.view_cache[key] = (state, text, config_text)  # type: ignore[assignment]
     return text
 
 
