@@ -242,7 +242,13 @@ def test_the_database_away_for_ten_seconds(nodes: list[ServeProcess], pg_cluster
         assert post(n1, hello).status_code == 200
         pg_cluster.stop("immediate")
         try:
-            time.sleep(1.0)
+            # the known agent's heartbeats are still answered (written when the database is back)
+            for seq in range(1, 4):
+                r = post(n1, pb.AgentToServer(instance_uid=uid, sequence_num=seq, capabilities=0x3007))
+                assert r.status_code == 200, (seq, r.status_code, r.text)
+                assert not pb.ServerToAgent.FromString(r.content).flags & core.REPORT_FULL_STATE
+                time.sleep(0.3)
+            # a write is refused at once, with when to try again
             r = httpx.post(
                 n0.admin_url + "/configs",
                 json={"name": "gw", "files": {"c.yaml": {"body": V1}}},
@@ -250,12 +256,6 @@ def test_the_database_away_for_ten_seconds(nodes: list[ServeProcess], pg_cluster
                 timeout=30,
             )
             assert r.status_code == 503 and r.headers.get("retry-after"), (r.status_code, r.text)
-            # the known agent's heartbeats are still answered (written when the database is back)
-            for seq in range(1, 4):
-                r = post(n1, pb.AgentToServer(instance_uid=uid, sequence_num=seq, capabilities=0x3007))
-                assert r.status_code == 200, (seq, r.status_code, r.text)
-                assert not pb.ServerToAgent.FromString(r.content).flags & core.REPORT_FULL_STATE
-                time.sleep(0.3)
             # reads answer from memory: the WebSocket agents of node 1 are online there
             assert sum(a["status"] == "online" for a in agents(n1)) == 4
             # a new agent needs a write: told to come back later
