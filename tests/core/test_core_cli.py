@@ -169,13 +169,13 @@ def test_status_json_totals(cli, collectors_json: dict[str, Any]) -> None:  # no
     rows = collectors_json["collectors"]
     assert data["total"] == len(rows)
     assert list(data["by_health"]) == HEALTHS
-    assert list(data["by_type"]) == ["alloy", "otel"]
+    assert list(data["by_type"]) == ["alloy", "otel", "sdk"]  # sdk: OpAMP clients inside applications
     assert list(data["by_config_status"]) == CONFIG_STATUSES
     for key in ("by_health", "by_type", "by_config_status"):
         assert sum(data[key].values()) == data["total"], key
     # The same seed at the same tick: the totals agree with the collector list of another process.
     assert data["by_health"] == {h: Counter(r["health"] for r in rows)[h] for h in HEALTHS}
-    assert data["by_type"] == {t: Counter(r["type"] for r in rows)[t] for t in ("alloy", "otel")}
+    assert data["by_type"] == {t: Counter(r["type"] for r in rows)[t] for t in ("alloy", "otel", "sdk")}
     assert data["by_config_status"] == {
         s: Counter(r["remote_config"]["status"] for r in rows)[s] for s in CONFIG_STATUSES
     }
