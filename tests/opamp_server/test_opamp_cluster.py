@@ -29,10 +29,17 @@ V1 = "receivers: {otlp: {}}\nexporters: {debug: {}}\n"
 V2 = V1 + "# v2\n"
 
 
+# Several nodes share a PostgreSQL database, never a SQLite file: this module runs on PostgreSQL only
+# (and skips, with the reason, where it is missing).
+@pytest.fixture(scope="module", params=["postgresql"], autouse=True)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    request.getfixturevalue("pg_cluster")
+    return str(request.param)
+
+
 @pytest.fixture
-def nodes(tmp_path: Path, store_kind: str, serve_store: str | None) -> Iterator[list[ServeProcess]]:
-    if store_kind != "postgresql":
-        pytest.skip("several nodes share a PostgreSQL database, not a SQLite file")
+def nodes(tmp_path: Path, serve_store: str | None) -> Iterator[list[ServeProcess]]:
+    assert serve_store, "the nodes need the PostgreSQL database"
     started: list[ServeProcess] = []
     try:
         for i in range(3):
