@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+# tests/waits.py (wait_until) and tests/pgcluster.py are importable from every test module.
 sys.path.insert(0, str(Path(__file__).parent))
 from pgcluster import PgCluster  # noqa: E402
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import time
+from waits import wait_until
 
 
 def _quits(t) -> bool:  # noqa: ANN001
     t.keys("q")
-    for _ in range(50):
-        if not t.alive():
-            return True
-        time.sleep(0.1)
-    return False
+    return wait_until(lambda: not t.alive(), "the app to quit on q", timeout=5)
 
 
 def test_incident_view_read_only_changed_before_it_broke(terminal):
