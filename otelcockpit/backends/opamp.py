@@ -386,15 +386,17 @@ def agent_to_collector(agent: Mapping[str, Any], effective: Mapping[str, str] | 
                 attrs.setdefault(str(k), "" if v is None else str(v))
     health, reason, last_error, tree = agent_health(agent)
     rcs = agent.get("remote_config_status")
+    desired = agent.get("desired")
+    assigned = str(desired.get("hash") or "") if isinstance(desired, Mapping) else ""
     if isinstance(rcs, Mapping):
         rc = RemoteConfig(
             status=_STATUS.get(str(rcs.get("status") or "UNSET").upper(), ConfigStatus.UNSET),
             hash=str(rcs.get("last_hash") or ""),
             error=str(rcs.get("error") or ""),
+            assigned=assigned,
         )
     else:
-        rc = RemoteConfig()
-    desired = agent.get("desired")
+        rc = RemoteConfig(assigned=assigned)
     pipelines = (str(desired["config"]),) if isinstance(desired, Mapping) and desired.get("config") else ()
     if effective is None:
         eff = agent.get("effective_config")

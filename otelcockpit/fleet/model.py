@@ -66,8 +66,9 @@ def merge_attributes(
 @dataclass(frozen=True, slots=True)
 class RemoteConfig:
     status: ConfigStatus = ConfigStatus.UNSET
-    hash: str = ""
+    hash: str = ""  # the hash the collector reports (what it applied, is applying, or failed)
     error: str = ""
+    assigned: str = ""  # the hash of the config assigned to it, where the backend knows it (OpAMP)
 
 
 @dataclass(frozen=True, slots=True)

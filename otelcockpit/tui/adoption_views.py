@@ -83,6 +83,7 @@ def service_search(e: Eligibility) -> str:
 class ServicesView(GroupingMixin, View):
     SCOPE = "services"
     TITLE = "Services"
+    HAS_FILTER = True
     GROUP_KEYS = SERVICE_GROUP_KEYS
     GROUP_TITLE = "Group services by"
     GROUPS_ID = "svc-groups"
@@ -162,6 +163,7 @@ class ServicesView(GroupingMixin, View):
         else:
             self.filter_text = text
             self.table.set_text_filter(text)
+        self.table.cursor_to_first()
         self.update_crumb()
         return None
 

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -241,17 +241,46 @@ class CockpitApp(App[int]):
             # Ages ("3m") move even when nothing else does: repaint the visible rows twice a minute.
             self.current_view.refresh_ages()
 
-    def on_resize(self) -> None:
-        self.check_size()
+    def on_resize(self, event: events.Resize) -> None:
+        # This handler runs before Textual's own records the new size: use the event's.
+        self.check_size(event.size)
 
-    def check_size(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that do not apply here are neither run nor shown (footer, help): a view this app
+        does not have, `/` where the view has no filter, and the one-key commands while a `:` or `/`
+        bar takes the typing."""
+        if action == "view":
+            return bool(parameters) and parameters[0] in self.views
+        if self._typing() and action in ("filter", "command_line", "help", "toggle_pause", "quit"):
+            return False
+        if action == "filter":
+            try:
+                return bool(getattr(self.current_view, "HAS_FILTER", False))
+            except Exception:  # noqa: BLE001 - no view yet (starting, shutting down)
+                return False
+        return True
+
+    def _typing(self) -> bool:
+        """A `:` or `/` bar (or any text input) has the keyboard."""
+        from textual.widgets import Input
+
+        focused = self.focused
+        return isinstance(focused, Input)
+
+    def check_size(self, size: Any = None) -> None:
+        """Below the minimum size, at any time, the "terminal too small" screen covers everything;
+        back above it, the screen goes and the view is as it was."""
+        size = size or self.size
         need_w, need_h = self.settings.min_size
-        too_small = self.size.width < need_w or self.size.height < need_h
-        showing = isinstance(self.screen, TooSmallScreen)
+        too_small = size.width < need_w or size.height < need_h
+        screen = self.top_screen()
+        if screen is None:
+            return
+        showing = isinstance(screen, TooSmallScreen)
         if too_small and not showing:
             self.push_screen(TooSmallScreen((need_w, need_h)))
         elif too_small and showing:
-            self.screen.update_size()  # type: ignore[attr-defined]
+            screen.update_size(size)
         elif not too_small and showing:
             self.pop_screen()
 
@@ -722,6 +751,19 @@ class CockpitApp(App[int]):
         view = self.current_view
         view.focus_main()
         self.call_after_refresh(lambda: view.focus_main() if self.current_view is view else None)
+
+    def copy_rollback(self, pipeline: str, target: str, command: str = "") -> None:
+        """Copy a change's rollback command to the clipboard (OSC 52) and say so: the incident view,
+        the cockpit's change panel and the Changes view all copy through here. The command comes
+        from the one builder (otelcockpit.rollout.incident.rollback_command)."""
+        from otelcockpit.rollout.incident import context_for_commands, rollback_command
+
+        if not target:
+            self.notify(f"{pipeline or 'this change'} has no earlier revision to roll back to", severity="warning")
+            return
+        command = command or rollback_command(pipeline, target, context=context_for_commands(self.settings))
+        self.copy_to_clipboard(command)
+        self.notify(command, title="Copied the rollback command (OSC 52)")
 
     def open_collector(self, collector_id: str) -> None:
         self.push_screen(CollectorDetailScreen(collector_id))

@@ -43,6 +43,7 @@ class PipelineTable(VirtualTable[PipelineRow]):
 class PipelinesView(View):
     SCOPE = "pipelines"
     TITLE = "Pipelines"
+    HAS_FILTER = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -98,6 +99,7 @@ class PipelinesView(View):
                 or needle in " ".join(r.pipeline.matchers).lower()
                 or needle in r.pipeline.source.lower()
             )
+        self.table.cursor_to_first()
         self.update_crumb()
         return None
 

@@ -437,15 +437,21 @@ class ChangeTable(VirtualTable[Any]):
 
 
 class ChangesView(TableView):
+    """The change timeline; the selected change's detail below the table, with its whole rollback
+    command (wrapped, never cut); ``y`` copies it, ``enter`` opens the pipeline."""
+
     SCOPE = "changes"
     TITLE = "Changes"
+    DEFAULT_CSS = """
+    ChangesView #change-detail { height: auto; max-height: 5; padding: 0 1; background: $surface; }
+    """
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="crumb", id="crumb")
         table = ChangeTable(self.app.now, id="change-table")  # type: ignore[attr-defined]
         yield TableHeader(table, classes="table-header")
         yield table
-        yield Static("", id="change-detail", classes="crumb")
+        yield Static("", id="change-detail")
 
     def update_snapshot(self, snap: Any) -> None:
         self.app.request_changes()  # type: ignore[attr-defined]
@@ -460,12 +466,45 @@ class ChangesView(TableView):
         self.set_crumb(Text.assemble((" Changes ", "bold"), (str(len(entries)), "bold"), " in the last 7 days, newest first"))
         self.show_change()
 
+    def rollback_command(self, e: Any) -> str:
+        from otelcockpit.rollout.incident import context_for_commands, rollback_command
+
+        if not (e.pipeline and e.rollback_target):
+            return ""
+        return rollback_command(e.pipeline, e.rollback_target, context=context_for_commands(self.app.settings))  # type: ignore[attr-defined]
+
     @on(VirtualTable.Highlighted)
     def show_change(self) -> None:
         e = self.table.current
-        self.query_one("#change-detail", Static).update(
-            Text(f" {e.scope} · {e.message}" + (f" · rollback: otelcockpit rollback {e.pipeline} --to {e.rollback_target}"
-                                                if e.rollback_target else ""), no_wrap=True, overflow="ellipsis")
-            if e is not None else ""
-        )
+        detail = self.query_one("#change-detail", Static)
+        if e is None:
+            detail.update("")
+            return
+        t = Text()
+        t.append(f"{e.scope} · " if e.scope else "", style="dim")
+        t.append(e.message)
+        command = self.rollback_command(e)
+        t.append("\nrollback: ", style="bold")
+        if command:
+            t.append(command, style="cyan")
+            t.append("  (y copies it)", style="dim")
+        else:
+            t.append("no earlier revision to roll back to", style="dim")
+        detail.update(t)
+
+    def action_copy_rollback(self) -> None:
+        e = self.table.current
+        if e is None:
+            self.notify("no change selected", severity="warning")
+            return
+        self.app.copy_rollback(e.pipeline, e.rollback_target, self.rollback_command(e))  # type: ignore[attr-defined]
+
+    def action_open(self) -> None:
+        e = self.table.current
+        if e is not None and e.pipeline:
+            self.app.open_pipeline(e.pipeline)  # type: ignore[attr-defined]
+
+    @on(VirtualTable.Selected)
+    def selected(self, event: VirtualTable.Selected) -> None:
+        self.action_open()
 

@@ -21,6 +21,7 @@ from rich.style import Style
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
+from textual.screen import Screen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
@@ -119,8 +120,11 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         Binding("down,j", "cursor(1)", "Down", show=False),
         Binding("pageup,ctrl+b", "page(-1)", "Page up", show=False),
         Binding("pagedown,ctrl+f,space", "page(1)", "Page down", show=False),
-        Binding("home,G", "edge(0)", "Top", show=False),
-        Binding("end", "edge(1)", "Bottom", show=False),
+        Binding("home", "edge(0)", "Top", show=False),
+        Binding("end,G", "edge(1)", "Bottom", show=False),
+        # `g` is the top of the list, except in views that group with it (Fleet, Services): there the
+        # key goes on to the view (see check_action) and `home` is the top.
+        Binding("g", "top", "Top", show=False),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -366,6 +370,21 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
     def visible_rows(self) -> list[T]:
         return [self.rows[i] for i in self.order]
 
+    def narrow_by_words(self, positions: Sequence[int], words: Sequence[str]) -> list[int]:
+        """The positions whose search text holds every word (ascending in, ascending out)."""
+        texts = self._texts
+        if None in texts:
+            self.index_search_texts(0, len(texts))
+        return [i for i in positions if all(w in texts[i] for w in words)]  # type: ignore[operator]
+
+    def cursor_to_first(self) -> None:
+        """The cursor on the first row shown (after a sort, a filter or a drill-down)."""
+        self.cursor = 0
+        self.cursor_key = self.key_of(self.rows[self.order[0]]) if self.order else None
+        self.scroll_to(y=0, animate=False, immediate=True)
+        self.refresh()
+        self.post_message(self.Highlighted(self, self.cursor_key))
+
     def move_to_key(self, key: str) -> None:
         self.cursor_key = key
         self._restore_cursor()
@@ -403,6 +422,23 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
 
     def action_edge(self, end: int) -> None:
         self._move(len(self.order) - 1 if end else 0)
+
+    def action_top(self) -> None:
+        self._move(0)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "top" and self._g_belongs_to_view():
+            return False  # not handled here: the key reaches the view's own `g`
+        return True
+
+    def _g_belongs_to_view(self) -> bool:
+        node = self.parent
+        while node is not None and not isinstance(node, Screen):
+            bindings = getattr(node, "_bindings", None)
+            if bindings is not None and bindings.key_to_bindings.get("g"):
+                return True
+            node = node.parent
+        return False
 
     def on_click(self, event: Any) -> None:
         self._move(int(self.scroll_offset.y) + event.y)

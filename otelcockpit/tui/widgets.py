@@ -79,15 +79,31 @@ class ListSuggester(Suggester):
 
 
 class BarInput(Input):
-    """An Input that gives up focus on escape (the bar hides) instead of the app going back."""
+    """An Input that gives up focus on escape (the bar hides) instead of the app going back; `tab`
+    takes the suggestion of the `:` line."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("enter", "submit", "Run"),
+        Binding("tab", "complete", "Complete"),
+    ]
 
     class Cancelled(Input.Changed):
         pass
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "complete" and self.suggester is None:
+            return False  # the `/` bar has nothing to complete: tab is not offered
+        return super().check_action(action, parameters)
+
     def action_cancel(self) -> None:
         self.post_message(self.Cancelled(self, self.value))
+
+    def action_complete(self) -> None:
+        """Take the suggestion (greyed after the cursor); without one, stay in the input."""
+        if self._suggestion and self._suggestion != self.value:
+            self.value = self._suggestion
+            self.cursor_position = len(self.value)
 
 
 class PromptBar(Horizontal):
@@ -244,15 +260,15 @@ class TooSmallScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.update_size()
 
-    def update_size(self) -> None:
-        w, h = self.app.size
+    def update_size(self, size: Any = None) -> None:
+        w, h = size or self.app.size
         nw, nh = self.need
         self.query_one("#too-small", Static).update(
             f"terminal too small: {w}x{h}\nthe cockpit needs {nw}x{nh}\n\n"
             "enlarge the window, or set min_size\nin config.yaml (e.g. 80x23)\n\nq quits"
         )
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: Any) -> None:
         self.app.check_size()  # type: ignore[attr-defined]
 
     def key_q(self) -> None:
