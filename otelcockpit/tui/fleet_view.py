@@ -24,6 +24,7 @@ from otelcockpit.fleet.model import HEALTH_ORDER, Collector, ConfigStatus, Fleet
 from otelcockpit.tui.render import CONFIG_CLASS, HEALTH_CLASS, HEALTH_GLYPH
 from otelcockpit.tui.view import GroupingMixin, View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
+from otelcockpit.tui.widgets import NavDataTable, NavOptionList
 
 GROUP_KEYS = ("env", "region", "cluster", "platform", "role", "owner", "type", "version", "health", "config")
 
@@ -37,7 +38,7 @@ class CollectorTable(VirtualTable[Collector]):
     def _columns(self) -> list[Column[Collector]]:
         return [
             Column("health", " ", 1, lambda c: (HEALTH_GLYPH[c.health], HEALTH_CLASS[c.health])),
-            Column("name", "NAME", 24, lambda c: (c.name, None if c.enabled else "vtable--dim"), flex=3),
+            Column("name", "NAME", 24, lambda c: (c.name, None if c.enabled else "vtable--dim"), flex=3, priority=2),
             Column("type", "TYPE", 5, lambda c: (c.type.value, None)),
             Column("version", "VERSION", 8, lambda c: (c.version, None)),
             Column("env", "ENV", 7, lambda c: (c.attr("env") or "-", None)),
@@ -104,7 +105,7 @@ class GroupPicker(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(f" {self.title_text}", classes="title")
-            yield OptionList(*[Option(k, id=k) for k in self.keys])
+            yield NavOptionList(*[Option(k, id=k) for k in self.keys])
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
@@ -149,7 +150,7 @@ class FleetView(GroupingMixin, View):
         with Vertical(id="table-box"):
             yield TableHeader(table, classes="table-header")
             yield table
-        yield DataTable(id="groups", cursor_type="row", zebra_stripes=False)
+        yield NavDataTable(id="groups", cursor_type="row", zebra_stripes=False)
 
     @property
     def table(self) -> CollectorTable:

@@ -76,12 +76,13 @@ class BrokenTable(VirtualTable[Any]):
     def __init__(self, now: Callable[[], Any], **kwargs: Any) -> None:
         self.now = now
         cols: list[Column[Any]] = [
-            Column("name", "COLLECTOR", 16, lambda b: (b.name, None), flex=2),
+            Column("name", "COLLECTOR", 16, lambda b: (b.name, None), flex=2, priority=3),
             Column("problem", "PROBLEM", 12,
-                   lambda b: (f"{PROBLEM_GLYPH[b.problem]} {PROBLEM_SHORT[b.problem]}", PROBLEM_CLASS[b.problem])),
-            Column("where", "WHERE", 14, lambda b: (f"{b.env}/{b.region}", None), flex=1),
-            Column("changed", "CHANGED BEFORE IT BROKE", 20, lambda b: (changed_text(b.changed, self.now()), None),
-                   flex=3),
+                   lambda b: (f"{PROBLEM_GLYPH[b.problem]} {PROBLEM_SHORT[b.problem]}", PROBLEM_CLASS[b.problem]),
+                   priority=2),
+            Column("where", "WHERE", 14, lambda b: (f"{b.env}/{b.region}", None), flex=1, priority=1),
+            Column("changed", "CHANGED BEFORE", 20, lambda b: (changed_text(b.changed, self.now()), None),
+                   flex=3, priority=2),
         ]
         super().__init__(cols, key=lambda b: b.id, **kwargs)
         self.empty_text = "no collector with a problem"
@@ -92,12 +93,14 @@ class IncidentChangeTable(VirtualTable[Any]):
         self.now = now
         cols: list[Column[Any]] = [
             Column("age", "AGE", 4, lambda ch: (age_text(ch.at, self.now()), None), align_right=True),
-            Column("pipeline", "PIPELINE", 16, lambda ch: (ch.pipeline or "-", None), flex=2),
-            Column("change", "CHANGE", 9, lambda ch: (ch.revision and f"rev {ch.revision}" or ch.kind, None), flex=1),
+            Column("pipeline", "PIPELINE", 16, lambda ch: (ch.pipeline or "-", None), flex=2, priority=3),
+            Column("change", "CHANGE", 9, lambda ch: (ch.revision and f"rev {ch.revision}" or ch.kind, None), flex=1,
+                   priority=1),
             Column("by", "BY", 10, lambda ch: (_short(ch.author), None), flex=1),
             Column("target", "ROLLBACK TO", 11,
-                   lambda ch: (ch.rollback_target or "-", "vtable--accent" if ch.rollback_target else "vtable--dim")),
-            Column("broken", "BROKEN", 6, lambda ch: self._broken(ch), align_right=True),
+                   lambda ch: (ch.rollback_target or "-", "vtable--accent" if ch.rollback_target else "vtable--dim"),
+                   priority=2),
+            Column("broken", "BROKEN", 6, lambda ch: self._broken(ch), align_right=True, priority=2),
         ]
         super().__init__(cols, key=lambda ch: ch.key, **kwargs)
         self.empty_text = "no change in this window"
@@ -117,6 +120,7 @@ class IncidentView(View):
     IncidentView .i-line { height: auto; padding: 0 1; }
     IncidentView .i-title { height: 1; padding: 0 1; text-style: bold; background: $surface; }
     IncidentView VirtualTable { height: 1fr; }
+    IncidentView #i-changes { height: auto; min-height: 3; max-height: 40%; }
     IncidentView.-compact .i-line { text-wrap: nowrap; text-overflow: ellipsis; }
     """
 

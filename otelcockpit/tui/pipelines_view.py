@@ -28,13 +28,15 @@ class PipelineTable(VirtualTable[PipelineRow]):
     def __init__(self, app_now: Any, **kwargs: Any) -> None:
         self.now = app_now
         cols: list[Column[PipelineRow]] = [
-            Column("name", "NAME", 18, lambda r: (r.pipeline.name, None if r.pipeline.enabled else "vtable--dim"), flex=2),
+            Column("name", "NAME", 18, lambda r: (r.pipeline.name, None if r.pipeline.enabled else "vtable--dim"), flex=2,
+                   priority=2),
             Column("type", "TYPE", 5, lambda r: (r.pipeline.config_type.value, None)),
             Column("on", "ON", 3, lambda r: ("yes" if r.pipeline.enabled else "no", None if r.pipeline.enabled else "vtable--dim")),
             Column("n", "COLL", 5, lambda r: (str(r.collectors), None), align_right=True),
             Column("revs", "REVS", 4, lambda r: (str(r.revisions), None), align_right=True),
             Column("upd", "UPD", 4, lambda r: (age_text(r.pipeline.updated_at, self.now()), None), align_right=True),
-            Column("matchers", "MATCHERS", 16, lambda r: (",".join(r.pipeline.matchers) or "(none)", None), flex=3),
+            Column("matchers", "MATCHERS", 16, lambda r: (",".join(r.pipeline.matchers) or "(none)", None), flex=3,
+                   priority=1),
         ]
         super().__init__(cols, key=lambda r: r.pipeline.name, **kwargs)
         self.empty_text = "no pipelines"

@@ -372,7 +372,7 @@ class RolloutTable(VirtualTable[RolloutView]):
         self.now = app_now
         cols: list[Column[RolloutView]] = [
             Column("id", "ID", 9, lambda v: (v.id, None)),
-            Column("pipeline", "PIPELINE", 16, lambda v: (v.pipeline, None), flex=2),
+            Column("pipeline", "PIPELINE", 16, lambda v: (v.pipeline, None), flex=2, priority=1),
             Column("state", "STATE", 11, lambda v: (v.state.value, {"paused": "vtable--degraded", "aborted": "vtable--error",
                                                                      "running": "vtable--healthy"}.get(v.state.value))),
             Column("stage", "STAGE", 5, lambda v: (f"{min(v.current_stage + 1, len(v.stages))}/{len(v.stages)}", None)),
@@ -422,7 +422,7 @@ class ChangeTable(VirtualTable[Any]):
         cols: list[Column[Any]] = [
             Column("age", "AGE", 4, lambda e: (age_text(e.at, self.now()), None), align_right=True),
             Column("kind", "KIND", 16, lambda e: (e.kind, None)),
-            Column("pipeline", "PIPELINE", 16, lambda e: (e.pipeline, None), flex=1),
+            Column("pipeline", "PIPELINE", 16, lambda e: (e.pipeline, None), flex=1, priority=1),
             Column("by", "BY", 10, lambda e: (who(e.author), None)),
             Column("target", "ROLLBACK", 8, lambda e: (f"↩ {e.rollback_target}" if e.rollback_target else "-", None)),
             Column("message", "WHAT", 12, lambda e: (e.message, None), flex=2, min_table_width=100),

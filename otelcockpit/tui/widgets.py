@@ -14,9 +14,57 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
 
 from otelcockpit.fleet.model import FleetSnapshot, age_text
+
+
+class NavOptionList(OptionList):
+    """An OptionList that moves with ``j``/``k`` and ``g``/``G`` too, like every list of the cockpit."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "go_first", "First", show=False),
+        Binding("G", "last", "Last", show=False),
+    ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from otelcockpit.tui.vtable import ancestor_binds
+
+        if action == "go_first" and ancestor_binds(self, "g"):
+            return False
+        return super().check_action(action, parameters)
+
+    def action_go_first(self) -> None:
+        self.action_first()
+
+
+class NavDataTable(DataTable[Any]):
+    """A DataTable that moves with ``j``/``k`` and ``g``/``G`` too; ``g`` is left to a view that binds
+    it (the Fleet view's group key)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "go_first", "First", show=False),
+        Binding("G", "go_last", "Last", show=False),
+    ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from otelcockpit.tui.vtable import ancestor_binds
+
+        if action == "go_first" and ancestor_binds(self, "g"):
+            return False
+        return super().check_action(action, parameters)
+
+    def action_go_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_go_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
 
 class StatusRow(Widget):
