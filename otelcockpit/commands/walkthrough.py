@@ -53,7 +53,7 @@ async def build_markdown(settings: Any, backend: Any, *, journey: str | None) ->
 
     def build() -> str:
         data = analyse_for(settings, snap, load_sources(resolve_sources(settings)))
-        slides = build_slides(snap, data, journey=journey)
+        slides = build_slides(snap, data, journey=journey, full=True)
         return to_markdown(slides, title=f"OpenTelemetry rollout walkthrough · {settings.context.name}")
 
     return await asyncio.to_thread(build)

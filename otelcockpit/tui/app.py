@@ -171,6 +171,10 @@ class CockpitApp(App[int]):
         self.collector_targets: dict[str, Any] = {}  # collector id -> CollectorTarget (its rollback target)
         self.pipeline_targets: dict[str, Any] = {}  # pipeline -> PipelineTarget (from the rollout service)
         self._changes_at = -1e9
+        # Every pipeline's history, for backends whose snapshot does not carry it (OpAMP, Fleet
+        # Management): the Pipelines view counts revisions from it, as the detail lists them.
+        self.revisions: dict[str, tuple[Revision, ...]] | None = None
+        self._revisions_at = -1e9
 
     # ---- time ----------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -419,6 +423,25 @@ class CockpitApp(App[int]):
         except CockpitError as exc:
             self.notify(exc.message, title="Could not load pipeline history", severity="warning")
             return dict(snap.revisions)
+
+    def request_revisions(self, *, force: bool = False) -> None:
+        """Load every pipeline's revisions (at most every 15 s) when the snapshot has none."""
+        snap = self.snapshot
+        if snap is None or self.backend is None or snap.revisions:
+            return
+        started = self.due("revisions", self._revisions_at, 15, force=force)
+        if started is not None:
+            self._revisions_at = started
+            self._load_revisions(snap)
+
+    @work(exclusive=True, group="revisions", exit_on_error=False)
+    async def _load_revisions(self, snap: FleetSnapshot) -> None:
+        self.revisions = await self.load_all_revisions(snap)
+        if self.top_screen() is None or self.snapshot is None:
+            return
+        view = self.current_view
+        if hasattr(view, "update_revisions"):
+            view.update_revisions()
 
     # ---- adoption (eligibility, phases, journeys): analysed in a thread, at most every 10 s -----
     def request_adoption(self, *, force: bool = False) -> None:
@@ -830,6 +853,7 @@ class CockpitApp(App[int]):
         self.rollouts, self.changes, self.collector_targets, self.pipeline_targets = (), None, {}, {}
         self._views.clear()
         self.adoption, self.adoption_error, self._adoption_sources, self._adoption_for = None, "", None, None
+        self.revisions = None
         if old_rollouts is not None:
             self.run_worker(old_rollouts.close(), exit_on_error=False)
         if old_backend is not None:

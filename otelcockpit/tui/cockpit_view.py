@@ -27,7 +27,7 @@ from textual.widgets import Static
 
 from otelcockpit.fleet.model import HEALTH_ORDER, ConfigStatus, FleetSnapshot, Health, age_text
 from otelcockpit.fleet.problems import PROBLEM_GLYPH, Problem, problem
-from otelcockpit.tui.render import HEALTH_GLYPH
+from otelcockpit.tui.render import HEALTH_GLYPH, words
 from otelcockpit.tui.view import View, bindings_for
 
 SELECTED = "reverse"  # the selected place or change
@@ -179,7 +179,9 @@ def phases_panel(app: Any, *, detailed: bool) -> Text:
     t = Text(no_wrap=not detailed, overflow="ellipsis")
     t.append("[4] Phases ", style="bold")
     if data is None:
-        t.append("analysing…", style="dim")
+        # What the Phases view says, the cockpit says: the analysis failed, or it is still running.
+        error = getattr(app, "adoption_error", "")
+        t.append(f"unavailable: {error}" if error else "analysing…", style="red" if error else "dim")
         return t
     first_fail = None
     for p in data.phases.phases:
@@ -204,7 +206,7 @@ def rollout_panel(app: Any) -> Text:
         last = views[0] if views else None
         t.append("none running", style="dim")
         if last is not None:
-            t.append(f"  last: {last.pipeline} {last.state.value}", style="dim")
+            t.append(f"  last: {last.pipeline} {words(last.state.value)}", style="dim")
         return t
     v = active[0]
     total = sum(s.total for s in v.stages) or 1
@@ -212,7 +214,7 @@ def rollout_panel(app: Any) -> Text:
     width = 10
     filled = round(width * applied / total)
     colour = "yellow" if v.state.value == "paused" else "green"
-    t.append(f"{v.pipeline} {v.state.value} stage {v.current_stage + 1}/{len(v.stages)} ")
+    t.append(f"{v.pipeline} {words(v.state.value)} stage {v.current_stage + 1}/{len(v.stages)} ")
     t.append("█" * filled + "░" * (width - filled), style=colour)
     t.append(f" {applied}/{total}")
     if v.failed:

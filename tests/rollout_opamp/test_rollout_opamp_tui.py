@@ -74,3 +74,38 @@ async def test_push_from_the_tui_runs_in_the_server(fleet, monkeypatch, tmp_path
         c = app.snapshot.collector(cid)
         assert detail.target_text(c, app.snapshot, app.now()).startswith(f"gateway@v1 · config {v1[:12]} · APPLIED ")
     assert not all_applied(serve, v1, 6)  # every agent moved off v1: the rollout ran in the server
+
+
+async def test_views_agree_on_the_opamp_backend(fleet, monkeypatch):
+    """Without a service inventory the cockpit's phase panel says what the Phases view says (not
+    "analysing…" for ever), and the Pipelines list counts the revisions its detail lists."""
+    from otelcockpit.tui.cockpit_view import CockpitView
+    from otelcockpit.tui.detail import PipelineDetailScreen
+
+    serve, _v1 = fleet
+    status, cv = serve.api("POST", "/configs", {"name": "gateway", "files": {"collector.yaml": {"body": "# v2\n"}}})
+    assert status == 201, cv
+    status, a = serve.api("POST", "/assignments", {"config": "gateway", "version": 2, "selector": ""})
+    assert status == 201, a
+    monkeypatch.setenv("OTELCOCKPIT_OPAMP_TOKEN", WRITE_TOKEN)
+    app = CockpitApp(settings_mod.resolve(source="opamp", url=serve.admin_url), live=True, cursor_blink=False,
+                     initial_view="cockpit")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(lambda: app.adoption_error, "the adoption analysis to fail without an inventory", pilot=pilot)
+        await pilot.pause()
+        cockpit = app.query_one(CockpitView)
+        panel = str(cockpit.query_one("#p-phases").render())
+        assert f"unavailable: {app.adoption_error}" in panel and "analysing" not in panel
+        await pilot.press("4")
+        await pilot.pause()
+        assert f"unavailable: {app.adoption_error}" in str(app.query_one("#phases #crumb").render())
+        await pilot.press("2")
+        view = app.query_one("#pipelines")
+        row = await wait_until(lambda: next((r for r in view.table.rows if r.pipeline.name == "gateway"
+                                             and r.revisions >= 0), None),
+                               "the gateway row with its revision count", pilot=pilot)
+        view.table.move_to_key("gateway")
+        await pilot.press("enter")
+        screen = await wait_until(lambda: isinstance(app.screen, PipelineDetailScreen) and app.screen.revisions
+                                  and app.screen, "the pipeline detail with its revisions", pilot=pilot)
+        assert row.revisions == len(screen.revisions) == 2
