@@ -62,10 +62,14 @@ def bar(done: int, failed: int, total: int, width: int = 20) -> Text:
 
 
 # ---- edit -------------------------------------------------------------------------------------
-# Edits not pushed yet, per (context, pipeline): a review cancelled or a push refused (policy, stale
-# data, a failed start) keeps the edit, and the next `u` opens the editor on it. An edit is dropped
-# when it is discarded (esc, confirmed) or once it is what the pipeline holds.
-DRAFTS: dict[tuple[str, str], str] = {}
+def drafts(app: Any) -> dict[tuple[str, str], str]:
+    """Edits not pushed yet, per (context, pipeline), for the app's session: a review cancelled or a
+    push refused (policy, stale data, a failed start) keeps the edit, and the next `u` opens the
+    editor on it. An edit is dropped when it is discarded (esc, confirmed) or once the pipeline holds it."""
+    found = getattr(app, "push_drafts", None)
+    if found is None:
+        found = app.push_drafts = {}
+    return found
 
 
 def _draft_key(app: Any, pipeline: Pipeline) -> tuple[str, str]:
@@ -90,9 +94,9 @@ class EditScreen(Screen[str | None]):
         self.from_draft = False
 
     def compose(self) -> ComposeResult:
-        draft = DRAFTS.get(_draft_key(self.app, self.pipeline))
+        draft = drafts(self.app).get(_draft_key(self.app, self.pipeline))
         if draft is not None and draft == self.pipeline.contents:
-            DRAFTS.pop(_draft_key(self.app, self.pipeline), None)  # it is live now: nothing kept
+            drafts(self.app).pop(_draft_key(self.app, self.pipeline), None)  # it is live now: nothing kept
             draft = None
         self.from_draft = draft is not None
         note = "  your edit from before, not pushed yet · " if self.from_draft else "  "
@@ -118,20 +122,20 @@ class EditScreen(Screen[str | None]):
     def action_done(self) -> None:
         text = self.text
         if text != self.pipeline.contents:
-            DRAFTS[_draft_key(self.app, self.pipeline)] = text  # kept until it is pushed or discarded
+            drafts(self.app)[_draft_key(self.app, self.pipeline)] = text  # kept until it is pushed or discarded
         self.dismiss(text)
 
     def action_cancel(self) -> None:
         """Leave; with an edit, ask first (Cancel focused keeps editing)."""
         if self.text == self.pipeline.contents:
-            DRAFTS.pop(_draft_key(self.app, self.pipeline), None)
+            drafts(self.app).pop(_draft_key(self.app, self.pipeline), None)
             self.dismiss(None)
             return
         from otelcockpit.tui.widgets import ConfirmScreen
 
         def answered(discard: bool | None) -> None:
             if discard:
-                DRAFTS.pop(_draft_key(self.app, self.pipeline), None)
+                drafts(self.app).pop(_draft_key(self.app, self.pipeline), None)
                 self.dismiss(None)
 
         self.app.push_screen(

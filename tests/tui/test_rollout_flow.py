@@ -218,3 +218,75 @@ async def test_rollback_from_the_pipeline_detail_goes_through_the_rollout_servic
                 break
             assert time.monotonic() < end, f"the rollback target on screen is still the revision rolled back from: {head}"
             await pilot.pause(0.2)
+
+
+async def test_the_editor_asks_before_discarding_and_keeps_an_edit_not_pushed(make_app, wait_loaded):
+    from otelcockpit.tui.widgets import ConfirmScreen
+
+    app = make_app(view="pipelines")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        name = app.query_one("#pipelines").table.current.pipeline.name
+        await pilot.press("u")
+        editor = app.screen
+        assert isinstance(editor, EditScreen)
+        # Esc without an edit just leaves.
+        await pilot.press("escape")
+        assert not isinstance(app.screen, EditScreen)
+        await pilot.press("u")
+        editor = app.screen
+        editor.query_one("TextArea").insert("// my careful change\n", (0, 0))
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConfirmScreen)  # asks first, Cancel focused
+        assert app.focused.id == "cancel"
+        await pilot.press("enter")  # Cancel: keep editing
+        assert app.screen is editor and editor.text.startswith("// my careful change")
+        # To the review, then cancel it (or be refused): the edit is kept for the next `u`.
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, (EditScreen, ReviewScreen))
+        await pilot.press("u")
+        editor = app.screen
+        assert isinstance(editor, EditScreen) and editor.from_draft
+        assert editor.text.startswith("// my careful change")
+        assert "your edit from before" in str(editor.query_one(".crumb").render())
+        # Esc, then Discard: gone for good.
+        await pilot.press("escape")
+        await pilot.press("tab", "enter")
+        assert not isinstance(app.screen, (EditScreen, ConfirmScreen))
+        await pilot.press("u")
+        assert not app.screen.from_draft and app.screen.text == app.snapshot.pipeline(name).contents
+
+
+async def test_the_review_shows_no_plan_for_bad_fields_and_says_why_start_is_disabled(make_app, wait_loaded, plain):
+    app = make_app(view="pipelines")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        screen = await review_with(pilot, failures="0")
+        assert "Blast radius" in plain(screen.query_one("#plan-text"))
+        assert not screen.query_one("#start").disabled and plain(screen.query_one("#why")).strip() == ""
+        screen.query_one("#waves").value = "50,abc"
+        await pilot.pause()
+        assert screen.plan is None and screen.query_one("#start").disabled
+        text = plain(screen.query_one("#plan-text"))
+        assert "Blast radius" not in text and text.startswith("No plan:")
+        assert plain(screen.query_one("#why")).startswith("Start is disabled: fix the fields")
+        screen.query_one("#waves").value = "50%,100%"
+        await pilot.pause()
+        assert screen.plan is not None and not screen.query_one("#start").disabled
+        await pilot.press("escape")
+    # Policy errors: Start is disabled and the screen says why.
+    app = make_app(view="pipelines")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        app.query_one("#pipelines").table.move_to_key("otel_gateway_traces")
+        await pilot.press("u")
+        area = app.screen.query_one("TextArea")
+        area.text = area.text.replace("otlphttp: {endpoint:", "otlphttp: {headers: {authorization: 'Bearer abc123secret'}, endpoint:")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        screen = app.screen
+        assert screen.query_one("#start").disabled
+        assert "policy error" in plain(screen.query_one("#why"))
