@@ -91,14 +91,19 @@ class CockpitCommands(Provider):
         app: CockpitApp = self.app  # type: ignore[assignment]
         out: list[tuple[str, Callable[[], Any], str]] = []
         for name, (cls, _aliases) in app.views.items():
-            out.append((f"View: {cls.TITLE}", partial(app.switch_view, name), f":{name}"))
+            if name != app.view_name:  # not the view shown
+                out.append((f"View: {cls.TITLE}", partial(app.switch_view, name), f":{name}"))
         for ctx in sorted(app.settings.contexts):
             out.append((f"Context: {ctx}", partial(app.switch_context, ctx), f":ctx {ctx}"))
         for theme in sorted(app.theme_set.themes):
-            out.append((f"Theme: {theme}", partial(app.apply_theme, theme), f":theme {theme}"))
+            if theme != app.theme:
+                out.append((f"Theme: {theme}", partial(app.apply_theme, theme), f":theme {theme}"))
         for spec in ACTIONS:
             if spec.scope != "app" or (app.read_only and spec.dangerous):
                 continue
+            name, _, args = spec.action.partition("(")
+            if app.check_action(name, (args.rstrip(")").strip("'\""),) if args else ()) is False:
+                continue  # a key that does not apply here (the view shown, a view this app lacks)
             out.append((f"{spec.description}", partial(app.run_action, spec.action), spec.key_display or spec.key))
         return out
 
@@ -254,9 +259,15 @@ class CockpitApp(App[int]):
         does not have, `/` where the view has no filter, and the one-key commands while a `:` or `/`
         bar takes the typing."""
         if action == "view":
-            return bool(parameters) and parameters[0] in self.views
+            # Only the views this app has, not the one shown, and not from the editor or the review.
+            return (bool(parameters) and parameters[0] in self.views and parameters[0] != self.view_name
+                    and self._bars_reachable())
+        if action == "back":
+            return self._can_go_back()
         if self._typing() and action in ("filter", "command_line", "help", "toggle_pause", "quit"):
             return False
+        if action in ("filter", "command_line") and not self._bars_reachable():
+            return False  # the editor and the review cover the bars: `:` and `/` would open them unseen
         if action == "filter":
             try:
                 return bool(getattr(self.current_view, "HAS_FILTER", False))
@@ -264,12 +275,32 @@ class CockpitApp(App[int]):
                 return False
         return True
 
-    def _typing(self) -> bool:
-        """A `:` or `/` bar (or any text input) has the keyboard."""
-        from textual.widgets import Input
+    def _can_go_back(self) -> bool:
+        """esc has something to do: close a bar, leave grouping, clear the filter or go back a view."""
+        try:
+            if any(bar.is_open for bar in self.query(PromptBar)):
+                return True
+            view = self.current_view
+        except Exception:  # noqa: BLE001 - no main screen (starting, shutting down, a modal on top)
+            return True
+        return bool(getattr(view, "group_key", None) or getattr(view, "filter_text", "") or self.history)
 
-        focused = self.focused
-        return isinstance(focused, Input)
+    def _typing(self) -> bool:
+        """A `:` or `/` bar, or any other text input or editor, has the keyboard."""
+        from textual.widgets import Input, TextArea
+
+        return isinstance(self.focused, Input | TextArea)
+
+    def _bars_reachable(self) -> bool:
+        """The `:` and `/` bars live on the main screen: reachable from it and from the detail
+        screens above it (they close to show them), not from the push editor or its review."""
+        from textual.command import CommandPalette
+
+        stack = [s for s in self.screen_stack if not isinstance(s, CommandPalette)]  # what it was opened on
+        if self._exit or not stack:
+            return True
+        screen = stack[-1]
+        return screen is stack[0] or isinstance(screen, DetailScreen)
 
     def check_size(self, size: Any = None) -> None:
         """Below the minimum size, at any time, the "terminal too small" screen covers everything;
