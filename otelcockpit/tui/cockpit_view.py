@@ -227,16 +227,26 @@ def rollout_panel(app: Any) -> Text:
 
 
 def recent_changes(app: Any, now: Any) -> list[Any] | None:
-    """The newest change of every pipeline changed in the last 24 h, newest first (None: loading)."""
+    """The newest change of every pipeline changed in the last 24 h, newest first (None: loading).
+    A rollout's later events (paused, stage ...) carry the rollback target of the rollout."""
+    from dataclasses import replace
+
     entries = getattr(app, "changes", None)
     if entries is None:
         return None
     since = now - timedelta(hours=24)
     latest: dict[str, Any] = {}
+    targets: dict[str, str] = {}  # rollout id -> its rollback target
     for e in entries:
+        if e.rollout_id and e.rollback_target:
+            targets[e.rollout_id] = e.rollback_target
         if e.at >= since and e.pipeline:
             latest[e.pipeline] = e  # entries are in time order: keep the newest per pipeline
-    return sorted(latest.values(), key=lambda e: e.at, reverse=True)
+    out = [
+        replace(e, rollback_target=targets[e.rollout_id]) if not e.rollback_target and e.rollout_id in targets else e
+        for e in latest.values()
+    ]
+    return sorted(out, key=lambda e: e.at, reverse=True)
 
 
 def changes_panel(app: Any, now: Any, selected: str | None = None) -> Text:

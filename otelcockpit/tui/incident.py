@@ -59,7 +59,7 @@ def changed_text(ch: Any, now: Any) -> str:
     """The change that reached a collector before it broke, in one cell."""
     if ch is None:
         return "no change known"
-    what = f"rev {ch.revision}" if ch.revision else ch.kind
+    what = f"rev {ch.revision}" if ch.revision else ("rollout" if ch.kind == "rollout.stage" else ch.kind)
     text = f"{ch.pipeline} {what} {age_text(ch.at, now)} ago"
     return text + (f" ↩{ch.rollback_target}" if ch.rollback_target else "")
 

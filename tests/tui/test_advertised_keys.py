@@ -65,7 +65,7 @@ def fingerprint(app: Any) -> tuple[Any, ...]:
         id(app.snapshot),
     ]
     for bar in app.screen_stack[0].query(PromptBar):
-        parts += [bar.is_open, bar.input.value]
+        parts += [bar.is_open, bar.input.value, str(bar.query_one("#error").render())]
     try:
         view = app.current_view
     except Exception:  # noqa: BLE001 - shutting down
