@@ -20,18 +20,18 @@ HIDDEN_ACTIONS = {
     "cursor_up", "cursor_down", "first", "last", "select_all",
 }
 
-LIST_NAV = [
-    ("↑ ↓ j k", "move"),
-    ("pgup pgdn space", "page"),
-    ("home g · end G", "first / last (where g groups, home is the first)"),
-]
 SCROLL_NAV = [("↑ ↓ pgup pgdn", "scroll")]
 
 
-def nav_keys(actions: set[str]) -> list[tuple[str, str]]:
-    """The movement keys that work here: a list's, a scrolling body's, or none."""
+def nav_keys(actions: set[str], g_is_taken: bool = False) -> list[tuple[str, str]]:
+    """The movement keys that work here: a list's, a scrolling body's, or none. ``g_is_taken``: the
+    view uses `g` for something else (grouping), so `home` is the way to the first row."""
     if actions & {"cursor", "select", "cursor_up", "cursor_down"}:
-        return LIST_NAV
+        return [
+            ("↑ ↓ j k", "move"),
+            ("pgup pgdn space", "page"),
+            ("home · end G" if g_is_taken else "home g · end G", "first / last"),
+        ]
     if actions & {"scroll_up", "scroll_down"}:
         return SCROLL_NAV
     return []
@@ -65,16 +65,21 @@ class HelpScreen(ModalScreen[None]):
         if self.read_only:
             grid.add_row(Text(" RO ", style="bold reverse"), "read-only: actions that change the fleet are off")
         grid.add_row(Text("Keys here", style="bold underline"), "")
-        seen: set[str] = set()
+        rows: dict[str, tuple[str, str, bool]] = {}  # action -> (key, description, from the registry)
         actions = {a.binding.action.split("(")[0] for a in self.bindings_map.values()}
         for _key, active in self.bindings_map.items():
             b = active.binding
-            if b.action.split("(")[0] in HIDDEN_ACTIONS or (b.action in seen and not b.show):
+            if b.action.split("(")[0] in HIDDEN_ACTIONS:
                 continue
-            seen.add(b.action)
-            label = self.app.get_key_display(b)
-            grid.add_row(label, b.description or b.action)
-        for k, d in nav_keys(actions):
+            ours = bool(b.id)  # the cockpit's own keys come from the registry (they carry an id)
+            known = rows.get(b.action)
+            if known is not None and (known[2] or not ours) and not b.show:
+                continue  # one key per action: the cockpit's own (q), not Textual's (ctrl+q)
+            rows[b.action] = (self.app.get_key_display(b), b.description or b.action, ours)
+        for label, description, _ours in rows.values():
+            grid.add_row(label, description)
+        g = self.bindings_map.get("g")
+        for k, d in nav_keys(actions, g_is_taken=g is not None and g.binding.action not in ("top", "go_first")):
             grid.add_row(k, d)
         grid.add_row("ctrl+p", "command palette")
         grid.add_row("", "")

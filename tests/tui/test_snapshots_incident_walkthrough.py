@@ -24,7 +24,7 @@ def incident(frozen_clock, *keys):  # noqa: ANN001, ANN201
         await wait_until(lambda: pilot.app.report is not None, "the incident report", pilot=pilot)
         # The report is in; let both tables lay out before the picture (a loaded machine is slow).
         tables = [pilot.app.query_one(f"#{t}") for t in ("i-broken", "i-changes")]
-        await wait_until(lambda: all(t.row_count for t in tables), "rows in both incident tables", pilot=pilot)
+        await wait_until(lambda: all(t.rows for t in tables), "rows in both incident tables", pilot=pilot)
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.1)
         for key in keys:
