@@ -108,11 +108,15 @@ class CollectorFilter:
         one value lookup per row and key, one evaluation per distinct combination of values."""
         matchers = self.matchers
         keys = keys_of(matchers)
+        attr = Collector.attr
         columns = []
         for k in keys:
             field = FIELDS.get(k)
-            get = field[0] if field is not None else (lambda c, _k=k: c.attr(_k))
-            columns.append([get(c) for c in rows])
+            if field is None:
+                columns.append([attr(c, k) for c in rows])
+            else:
+                get = field[0]
+                columns.append([get(c) for c in rows])
         verdict: dict[tuple[str, ...], bool] = {}
         out = []
         for i, values in enumerate(zip(*columns, strict=True)):

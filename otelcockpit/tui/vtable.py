@@ -224,6 +224,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
 
     # ---- column widths ---------------------------------------------------------------------------
     MEASURE_SAMPLE: ClassVar[int] = 1000  # rows measured for the column widths (a large fleet is uniform)
+    MEASURE_CHANGED: ClassVar[int] = 50  # changed rows measured on a refresh (widths seldom move)
 
     def measure(self, rows: Sequence[T], *, grow: bool = False) -> None:
         """The widest cell of each column over ``rows`` (a sample when there are many); ``grow``
@@ -278,7 +279,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
             return
         if not changed:
             return
-        self.measure([new[i] for i in changed[: self.MEASURE_SAMPLE]], grow=True)
+        self.measure([new[i] for i in changed[: self.MEASURE_CHANGED]], grow=True)
         texts = self._texts
         for i in changed:
             texts[i] = None
