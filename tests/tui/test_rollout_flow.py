@@ -268,14 +268,14 @@ async def test_the_review_shows_no_plan_for_bad_fields_and_says_why_start_is_dis
         assert "Blast radius" in plain(screen.query_one("#plan-text"))
         assert not screen.query_one("#start").disabled and plain(screen.query_one("#why")).strip() == ""
         screen.query_one("#waves").value = "50,abc"
-        await pilot.pause()
+        await wait_until(lambda: screen.error, "the review to say why the fields give no plan", pilot=pilot)
         assert screen.plan is None and screen.query_one("#start").disabled
         text = plain(screen.query_one("#plan-text"))
         assert "Blast radius" not in text and text.startswith("No plan:")
         assert plain(screen.query_one("#why")).startswith("Start is disabled: fix the fields")
         screen.query_one("#waves").value = "50%,100%"
-        await pilot.pause()
-        assert screen.plan is not None and not screen.query_one("#start").disabled
+        await wait_until(lambda: screen.plan is not None, "the plan of the fixed fields", pilot=pilot)
+        assert not screen.query_one("#start").disabled
         await pilot.press("escape")
     # Policy errors: Start is disabled and the screen says why.
     app = make_app(view="pipelines")
