@@ -30,6 +30,10 @@ def scenario(make_app, wait_loaded, *keys, read_only=False, text=None, adoption=
                 pilot=pilot,
             )
             await pilot.pause()
+        if view == "cockpit":
+            panel = pilot.app.query_one("#p-changes")
+            await wait_until(lambda: panel.size.height == str(panel.render()).count("\n") + 1,
+                             "the change panel laid out with every line", pilot=pilot)
         if setup is not None:
             await setup(pilot)
         for key in after:
