@@ -117,10 +117,16 @@ def run_copied(terminal: Any, command: str, env_vars: dict[str, str]) -> str:
     argv = shlex.split(command)
     assert argv[0] == "otelcockpit", command
     t2 = terminal(*argv[1:], env={"OTELCOCKPIT_OPAMP_TOKEN": env_vars["OTELCOCKPIT_OPAMP_TOKEN"]})
-    t2.wait_for("[y/N]")
+    t2.wait_for("[y/N]", timeout=30)
     t2.type("y")
     t2.keys("Enter")
-    return t2.wait_for("Pane is dead (status 0")  # it ran and ended well
+
+    def ended() -> str:
+        return t2.tmux("display-message", "-p", "-t", t2.session, "#{pane_dead} #{pane_dead_status}").strip()
+
+    wait_until(lambda: ended() == "1 0", lambda: f"the rollback command to end well ({ended()!r}):\n{t2.screen()}",
+               timeout=60)
+    return t2.screen()
 
 
 def all_applied_again(serve: ServeProcess, members: set[str]) -> bool:
