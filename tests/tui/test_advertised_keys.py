@@ -100,8 +100,8 @@ async def walk(pilot: Any, place: str, setup: Setup, *, app_keys: bool = True) -
     """Press every key advertised at ``place`` (from a fresh ``setup`` each time); return the keys
     that did nothing (and are not documented as no-ops). ``app_keys=False``: the place's own keys and
     the app-wide keys that depend on it (``/``, ``esc``); the other app-wide keys run the same code
-    wherever they are pressed and are walked in full in the cockpit, the Fleet view and one detail
-    screen."""
+    wherever they are pressed and are walked in full in the cockpit, on one detail screen and on the
+    editor and the review."""
     app = pilot.app
     await setup(pilot)
     keys = advertised(app)
@@ -217,7 +217,7 @@ async def test_every_view_of_the_cockpit(cockpit) -> None:
         await wait_until(lambda: any(v.id == "r0walk01" for v in app.rollouts), "the planned rollout", pilot=pilot)
         silent: list[str] = []
         for name in app.views:
-            silent += await walk(pilot, name, in_view(name), app_keys=name in ("cockpit", "fleet"))
+            silent += await walk(pilot, name, in_view(name), app_keys=name == "cockpit")
         assert not silent, "advertised keys that did nothing:\n" + "\n".join(silent)
         # Keys that do not apply are not shown: the cockpit has no filter; a `:` bar takes the typing.
         await in_view("cockpit")(pilot)
@@ -235,7 +235,7 @@ async def test_every_view_of_the_cockpit(cockpit) -> None:
 
 
 SCREEN_GROUPS = {
-    "details": ("collector detail", "pipeline detail", "service detail", "rollout", "changes pipeline"),
+    "details": ("collector detail", "pipeline detail", "service detail", "rollout"),
     "editing": ("editor", "review", "confirm", "prompt"),
     "pickers and bars": ("help", "group picker", "sort picker", "command bar", "filter bar"),
 }
@@ -284,7 +284,6 @@ async def test_every_screen_of_the_cockpit(cockpit, group: str) -> None:
             "prompt": in_view("fleet", "a"),
             "command bar": command_bar,
             "filter bar": in_view("fleet", "slash", "g", "w"),
-            "changes pipeline": in_view("changes", "enter"),
         }
         assert set(places) == {p for g in SCREEN_GROUPS.values() for p in g}
         silent: list[str] = []

@@ -286,7 +286,7 @@ async def test_the_review_shows_no_plan_for_bad_fields_and_says_why_start_is_dis
         area = app.screen.query_one("TextArea")
         area.text = area.text.replace("otlphttp: {endpoint:", "otlphttp: {headers: {authorization: 'Bearer abc123secret'}, endpoint:")
         await pilot.press("ctrl+s")
-        await pilot.pause()
-        screen = app.screen
+        screen = await wait_until(lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None
+                                  and app.screen, "the review's plan", pilot=pilot)
         assert screen.query_one("#start").disabled
         assert "policy error" in plain(screen.query_one("#why"))
