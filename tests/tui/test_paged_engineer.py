@@ -150,7 +150,9 @@ async def test_the_cockpit_answers_the_page(make_app, wait_loaded, plain) -> Non
         for _ in range(first_change):
             await pilot.press("j")
         assert view.selected == ("change", "linux_host_metrics")
-        assert "linux_host_metrics" in plain(view.query_one("#p-changes"))
+        panel = view.query_one("#p-changes").content  # the selected line is shown in reverse
+        assert any("reverse" in str(sp.style) and "linux_host_metrics" in panel.plain[sp.start:sp.end]
+                   for sp in panel.spans)
         await pilot.press("y")
         assert app.clipboard == "otelcockpit rollback linux_host_metrics --to 1002"
         await pilot.press("enter")
