@@ -123,11 +123,13 @@ def run_copied(terminal: Any, command: str, env_vars: dict[str, str]) -> str:
     t2.type("y")
     t2.keys("Enter")
 
-    def ended() -> str:
-        return t2.tmux("display-message", "-p", "-t", t2.session, "#{pane_dead} #{pane_dead_status}").strip()
+    def state() -> list[str]:
+        fmt = "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}"
+        return t2.tmux("display-message", "-p", "-t", t2.session, fmt).strip().split("|")
 
-    wait_until(lambda: ended() == "1 0", lambda: f"the rollback command to end well ({ended()!r}):\n{t2.screen()}",
-               timeout=60)
+    wait_until(lambda: state()[0] == "1", lambda: f"the rollback command to end ({state()}):\n{t2.screen()}", timeout=60)
+    dead, status, signal = state()
+    assert status in ("0", "") and not signal, f"the rollback command ended badly ({state()}):\n{t2.screen()}"
     return t2.screen()
 
 
