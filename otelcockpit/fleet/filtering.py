@@ -43,7 +43,7 @@ def place_text(c: Collector) -> str:
 FIELDS: dict[str, tuple[Callable[[Collector], str], str]] = {
     "name": (lambda c: c.name, "the collector's name"),
     "id": (lambda c: c.id, "its id"),
-    "type": (lambda c: c.type.value, "alloy or otel"),
+    "type": (lambda c: c.type.value, "alloy, otel, or sdk (an OpAMP client inside an application)"),
     "version": (lambda c: c.version, "the collector's version"),
     "health": (lambda c: c.health.value, "healthy, degraded, unhealthy, offline or unknown"),
     "config": (lambda c: c.remote_config.status.value, "its remote config status: applied, applying, failed or unset"),
