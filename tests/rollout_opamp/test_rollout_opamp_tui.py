@@ -48,7 +48,9 @@ async def test_push_from_the_tui_runs_in_the_server(fleet, monkeypatch, tmp_path
         review.query_one("#canary").value = "1"
         review.query_one("#waves").value = "100%"
         review.query_one("#soak").value = "0s"
-        await wait_until(lambda: review.plan is not None, "the server's plan", pilot=pilot)
+        # The plan of these fields (not the one of the defaults, which may arrive first).
+        await wait_until(lambda: review.plan is not None and review.plan.gates.soak_seconds == 0,
+                         "the server's plan for the fields set", pilot=pilot)
         assert review.plan.collector_count == 6
         review.query_one("#start").press()
         await wait_until(lambda: isinstance(app.screen, RolloutScreen), "the rollout screen", pilot=pilot)

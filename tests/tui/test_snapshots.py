@@ -33,7 +33,8 @@ def scenario(make_app, wait_loaded, *keys, read_only=False, text=None, adoption=
         if view == "cockpit":
             panel = pilot.app.query_one("#p-changes")
             await wait_until(lambda: panel.size.height == str(panel.render()).count("\n") + 1,
-                             "the change panel laid out with every line", pilot=pilot)
+                             lambda: f"the change panel laid out with every line (height {panel.size.height}, "
+                             f"{str(panel.render()).count(chr(10)) + 1} lines)", pilot=pilot)
         if setup is not None:
             await setup(pilot)
         for key in after:
