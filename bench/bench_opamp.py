@@ -113,7 +113,7 @@ def free_port() -> int:
 
 
 class Serve:
-    def __init__(self, tmp: Path, heartbeat: int) -> None:
+    def __init__(self, tmp: Path, heartbeat: int, *extra: str) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         tokens = tmp / "tokens.yaml"
         tokens.write_text(f"tokens:\n  - {{token: {WRITE_TOKEN}, role: write, name: bench}}\n")
@@ -135,6 +135,7 @@ class Serve:
                 str(tokens),
                 "--heartbeat-seconds",
                 str(heartbeat),
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -62,7 +62,7 @@ def test_first_paint_vs_stock_datatable(record, tmp_path):
 
 def _app() -> CockpitApp:
     s = settings_mod.resolve(demo_collectors=N)
-    return CockpitApp(s, clock=lambda: FROZEN, live=False, cursor_blink=False)
+    return CockpitApp(s, clock=lambda: FROZEN, live=False, cursor_blink=False, initial_view="fleet")
 
 
 async def _loaded(pilot) -> None:

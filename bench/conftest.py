@@ -16,6 +16,15 @@ sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
 
 
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benchmark neither reads the developer's config nor writes their data dir (a session state
+    saved by one run would change what the next one measures)."""
+    home = tmp_path_factory.mktemp("bench-home")
+    monkeypatch.setenv("OTELCOCKPIT_CONFIG", str(home / "config.yaml"))
+    monkeypatch.setenv("OTELCOCKPIT_DATA_DIR", str(home / "data"))
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 

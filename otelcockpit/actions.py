@@ -58,6 +58,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # --- incident view (always read-only; copying a command to the clipboard is not a mutation) ---
     ActionSpec("incident-copy", "y", "copy_rollback", "Copy rollback cmd", "incident"),
     ActionSpec("incident-copy-c", "c", "copy_rollback", "Copy rollback cmd", "incident", show=False),
+    ActionSpec("incident-open", "enter", "open", "Open", "incident"),
+    # --- cockpit: the places and the changed pipelines are a list ---------------------------------
+    ActionSpec("cockpit-open", "enter", "open", "Open", "cockpit"),
+    ActionSpec("cockpit-copy", "y", "copy_rollback", "Copy rollback cmd", "cockpit"),
+    # --- changes view ---------------------------------------------------------------------------
+    ActionSpec("changes-open", "enter", "open", "Pipeline", "changes"),
+    ActionSpec("changes-copy", "y", "copy_rollback", "Copy rollback cmd", "changes"),
     # --- walkthrough (presenter keys) -------------------------------------------------------------
     ActionSpec("walkthrough-next", "n", "next", "Next", "walkthrough"),
     ActionSpec("walkthrough-prev", "p", "prev", "Previous", "walkthrough"),
@@ -67,7 +74,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("walkthrough-phase-1", "1", "phase(1)", "Phase 1", "walkthrough", show=False),
     ActionSpec("walkthrough-phase-2", "2", "phase(2)", "Phase 2", "walkthrough", show=False),
     ActionSpec("walkthrough-phase-3", "3", "phase(3)", "Phase 3", "walkthrough", show=False),
-    ActionSpec("walkthrough-phase-4", "4", "phase(4)", "Phase 4", "walkthrough", show=False, key_display="1-4"),
+    ActionSpec("walkthrough-phase-4", "4", "phase(4)", "Phase 4", "walkthrough", show=False),
     ActionSpec("walkthrough-first", "home", "first", "First", "walkthrough", show=False),
     ActionSpec("walkthrough-pause", "P", "app.toggle_pause", "Pause", "walkthrough", show=False),
     ActionSpec("push-pipeline-detail", "u", "push", "Staged push", "pipeline-detail", dangerous=True),

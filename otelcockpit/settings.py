@@ -49,6 +49,33 @@ def user_themes_dir() -> Path:
     return config_path().parent / "themes"
 
 
+def theme_names() -> set[str]:
+    """The names of the built-in themes and of the user's (read from their files without building
+    them: the CLI checks a theme name without loading the TUI)."""
+    from otelcockpit.errors import CockpitError
+    from otelcockpit.resources import themes_dir
+
+    names: set[str] = set()
+    for folder in (themes_dir(), user_themes_dir()):
+        if not folder.is_dir():
+            continue
+        for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            try:
+                data = load_yaml(file)
+            except CockpitError:
+                continue  # a broken user theme is reported by the TUI, and skipped
+            if isinstance(data, Mapping) and isinstance(data.get("name"), str):
+                names.add(data["name"])
+    return names
+
+
+def check_theme_name(name: str, origin: str) -> None:
+    """An unknown theme is a configuration error (exit 2), whichever command runs."""
+    known = theme_names()
+    if name not in known:
+        raise UsageError(f"{origin}unknown theme {name!r} (known: {', '.join(sorted(known))})")
+
+
 @dataclass(frozen=True)
 class Context:
     name: str
@@ -283,6 +310,11 @@ def resolve(
             token_env=defaults.get("token_env", ""),
         )
     if url:
+        if ctx.backend == "demo":
+            # The demo has no URL: a URL without a backend that takes one would quietly show fake data.
+            raise UsageError(
+                "--url needs --source fleet-management or --source opamp (or a context whose backend takes a URL)"
+            )
         ctx = replace(ctx, url=url)
     if ctx.backend != "demo" and not ctx.url:
         raise UsageError(f"the {ctx.backend} backend needs a URL: --url URL or a context with url:")
@@ -301,6 +333,10 @@ def resolve(
     else:
         chosen_theme = ctx.theme or str(raw.get("theme") or "cockpit-dark")
 
+    if theme:
+        check_theme_name(theme, "--theme: ")
+    elif chosen_theme != "monochrome":
+        check_theme_name(chosen_theme, f"{origin}: ")
     refresh = ctx.refresh_seconds or _number(raw.get("refresh_seconds", 2.0), origin, "refresh_seconds")
     min_size = _min_size(raw.get("min_size", "80x24"), origin)
     thresholds = _phase_thresholds(raw.get("phase_thresholds"), origin)

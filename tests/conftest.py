@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+# tests/waits.py (wait_until) and tests/pgcluster.py are importable from every test module.
+sys.path.insert(0, str(Path(__file__).parent))
+from pgcluster import PgCluster  # noqa: E402
 
 FROZEN = datetime(2026, 11, 20, 9, 0, 0, tzinfo=UTC)
 
@@ -37,86 +42,8 @@ def config_file() -> Path:
 
 # ---- a real PostgreSQL server for the store tests ------------------------------------------------
 # The machine image has PostgreSQL's server binaries (`make test` installs Debian's postgresql where they
-# are missing). Each test session starts its own cluster in a temporary directory, as the `postgres`
-# user (PostgreSQL refuses to run as root), on a free loopback port; each test gets a fresh database.
-
-
-def _pg_bindir() -> str | None:
-    import glob
-    import shutil
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
-    if found:
-        return os.path.dirname(found[0])
-    exe = shutil.which("pg_ctl")
-    return os.path.dirname(os.path.realpath(exe)) if exe else None
-
-
-class PgCluster:
-    def __init__(self) -> None:
-        import shutil
-        import socket
-        import subprocess
-        import tempfile
-
-        bindir = _pg_bindir()
-        if bindir is None:
-            raise RuntimeError("PostgreSQL's server binaries (pg_ctl, initdb) are not installed")
-        self.bindir = bindir
-        self.base = tempfile.mkdtemp(prefix="otelcockpit-pg-")
-        as_root = os.geteuid() == 0
-        user = "postgres" if as_root else None
-        if as_root:
-            shutil.chown(self.base, "postgres", "postgres")
-        self.user = user
-        data = os.path.join(self.base, "data")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.data = data
-        run = dict(check=True, capture_output=True, text=True, timeout=120)
-        subprocess.run(
-            [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-            user=user, **run,
-        )  # fmt: skip
-        self.start()
-
-    def start(self) -> None:
-        import subprocess
-
-        subprocess.run(
-            [f"{self.bindir}/pg_ctl", "-D", self.data, "-w", "-t", "60", "-l", os.path.join(self.base, "log"), "-o",
-             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
-             "-c max_connections=300", "start"],
-            user=self.user, check=True, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-
-    def stop(self, mode: str = "fast") -> None:
-        import subprocess
-
-        subprocess.run(
-            [f"{self.bindir}/pg_ctl", "-D", self.data, "-w", "-m", mode, "stop"],
-            user=self.user, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-
-    def url(self, db: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
-
-    def create_database(self) -> str:
-        import uuid
-
-        import psycopg
-
-        name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(self.url(), autocommit=True) as con:
-            con.execute(f"CREATE DATABASE {name}")
-        return self.url(name)
-
-    def destroy(self) -> None:
-        import shutil
-
-        self.stop("immediate")
-        shutil.rmtree(self.base, ignore_errors=True)
+# are missing). Each test session starts its own cluster (tests/pgcluster.py); each test gets a fresh
+# database.
 
 
 @pytest.fixture(scope="session")

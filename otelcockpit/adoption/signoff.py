@@ -66,7 +66,7 @@ def sign_off(
         raise ReadOnlyError("read-only mode: signing off a phase item is a mutating action")
     if not by.strip():
         raise CockpitError("a sign-off needs a name (--by NAME)")
-    stamp = at.isoformat().replace("+00:00", "Z")
+    stamp = at.replace(microsecond=0).isoformat().replace("+00:00", "Z")  # to the second
     with _connect(path or default_path()) as conn:
         conn.execute(
             "INSERT INTO signoffs (item, by, at, note, context) VALUES (?, ?, ?, ?, ?)",

@@ -10,7 +10,9 @@
 5. one critical journey end to end (``--journey NAME``; default the least covered one);
 6. the next actions, derived from the failing checks, the order warnings and the journey's gaps.
 
-``to_markdown(slides)`` writes the same session as Markdown (``walkthrough --export FILE``).
+``to_markdown(slides)`` writes the same session as Markdown (``walkthrough --export FILE``): build
+the slides with ``full=True`` for it, so every list is whole (the screen shows the first few), the
+checks are tables with their sign-offs (who, when, why), and times are to the second.
 Nothing here imports a backend, HTTP or textual.
 """
 
@@ -19,13 +21,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from otelcockpit.adoption.cockpit import AdoptionData
 from otelcockpit.adoption.journeys import JourneyCoverage, coverage_bar
 from otelcockpit.adoption.outage import DrillRecord
 from otelcockpit.adoption.phases import Phase, PhaseItem
 from otelcockpit.errors import UsageError
-from otelcockpit.fleet.model import FleetSnapshot, Health, rfc3339
+from otelcockpit.fleet.model import FleetSnapshot, Health, parse_time
 
 # Line kinds: the TUI styles them, Markdown marks them.
 OK, FAIL, WARN, INFO, HEAD, NOTE = "ok", "fail", "warn", "info", "head", "note"
@@ -81,6 +84,31 @@ class Slide:
         }
 
 
+def when(ts: datetime | str | None) -> str:
+    """A time for people, to the second: ``2026-11-20 09:00:00 UTC``."""
+    try:
+        at = parse_time(ts) if ts is not None else None
+    except ValueError:
+        return str(ts)
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at is not None else "-"
+
+
+def signed(item: PhaseItem) -> str:
+    """Who signed an item off, when, and why ('' when nobody did)."""
+    s = item.signoff
+    if s is None:
+        return ""
+    return f"{s.by}, {when(s.at)}" + (f": {s.note}" if s.note else "")
+
+
+def _more(shown: int, total: int, what: str = "") -> str:
+    return f"… and {total - shown} more{' ' + what if what else ''}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _item_line(item: PhaseItem) -> Line:
     value = f"{item.value:.0%} (threshold {item.threshold:.0%})"
     text = f"{item.title}: {value}"
@@ -89,25 +117,41 @@ def _item_line(item: PhaseItem) -> Line:
     return Line(OK if item.passed else FAIL, text)
 
 
-def phase_slide(phase: Phase, warnings: Sequence[str]) -> Slide:
+def phase_slide(phase: Phase, warnings: Sequence[str], *, full: bool = False) -> Slide:
+    """A phase with its live checks. ``full`` (the export): the checks as a table with their
+    sign-offs, and every reason a check fails."""
     passed = sum(1 for i in phase.items if i.passed)
     state = "at its threshold" if phase.at_threshold else "below its threshold"
     goal = phase.goal[:1].upper() + phase.goal[1:]
     lead = f"{goal}. {passed}/{len(phase.items)} checks pass ({phase.progress:.0%}); the phase is {state}."
-    lines: list[Line] = [Line(HEAD, "Checks, live")]
-    for item in phase.items:
-        lines.append(_item_line(item))
-        if not item.passed:
-            lines += [Line(NOTE, f) for f in item.failing[:3]]
-            if len(item.failing) > 3:
-                lines.append(Line(NOTE, f"… and {len(item.failing) - 3} more"))
+    lines: list[Line] = []
+    table: tuple[tuple[str, ...], ...] = ()
+    if full:
+        table = (("Check", "Now", "Threshold", "Passes", "Signed off"),) + tuple(
+            (i.title, f"{i.value:.0%}", f"{i.threshold:.0%}", "yes" if i.passed else "no", signed(i) or "-")
+            for i in phase.items
+        )
+        failing = [i for i in phase.items if i.failing]  # a check may pass its threshold and still miss some
+        if failing:
+            lines.append(Line(HEAD, "What fails"))
+        for item in failing:
+            lines.append(Line(OK if item.passed else FAIL, item.title))
+            lines += [Line(NOTE, f) for f in item.failing]
+    else:
+        lines.append(Line(HEAD, "Checks, live"))
+        for item in phase.items:
+            lines.append(_item_line(item))
+            if not item.passed:
+                lines += [Line(NOTE, f) for f in item.failing[:3]]
+                if len(item.failing) > 3:
+                    lines.append(Line(NOTE, _more(3, len(item.failing))))
     if phase.started_by:
         lines.append(Line(INFO, f"Work started: {', '.join(phase.started_by)}"))
     mine = [w for w in warnings if w.startswith(f"phase {phase.number} ")]
     lines += [Line(WARN, w) for w in mine]
     lines += [Line(HEAD, "Why here"), Line(INFO, WHY_PHASE[phase.number])]
     return Slide(
-        f"phase-{phase.number}", f"Phase {phase.number}: {phase.name}", lead, tuple(lines), phase=phase.number
+        f"phase-{phase.number}", f"Phase {phase.number}: {phase.name}", lead, tuple(lines), table, phase=phase.number
     )
 
 
@@ -146,16 +190,16 @@ def _intro(snapshot: FleetSnapshot, data: AdoptionData) -> Slide:
         )
     if snapshot.stale:
         lines.append(Line(WARN, f"the fleet data is stale: {snapshot.stale_reason}"))
-    at = f" (data of {rfc3339(snapshot.fetched_at)})"
+    at = f" (data of {when(snapshot.fetched_at)})"
     lead = (
-        f"Phases at their threshold: {', '.join(map(str, done))}."
+        f"Phases at their threshold: {', '.join(map(str, done))}"
         if done
-        else "No phase is at its threshold yet."
-    ) + at
+        else "No phase is at its threshold yet"
+    ) + at + "."
     return Slide("intro", "Rolling OpenTelemetry out: where we stand", lead, tuple(lines))
 
 
-def _order(snapshot: FleetSnapshot, data: AdoptionData) -> Slide:
+def _order(snapshot: FleetSnapshot, data: AdoptionData, *, full: bool = False) -> Slide:
     report = data.phases
     lines: list[Line] = []
     for title, numbers in PRINCIPLES:
@@ -172,13 +216,14 @@ def _order(snapshot: FleetSnapshot, data: AdoptionData) -> Slide:
         elif title.startswith("No code change"):
             code = [e for e in data.eligibility if e.code_change]
             zero = [e for e in data.eligibility if e.code_change is False]
-            lines.append(Line(OK, f"{len(zero)} service(s) can be instrumented without touching their code"))
+            lines.append(Line(OK, f"{_plural(len(zero), 'service')} can be instrumented without touching their code"))
             if code:
+                shown = code if full else code[:6]
                 lines.append(
                     Line(
                         INFO,
-                        f"{len(code)} need a code change: {', '.join(e.name for e in code[:6])}"
-                        + (" …" if len(code) > 6 else ""),
+                        f"{len(code)} need a code change: {', '.join(e.name for e in shown)}"
+                        + (f" {_more(len(shown), len(code))}" if len(shown) < len(code) else ""),
                     )
                 )
         elif title.startswith("Central sampling"):
@@ -324,45 +369,59 @@ def _journey(j: JourneyCoverage | None) -> Slide:
     return Slide("journey", f"Journey: {j.journey.name}", lead, tuple(lines), tuple(rows))
 
 
-def next_actions(data: AdoptionData, journey: JourneyCoverage | None) -> list[Line]:
+def next_actions(data: AdoptionData, journey: JourneyCoverage | None, *, full: bool = False) -> list[Line]:
     """What to do next, in order: the failing checks of the earliest phase below its threshold
     first (later phases wait for it), then the order warnings, the chosen journey's gaps and the
-    teams whose services need a code change."""
+    teams whose services need a code change. ``full`` lists everything (the export); the screen
+    shows the first few of each."""
     out: list[Line] = []
     for phase in data.phases.phases:
         if phase.at_threshold:
             continue
         failing = [i for i in phase.items if not i.passed]
-        for item in failing[:4]:
+        for item in failing if full else failing[:4]:
             first = item.failing[0] if item.failing else item.evidence
             out.append(
                 Line(FAIL, f"Phase {phase.number}: {item.title} ({item.value:.0%} of {item.threshold:.0%})")
             )
             out.append(Line(NOTE, first))
         break  # the earliest phase below its threshold comes first; later ones wait for it
-    for w in data.phases.warnings[:2]:
+    warnings = data.phases.warnings
+    for w in warnings if full else warnings[:2]:
         out.append(Line(WARN, f"Hold later-phase work: {w}"))
     if journey is not None:
         gaps = [s for s in journey.services if s.score < 1.0]
-        for s in gaps[:3]:
+        shown = gaps if full else gaps[:3]
+        for s in shown:
             how = f" ({s.path})" if s.path and s.path != "unknown" else ""
             out.append(Line(INFO, f"{journey.journey.name}: cover {s.name}{how}"))
             out.append(Line(NOTE, s.gap))
-        if len(gaps) > 3:
-            out.append(Line(NOTE, f"… and {len(gaps) - 3} more service(s) on {journey.journey.name}"))
+        if len(shown) < len(gaps):
+            out.append(Line(NOTE, _more(len(shown), len(gaps), f"service(s) on {journey.journey.name}")))
     code = [e for e in data.eligibility if e.code_change]
     if code:
-        teams = Counter(e.service.team or "unknown" for e in code)
-        out.append(
-            Line(
-                INFO,
-                f"Plan code changes with {len(teams)} team(s): "
-                + ", ".join(f"{t} ({n})" for t, n in teams.most_common(4)),
-            )
-        )
+        teams = Counter(e.service.team or "unknown" for e in code).most_common()
+        named = teams if full else teams[:4]
+        text = f"Plan code changes with {_plural(len(teams), 'team')}: " + ", ".join(f"{t} ({n})" for t, n in named)
+        if len(named) < len(teams):
+            text += f" and {len(teams) - len(named)} more"
+        out.append(Line(INFO, text))
     if not out:
         out.append(Line(OK, "every phase is at its threshold: keep the checks green"))
     return out
+
+
+def _signoffs(data: AdoptionData) -> Slide:
+    """Every sign-off: which check, who, when, why."""
+    items = [i for p in data.phases.phases for i in p.items if i.signoff is not None]
+    rows: list[tuple[str, ...]] = [("Check", "Phase", "By", "When", "Note")]
+    for i in items:
+        s = i.signoff
+        assert s is not None
+        rows.append((f"{i.title} ({i.id})", str(i.phase), s.by, when(s.at), s.note or "-"))
+    if not items:
+        return Slide("signoffs", "Sign-offs", "No check has been signed off yet.")
+    return Slide("signoffs", "Sign-offs", f"{_plural(len(items), 'check')} signed off.", (), tuple(rows))
 
 
 def build_slides(
@@ -371,21 +430,25 @@ def build_slides(
     *,
     journey: str | None = None,
     drill: DrillRecord | None = None,
+    full: bool = False,
 ) -> list[Slide]:
-    """The slides in presenting order; ``drill``: the last outage drill's record (its slide follows the
-    order's, built from its numbers)."""
+    """The slides in presenting order. ``drill``: the last outage drill's record (its slide follows the
+    order's, built from its numbers). ``full`` (the export): whole lists, checks as tables with their
+    sign-offs, and a last section with every sign-off."""
     chosen = choose_journey(data.journeys, journey)
     slides = [_intro(snapshot, data)]
-    slides += [phase_slide(p, data.phases.warnings) for p in data.phases.phases]
-    slides += [_order(snapshot, data), drill_slide(drill), _teams(data), _journey(chosen)]
+    slides += [phase_slide(p, data.phases.warnings, full=full) for p in data.phases.phases]
+    slides += [_order(snapshot, data, full=full), drill_slide(drill), _teams(data), _journey(chosen)]
     slides.append(
         Slide(
             "next",
             "Next actions",
             "Derived from the failing checks, the order warnings and the journey's gaps.",
-            tuple(next_actions(data, chosen)),
+            tuple(next_actions(data, chosen, full=full)),
         )
     )
+    if full:
+        slides.append(_signoffs(data))
     return slides
 
 
@@ -397,28 +460,38 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _md_table(table: Sequence[Sequence[str]]) -> list[str]:
+    head, *rows = table
+    out = ["| " + " | ".join(_md_cell(c) for c in head) + " |"]
+    out.append("|" + "|".join("---" for _ in head) + "|")
+    for r in rows:
+        out.append("| " + " | ".join(_md_cell(c) for c in r) + " |")
+    return out
+
+
 def to_markdown(slides: Sequence[Slide], *, title: str = "OpenTelemetry rollout walkthrough") -> str:
+    """A finished document: a heading per slide, checks and teams as tables, bullets that carry a
+    mark only where it means something (✔ passes, ✖ fails, ⚠ warning)."""
     out = [f"# {title}", ""]
     for n, s in enumerate(slides, 1):
         out += [f"## {n}. {s.title}", ""]
         if s.lead:
             out += [s.lead, ""]
+        if s.table and s.phase:
+            out += [*_md_table(s.table), ""]  # a phase's checks come first
         for ln in s.lines:
             if ln.kind == HEAD:
-                out += ["", f"**{ln.text}**", ""]
+                out += ["", f"### {ln.text}", ""]
             elif ln.kind == NOTE:
-                out.append(f"  - {ln.text}")
-            else:
+                out.append(f"  - {_md_cell(ln.text)}")
+            elif MARK[ln.kind] and ln.kind != INFO:
                 out.append(f"- {MARK[ln.kind]} {ln.text}")
+            else:
+                out.append(f"- {ln.text}")
         if s.lines:
             out.append("")
-        if s.table:
-            head, *rows = s.table
-            out.append("| " + " | ".join(_md_cell(c) for c in head) + " |")
-            out.append("|" + "|".join("---" for _ in head) + "|")
-            for r in rows:
-                out.append("| " + " | ".join(_md_cell(c) for c in r) + " |")
-            out.append("")
+        if s.table and not s.phase:
+            out += [*_md_table(s.table), ""]
     text = "\n".join(out)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")

@@ -58,6 +58,10 @@ from otelcockpit.yamlio import load_yaml, where
 
 TICK_SECONDS = 2.0
 POLL_SECONDS = 300  # how often a demo collector checks in (Alloy poll_frequency = "5m")
+OFFLINE_AFTER = 3 * POLL_SECONDS  # silent this long: offline (Fleet Management's rule of thumb)
+BAD_SHARE = 0.07  # the steady state: about this share of the fleet is not healthy
+INCIDENT_CHANCE = 1 / 200  # per tick: a few collectors of one place break together (about every 7 min)
+TRANSIENT_FAILURES = (0, 4)  # FAILURE_MESSAGES a collector gets past on a later check-in
 DEFAULT_EPOCH = datetime.fromisoformat("2026-11-20T09:00:00+00:00")
 BOOTSTRAP = "bootstrap"  # the effective-config hash of a collector on its local (bootstrap) config
 DRIFT_ONE_IN = 151  # about this share of the demo fleet runs a locally edited config
@@ -312,9 +316,11 @@ class DemoSimulator:
         self.applied_before: dict[str, str] = {}
         self._before: dict[tuple[Any, ...], CollectorTarget | None] = {}  # derived from the revisions
         # Knobs for rollout demos and tests: the share of pushed configs that fail to apply, and
-        # whether health keeps changing on its own.
+        # whether health (and transient config failures) keep changing on their own.
         self.apply_fail_rate = 0.03
         self.health_churn = True
+        self._silent: dict[int, int] = {}  # index -> the tick it stopped checking in (offline later)
+        self._incident: tuple[int, tuple[int, ...], str] | None = None  # (ends at tick, members, error)
         self.collectors: list[Collector] = []
         self._build(collectors)
 
@@ -665,27 +671,34 @@ class DemoSimulator:
             return
         at = self._tick_time()
         rng = self.rng
-        # ~0.25% of the fleet changes health per tick, at least one collector.
-        for _ in range(max(1, n // 400) if self.health_churn else 0):
-            i = rng.randrange(n)
-            c = self.collectors[i]
-            r = rng.random()
-            if c.health == Health.HEALTHY:
-                if r < 0.45:
-                    c = replace(c, health=Health.OFFLINE, health_reason="no check-in for over 3 poll intervals")
-                elif r < 0.85:
-                    c = replace(c, health=Health.DEGRADED, last_error=DEGRADED_MESSAGES[rng.randrange(3)])
-                else:
-                    c = replace(c, health=Health.UNHEALTHY, last_error=UNHEALTHY_MESSAGES[rng.randrange(3)])
-            else:
-                c = replace(c, health=Health.HEALTHY, health_reason="", last_error="", last_seen=at)
-            self.collectors[i] = c
-        # Collectors that check in this tick (those whose poll phase falls in it).
+        if self.health_churn:
+            self._churn(at)
+        # Collectors that check in this tick (those whose poll phase falls in it); a transient config
+        # failure may clear at a check-in (the collector applies the same config again).
         step = max(1, int(POLL_SECONDS / TICK_SECONDS))
         for i in range(self.tick % step, n, step):
             c = self.collectors[i]
-            if c.health not in (Health.OFFLINE,):
+            if c.health == Health.OFFLINE or i in self._silent:
+                continue
+            rc = c.remote_config
+            if (
+                self.health_churn
+                and rc.status == ConfigStatus.FAILED
+                and rc.error in {FAILURE_MESSAGES[k] for k in TRANSIENT_FAILURES}
+                and i not in self._pending
+                and rng.random() < 0.5
+            ):
+                self.collectors[i] = replace(c, last_seen=at, remote_config=RemoteConfig(ConfigStatus.APPLIED, rc.hash, ""))
+            else:
                 self.collectors[i] = replace(c, last_seen=at)
+        # Silent for 3 poll intervals: offline. Its last check-in stays what it was, so "offline" and
+        # "last seen" agree.
+        for i in list(self._silent):
+            c = self.collectors[i]
+            if c.last_seen is None or (at - c.last_seen).total_seconds() >= OFFLINE_AFTER:
+                del self._silent[i]
+                if c.health != Health.OFFLINE:
+                    self.collectors[i] = replace(c, health=Health.OFFLINE, health_reason="no check-in for over 3 poll intervals")
         # Pending applies come due.
         for i, (due, fails) in list(self._pending.items()):
             if due <= self.tick:
@@ -701,6 +714,53 @@ class DemoSimulator:
                     if c.came_up is not None and h in self.texts:  # it came up on another config
                         c = replace(c, effective_config=MappingProxyType({"": self.texts[h]}))
                 self.collectors[i] = replace(c, remote_config=rc, config_report=report, last_seen=at)
+
+    def _churn(self, at: datetime) -> None:
+        """Health reverts toward a steady state: about BAD_SHARE of the fleet is not healthy at any
+        time. A few collectors are drawn per tick: a healthy one breaks with probability BAD_SHARE
+        (goes silent, degrades or turns unhealthy), one that is not healthy recovers with the
+        complementary probability. Now and then a few collectors of one place break together with
+        the same error and recover together minutes later: incidents that start and resolve."""
+        rng = self.rng
+        n = len(self.collectors)
+        for _ in range(max(1, n // 400)):
+            i = rng.randrange(n)
+            c = self.collectors[i]
+            r = rng.random()
+            if c.health == Health.HEALTHY:
+                if i in self._silent or r >= BAD_SHARE:
+                    continue
+                kind = rng.random()
+                if kind < 0.35:
+                    self._silent[i] = self.tick  # stops checking in; offline after OFFLINE_AFTER
+                elif kind < 0.8:
+                    self.collectors[i] = replace(c, health=Health.DEGRADED, last_error=DEGRADED_MESSAGES[rng.randrange(3)])
+                else:
+                    self.collectors[i] = replace(c, health=Health.UNHEALTHY, last_error=UNHEALTHY_MESSAGES[rng.randrange(3)])
+            elif r < 1 - BAD_SHARE:
+                self._recover(i, at)
+        incident = self._incident
+        if incident is not None and self.tick >= incident[0]:
+            self._incident = None
+            for i in incident[1]:
+                if self.collectors[i].last_error == incident[2]:
+                    self._recover(i, at)
+        elif incident is None and rng.random() < INCIDENT_CHANCE:
+            j = rng.randrange(n)
+            place = (self.collectors[j].attr("env"), self.collectors[j].attr("region"))
+            near = [k for k in range(max(0, j - 30), min(n, j + 30))
+                    if (self.collectors[k].attr("env"), self.collectors[k].attr("region")) == place
+                    and self.collectors[k].health == Health.HEALTHY and k not in self._silent]
+            members = tuple(sorted(rng.sample(near, min(len(near), 2 + rng.randrange(4)))))
+            error = UNHEALTHY_MESSAGES[rng.randrange(len(UNHEALTHY_MESSAGES))]
+            for k in members:
+                self.collectors[k] = replace(self.collectors[k], health=Health.UNHEALTHY, last_error=error)
+            self._incident = (self.tick + 60 + rng.randrange(120), members, error)  # 2 to 6 minutes
+
+    def _recover(self, i: int, at: datetime) -> None:
+        c = self.collectors[i]
+        self._silent.pop(i, None)
+        self.collectors[i] = replace(c, health=Health.HEALTHY, health_reason="", last_error="", last_seen=at)
 
     def _reassign(self, indices: Iterable[int] | None = None, *, fail_rate: float | None = None) -> int:
         """Recompute matched pipelines; collectors whose config changed start applying it."""

@@ -445,7 +445,9 @@ def agents_of(doc: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
             a["remote_config_status"] = {"status": rcs[0], "last_hash": rcs[1], "error": rcs[2]}
         d = a.get("desired")
         if type(d) is list and len(d) >= 2:
-            a["desired"] = {"config": d[0], "version": d[1], **({"hash": d[2]} if len(d) >= 3 else {})}
+            # the hash is sent only when the agent reports another one: else it is the reported hash
+            reported = a["remote_config_status"]["last_hash"] if isinstance(a.get("remote_config_status"), dict) else ""
+            a["desired"] = {"config": d[0], "version": d[1], "hash": d[2] if len(d) > 2 else reported}
         out.append(a)
     return out
 

@@ -107,7 +107,12 @@ async def _data(settings: Any, backend: Any, *, conventions: str | None = None) 
 
 
 def _short(text: str, width: int = 70) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """Cut to ``width`` on a terminal only: piped or redirected output keeps every character."""
+    from otelcockpit.commands.common import is_terminal
+
+    if len(text) <= width or not is_terminal():
+        return text
+    return text[: width - 1] + "…"
 
 
 def _note(e: Any) -> str:

@@ -35,11 +35,28 @@ def print_json(data: Any) -> None:
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A plain, pipe-friendly table (no colour, no box drawing)."""
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(yes_no(v)) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
         line = "  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip()
         sys.stdout.write(line + "\n")
+
+
+def yes_no(value: Any) -> Any:
+    """Text output says yes and no, never True and False (JSON keeps its booleans)."""
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return value
+
+
+def is_terminal() -> bool:
+    """stdout is a terminal: only then may text be cut to fit a line."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def add_json(parser: Any) -> None:

@@ -7,7 +7,7 @@ import argparse
 from collections import Counter
 from typing import Any
 
-from otelcockpit.commands.common import add_json, print_json, print_table, run_with_backend
+from otelcockpit.commands.common import add_json, print_json, print_table, run_with_backend, yes_no
 from otelcockpit.errors import UsageError
 
 
@@ -17,7 +17,12 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("collectors", parents=parents, help="list collectors (optionally filtered by matchers)")
-    p.add_argument("--match", metavar="MATCHERS", help='e.g. env="prod",region=~"eu-.*"')
+    p.add_argument(
+        "--match",
+        metavar="MATCHERS",
+        help='matchers on attributes or on the columns name, id, type, version, health, config, problem, where, '
+        'enabled (e.g. env="prod",health="unhealthy")',
+    )
     p.add_argument("--id", metavar="ID", help="one collector, with its effective config and health tree")
     add_json(p)
     p.set_defaults(handler=cmd_collectors)
@@ -68,12 +73,15 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _parse_match(text: str | None):  # noqa: ANN202
+    """``--match``: matchers on attributes or on the columns the Fleet view's filter knows (health,
+    config, type, version, ...), or None for every collector."""
+    from otelcockpit.fleet.filtering import CollectorFilter
     from otelcockpit.fleet.matchers import MatcherError, parse_matchers
 
     if not text:
-        return ()
+        return None
     try:
-        return parse_matchers(text)
+        return CollectorFilter(text, parse_matchers(text))
     except MatcherError as exc:
         raise UsageError(str(exc)) from None
 
@@ -117,11 +125,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_collectors(args: argparse.Namespace) -> int:
     from otelcockpit.fleet.configstate import CONFIG_STATE_SHORT, collector_state
-    from otelcockpit.fleet.matchers import matches_getter
     from otelcockpit.fleet.model import age_text, utcnow
     from otelcockpit.fleet.serialize import collector_json, snapshot_header
 
-    matchers = _parse_match(args.match)
+    flt = _parse_match(args.match)
 
     async def go(settings: Any, backend: Any) -> int:
         snap = await backend.snapshot()
@@ -134,7 +141,7 @@ def cmd_collectors(args: argparse.Namespace) -> int:
             else:
                 data = collector_json(c, detail=True)
                 for key in ("id", "name", "type", "version", "health", "last_error", "last_seen", "enabled"):
-                    print(f"{key:<14}{data[key]}")
+                    print(f"{key:<14}{yes_no(data[key])}")
                 rc = data["remote_config"]
                 print(f"{'config':<14}{rc['status']} {rc['hash']} {rc['error']}".rstrip())
                 state = data["config_state"]
@@ -146,7 +153,8 @@ def cmd_collectors(args: argparse.Namespace) -> int:
                 for k, v in data["attributes"].items():
                     print(f"  {k} = {v}")
             return 0
-        chosen = [c for c in snap.collectors if matches_getter(matchers, c.attr)] if matchers else list(snap.collectors)
+        test = flt.predicate() if flt is not None else None
+        chosen = [c for c in snap.collectors if test(c)] if test is not None else list(snap.collectors)
         if args.json:
             print_json({**snapshot_header(snap), "collectors": [collector_json(c) for c in chosen]})
             return 0

@@ -55,7 +55,7 @@ async def build_markdown(settings: Any, backend: Any, *, journey: str | None) ->
         from otelcockpit.adoption.outage import load_record
 
         data = analyse_for(settings, snap, load_sources(resolve_sources(settings)))
-        slides = build_slides(snap, data, journey=journey, drill=load_record())
+        slides = build_slides(snap, data, journey=journey, drill=load_record(), full=True)
         return to_markdown(slides, title=f"OpenTelemetry rollout walkthrough · {settings.context.name}")
 
     return await asyncio.to_thread(build)

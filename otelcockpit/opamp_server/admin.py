@@ -119,15 +119,11 @@ def build_admin_app(
         return endpoint
 
     def unavailable(exc: BaseException) -> bool:
-        from otelcockpit.opamp_server.store import StoreClosed
+        from otelcockpit.opamp_server.store import StoreClosed, StoreUnavailable
 
-        if isinstance(exc, StoreClosed):
+        if isinstance(exc, StoreClosed | StoreUnavailable):
             return True
         if hub.store.shared:
-            from otelcockpit.opamp_server.store_pg import StoreUnavailable
-
-            if isinstance(exc, StoreUnavailable):
-                return True
             import psycopg
 
             return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)

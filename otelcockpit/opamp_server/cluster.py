@@ -120,13 +120,24 @@ class Cluster:
 
     # ---- what other nodes changed ------------------------------------------------------------------
     async def _listen_loop(self) -> None:
-        async for event in self.store.listen(on_reconnect=self.resync):
-            if event.get("node") == self.node:
-                continue
+        first = True
+        while True:
             try:
-                await self._apply(event)
-            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the bus
-                self.hub.errors.error("cluster", f"applying a {event.get('kind')} event failed", exc=exc)
+                if not first:
+                    await self.resync()  # the listener itself broke: what it missed is read again
+                first = False
+                async for event in self.store.listen(on_reconnect=self.resync):
+                    if event.get("node") == self.node:
+                        continue
+                    try:
+                        await self._apply(event)
+                    except Exception as exc:  # noqa: BLE001 - one bad event must not stop the bus
+                        self.hub.errors.error("cluster", f"applying a {event.get('kind')} event failed", exc=exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the bus must never stop for good
+                self.hub.errors.error("cluster", "the event bus broke; listening again", exc=exc)
+                await asyncio.sleep(1.0)
 
     async def _apply(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
@@ -167,11 +178,14 @@ class Cluster:
                 self.hub.errors.error("cluster", "reading other nodes' heartbeats failed", exc=exc)
 
     async def sync_heartbeats(self) -> int:
-        since, self._synced_at = self._synced_at - 1.0, time.time()
+        # From the last sync that worked (a heartbeat answered while the database was away is written
+        # when it is back, with the time it arrived), with a second of slack for clocks.
+        started = time.time()
         rows = await self.store.aquery(
-            "SELECT uid, seq, last_seen, online, node FROM agents WHERE node <> ? AND last_seen > ?",
-            (self.node, since),
+            "SELECT uid, seq, last_seen, online, node, heartbeat_seconds FROM agents WHERE node <> ? AND last_seen > ?",
+            (self.node, self._synced_at - 1.0),
         )
+        self._synced_at = started
         n = 0
         for r in rows:
             uid = bytes(r["uid"])
@@ -183,6 +197,7 @@ class Cluster:
             s2.last_seen = float(r["last_seen"])
             s2.online = bool(r["online"])
             s2.node = r["node"] or ""
+            s2.heartbeat = float(r["heartbeat_seconds"] or 0.0)
             self.hub.agents[uid] = s2
             n += 1
         return n

@@ -25,12 +25,13 @@ from otelcockpit.opamp_server import core
 from otelcockpit.opamp_server.core import AgentState, Desired
 from otelcockpit.opamp_server.errlog import ErrorLog
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
-from otelcockpit.opamp_server.store import Op, Store, agent_ops
+from otelcockpit.opamp_server.store import Op, Store, StoreUnavailable, agent_ops
 from otelcockpit.opamp_server.views import agent_json, agent_text, now_text, ts, uid_text
 
-LAZY = {"full_state_requested"}
+LAZY = {"full_state_requested", "heartbeat"}  # written with the next batch (a touch)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SUBSCRIBER_QUEUE = 10_000
+RELOAD_WAIT_SECONDS = 2.0  # an agent's message waits at most this long to read what another node stored
 HEARTBEAT_FIELDS = frozenset({"instance_uid", "sequence_num", "capabilities", "flags"})
 FORGET_EVERY_SECONDS = 30.0
 
@@ -511,7 +512,10 @@ class Hub:
             # The agent's last message went to another node (or this node has not heard of it yet):
             # read what that node stored (memory here may lag a moment behind), then handle it here.
             if len(uid) == core.UID_LENGTH:
-                prev = await self.reload_agent(uid) or prev
+                try:
+                    prev = await asyncio.wait_for(self.reload_agent(uid), RELOAD_WAIT_SECONDS) or prev
+                except (TimeoutError, StoreUnavailable):
+                    pass  # the database is away or slow: what this node holds will do (a write tells)
         new_uid = None
         if msg.flags & pb.AgentToServerFlags_RequestInstanceUid:
             new_uid = uuid7()  # the agent asks the server for its identity
@@ -578,11 +582,6 @@ class Hub:
             s.node = self.node
             changed.add("node")
         self._measure_heartbeat(prev, s, msg, changed)
-        if changed - LAZY == {"heartbeat"} and not getattr(self.store, "available", True):
-            # The database is away: a new measurement waits (the heartbeat itself is answered).
-            assert prev is not None
-            s.heartbeat = prev.heartbeat
-            changed.discard("heartbeat")
         # What the store will be asked to write is computed before anything changes in memory: a
         # message the store cannot take is refused as a whole, and memory and store never disagree.
         ops: list[Op] = []

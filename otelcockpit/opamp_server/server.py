@@ -184,6 +184,7 @@ async def serve(options: Options) -> int:
             db=store.journal_db(),
             stale_after=CLUSTER_STALE_SECONDS if store.shared else 30.0,
             recover_interrupted=not store.shared,
+            host=f"{socket.gethostname()}/{node}" if store.shared else None,
         )
         rollouts = ServerRollouts(hub, journal, cluster=store.shared)
     except CockpitError:

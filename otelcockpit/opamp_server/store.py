@@ -316,6 +316,10 @@ class StoreClosed(RuntimeError):
     pass
 
 
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached: nothing was written; try again later."""
+
+
 Pending = tuple[list[Op], "asyncio.Future[list[Any]] | None"]
 CHECKPOINT_SECONDS = 2.0
 # The write-ahead log's bound. A background thread checkpoints (PASSIVE) every CHECKPOINT_SECONDS,
@@ -431,7 +435,7 @@ class SqliteStore:
         self._con.execute(f"PRAGMA journal_size_limit={int(wal_limit)}")
         self._pending: list[tuple[list[Op], asyncio.Future[list[Any]]]] = []
         self._flush_handle: asyncio.Handle | None = None
-        self._touch: dict[bytes, tuple[int, float, float, str]] = {}
+        self._touch: dict[bytes, tuple[int, float, float, str, float]] = {}
         self._closed = False
         self._stop = threading.Event()
         # The background PASSIVE checkpoint and the writer's TRUNCATE exclude each other: while one
@@ -511,7 +515,9 @@ class SqliteStore:
 
     def touch(self, state: AgentState) -> None:
         """Remember seq/last_seen of a heartbeat-only message; written with the next transaction."""
-        self._touch[state.uid] = (u64_to_db(state.seq), state.last_seen, state.full_state_requested_at, state.node)
+        self._touch[state.uid] = (
+            u64_to_db(state.seq), state.last_seen, state.full_state_requested_at, state.node, state.heartbeat
+        )
         if self._touch_task is None and not self._closed:
             self._touch_task = asyncio.get_running_loop().create_task(self._touch_loop())
 
@@ -576,7 +582,7 @@ class SqliteStore:
             con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _run_batch(
-        self, batch: list[list[Op]], touches: dict[bytes, tuple[int, float, float, str]]
+        self, batch: list[list[Op]], touches: dict[bytes, tuple[int, float, float, str, float]]
     ) -> list[list[Any] | BaseException]:
         con = self._con
         try:
@@ -611,7 +617,7 @@ class SqliteStore:
         return out
 
     @staticmethod
-    def _write_touches(con: sqlite3.Connection, touches: dict[bytes, tuple[int, float, float, str]]) -> None:
+    def _write_touches(con: sqlite3.Connection, touches: dict[bytes, tuple[int, float, float, str, float]]) -> None:
         if touches:
             con.executemany(TOUCH_SQL, [(*t, uid) for uid, t in touches.items()])
 
@@ -646,7 +652,9 @@ class SqliteStore:
         self._con.close()
 
 
-TOUCH_SQL = "UPDATE agents SET seq = ?, last_seen = ?, full_state_requested_at = ?, node = ? WHERE uid = ?"
+TOUCH_SQL = (
+    "UPDATE agents SET seq = ?, last_seen = ?, full_state_requested_at = ?, node = ?, heartbeat_seconds = ? WHERE uid = ?"
+)
 
 
 def open_store(target: str | Path) -> Store:

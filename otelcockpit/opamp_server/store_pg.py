@@ -42,6 +42,7 @@ from otelcockpit.opamp_server.store import (
     TOUCH_SQL,
     Op,
     StoreClosed,
+    StoreUnavailable,
     check_version,
     row_to_state,
     u64_to_db,
@@ -57,10 +58,6 @@ PG_TRIGGERS = (
     "CREATE TRIGGER config_versions_append_only BEFORE UPDATE OR DELETE ON config_versions "
     "FOR EACH ROW EXECUTE FUNCTION otelcockpit_append_only()",
 )
-
-
-class StoreUnavailable(RuntimeError):
-    """The database cannot be reached: nothing was written; try again later."""
 
 
 def pg_sql(text: str) -> str:
@@ -185,7 +182,7 @@ class PostgresStore:
         self._pool: AsyncConnectionPool | None = None
         self._pending: list[tuple[list[Op], list[bytes], asyncio.Future[list[Any]]]] = []
         self._wake = asyncio.Event() if _loop_running() else None
-        self._touch: dict[bytes, tuple[int, float, float, str]] = {}
+        self._touch: dict[bytes, tuple[int, float, float, str, float]] = {}
         self._closed = False
         self._writer: asyncio.Task[None] | None = None
         self._writer_conn: psycopg.AsyncConnection[Any] | None = None
@@ -234,16 +231,28 @@ class PostgresStore:
     async def aquery(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         if self._pool is None:
             return await asyncio.to_thread(self.query, sql, params)
+        if not self.available:  # known to be away: say so at once instead of waiting for the pool
+            raise StoreUnavailable(f"the database at {self.where} does not answer")
         try:
             async with self._pool.connection(timeout=self.connect_timeout) as con:
                 cur = await con.execute(pg_sql(sql), params)
                 return await cur.fetchall()
         except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
+            self._went_away()
             raise StoreUnavailable(f"the database at {self.where} does not answer: {_one_line(exc)}") from None
         except Exception as exc:
             if type(exc).__name__ == "PoolTimeout":
+                self._went_away()
                 raise StoreUnavailable(f"the database at {self.where} does not answer") from None
             raise
+
+    def _went_away(self) -> None:
+        """A read found the database away: writers and readers are told at once from now on, and a
+        probe looks every second for it to come back."""
+        if self.available and not self._closed:
+            self.available = False
+            self.down_since = time.time()
+            asyncio.get_running_loop().create_task(self._probe())
 
     def load_agents(self) -> list[tuple[AgentState, tuple[str, int, bytes] | None]]:
         return [row_to_state(r) for r in self.query("SELECT * FROM agents")]
@@ -273,7 +282,9 @@ class PostgresStore:
 
     def touch(self, state: AgentState) -> None:
         """A heartbeat: written by the writer with its next batch, within TOUCH_FLUSH_SECONDS."""
-        self._touch[state.uid] = (u64_to_db(state.seq), state.last_seen, state.full_state_requested_at, state.node)
+        self._touch[state.uid] = (
+            u64_to_db(state.seq), state.last_seen, state.full_state_requested_at, state.node, state.heartbeat
+        )
 
     def notify_op(self, kind: str, data: dict[str, Any]) -> Op | None:
         return ("SELECT pg_notify('" + CHANNEL + "', ?)", (json.dumps({"kind": kind, **data}),))
@@ -368,9 +379,13 @@ class PostgresStore:
         self,
         con: psycopg.AsyncConnection[Any],
         pending: list[tuple[list[Op], list[bytes], asyncio.Future[list[Any]]]],
-        touches: dict[bytes, tuple[int, float, float, str]],
+        touches: dict[bytes, tuple[int, float, float, str, float]],
     ) -> list[list[Any] | BaseException]:
         changed = [u for _ops, agents, _f in pending for u in agents]
+        # Heartbeats written late (held while the database was away) are told like changes: the
+        # other nodes' sync reads recent heartbeats only, and these carry the time they arrived.
+        late_before = time.time() - 2 * TOUCH_FLUSH_SECONDS
+        changed += [uid for uid, t in touches.items() if t[1] < late_before]
         try:
             async with con.transaction(), con.pipeline():
                 cur = con.cursor()
@@ -408,7 +423,7 @@ class PostgresStore:
         return out
 
     @staticmethod
-    async def _write_touches(cur: Any, touches: dict[bytes, tuple[int, float, float, str]]) -> None:
+    async def _write_touches(cur: Any, touches: dict[bytes, tuple[int, float, float, str, float]]) -> None:
         if touches:
             await cur.executemany(pg_sql(TOUCH_SQL), [(*t, uid) for uid, t in touches.items()])
 
@@ -429,10 +444,16 @@ class PostgresStore:
                 continue
             try:
                 await con.execute(f"LISTEN {CHANNEL}")
+                self.available = True  # it answers again (the probe would say so within a second)
                 if not first and on_reconnect is not None:
-                    result = on_reconnect()
-                    if asyncio.iscoroutine(result):
-                        await result
+                    try:
+                        result = on_reconnect()
+                        if asyncio.iscoroutine(result):
+                            await result
+                    except Exception:  # noqa: BLE001 - not read yet: reconnect and read it again
+                        await asyncio.sleep(backoff)
+                        backoff = min(5.0, backoff * 2)
+                        continue
                 first = False
                 backoff = 0.2
                 async for n in con.notifies():

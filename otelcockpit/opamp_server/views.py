@@ -239,7 +239,7 @@ COMPACT_FIELDS = (
     "attributes",  # identifying and non-identifying in one map (identifying win)
     "health",
     "remote_config_status",  # [status, last_hash, error] or null
-    "desired",  # [config, version, hash] or null
+    "desired",  # [config, version] or null; [config, version, hash] when the agent reports another hash
     "node",
     "config",  # what it runs: the facts its config state is decided from (the full form's "config")
 )
@@ -272,6 +272,14 @@ def compact_health_json(h: pb.ComponentHealth) -> dict[str, Any]:
     return out
 
 
+def _compact_desired(d: Any, rcs: Any) -> list[Any]:
+    """The assigned config; its hash only when the agent reports another one (a cockpit tells "runs a
+    config other than the one assigned" from it; most agents run what they are assigned)."""
+    if rcs is not None and rcs.last_remote_config_hash == d.hash:
+        return [d.name, d.version]
+    return [d.name, d.version, d.hash.hex()]
+
+
 def agent_compact_text(state: AgentState, *, connected: bool, config_text: str = "{}") -> str:
     """One agent of the compact list as JSON text (fields in COMPACT_FIELDS order). Kept until the
     agent's state object is replaced (every message replaces it), its connection changes, or the text
@@ -301,7 +309,7 @@ def agent_compact_text(state: AgentState, *, connected: bool, config_text: str =
             None
             if rcs is None
             else [STATUS_NAMES.get(rcs.status, str(rcs.status)), rcs.last_remote_config_hash.hex(), rcs.error_message],
-            None if d is None else [d.name, d.version, d.hash.hex()],
+            None if d is None else _compact_desired(d, rcs),
             state.node,
         ]
     )

@@ -4,12 +4,13 @@
 :class:`IncidentReport`:
 
 * the backend's health and the age of the data;
-* unhealthy and offline collectors, grouped by env, region and pipeline, each with the config it
-  last reported APPLIED (its own rollback target) when one is on record;
+* the collectors with a problem (:mod:`otelcockpit.fleet.problems`: unhealthy, offline, config failed to
+  apply, or running a config other than the one assigned), grouped by env, region and pipeline, each
+  with the config it last reported APPLIED (its own rollback target) when one is on record;
 * rollouts running or paused (from :mod:`otelcockpit.rollout.records`: the local journal, or the
   rollouts running inside ``otelcockpit serve``);
 * every change in the last N hours, each with its rollback target and the command that rolls it back;
-* for every unhealthy or offline collector, the most recent change that reached it before now: a
+* for every collector with a problem, the most recent change that reached it before now: a
   revision of a pipeline it matches, or a rollout stage that offered it a configuration
   ("what changed before it broke").
 
@@ -28,17 +29,17 @@ from otelcockpit.fleet.configstate import CONFIG_STATE_ORDER, OFF_ASSIGNMENT, co
 from otelcockpit.fleet.model import (
     Collector,
     CollectorTarget,
+    ConfigStatus,
     FleetSnapshot,
     Health,
     Revision,
     age_text,
     rfc3339,
 )
+from otelcockpit.fleet.problems import PROBLEM_ORDER, PROBLEM_RANK, Problem, problem_reason, problems
 from otelcockpit.rollout.history import ChangeEntry, previous_real
 from otelcockpit.rollout.model import ACTIVE_STATES, CollectorStatus
 from otelcockpit.rollout.service import RolloutRecords
-
-BROKEN = (Health.UNHEALTHY, Health.OFFLINE)
 
 
 def rollback_command(pipeline: str, revision: str, *, context: str = "") -> str:
@@ -65,7 +66,7 @@ class IncidentChange:
     source: str  # revisions | journal | audit | rollout
     rollout_id: str = ""
     command: str = ""  # the rollback command ('' without a target)
-    broken: int = 0  # unhealthy or offline collectors this change reached
+    broken: int = 0  # collectors with a problem that this change reached
 
     @property
     def key(self) -> str:
@@ -101,12 +102,21 @@ class BrokenCollector:
     last_seen: datetime | None
     changed: IncidentChange | None  # the most recent change that reached it ("changed before it broke")
     rollback_config: CollectorTarget | None = None  # the config it last reported APPLIED, when known
+    problems: tuple[Problem, ...] = ()  # worst first (fleet.problems)
+    config_status: ConfigStatus = ConfigStatus.UNSET
+
+    @property
+    def problem(self) -> Problem:
+        return self.problems[0] if self.problems else (Problem.OFFLINE if self.health == Health.OFFLINE else Problem.UNHEALTHY)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
             "health": self.health.value,
+            "problem": self.problem.value,
+            "problems": [p.value for p in self.problems],
+            "config_status": self.config_status.value,
             "env": self.env,
             "region": self.region,
             "pipelines": list(self.pipelines),
@@ -142,6 +152,8 @@ class Group:
     unhealthy: int
     offline: int
     collectors: tuple[str, ...]
+    config_failed: int = 0
+    other_config: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -150,8 +162,18 @@ class Group:
             "pipeline": self.pipeline,
             "unhealthy": self.unhealthy,
             "offline": self.offline,
+            "config_failed": self.config_failed,
+            "other_config": self.other_config,
             "collectors": list(self.collectors),
         }
+
+
+def problem_counts(broken: Sequence[BrokenCollector]) -> dict[Problem, int]:
+    """How many collectors have each problem as their worst one (every problem, worst first)."""
+    counts = dict.fromkeys(PROBLEM_ORDER, 0)
+    for b in broken:
+        counts[b.problem] += 1
+    return counts
 
 
 @dataclass(frozen=True)
@@ -218,24 +240,30 @@ class IncidentReport:
     def offline(self) -> int:
         return sum(1 for b in self.broken if b.health == Health.OFFLINE)
 
-    def by_location(self) -> list[tuple[str, str, int, int]]:
-        """(env, region, unhealthy, offline), worst first."""
-        acc: dict[tuple[str, str], list[int]] = {}
-        for b in self.broken:
-            slot = acc.setdefault((b.env, b.region), [0, 0])
-            slot[0 if b.health == Health.UNHEALTHY else 1] += 1
-        rows = [(env, region, u, o) for (env, region), (u, o) in acc.items()]
-        return sorted(rows, key=lambda r: (-(r[2] + r[3]), r[0], r[1]))
+    @property
+    def config_failed(self) -> int:
+        return sum(1 for b in self.broken if Problem.CONFIG_FAILED in b.problems)
 
-    def by_pipeline(self) -> list[tuple[str, int, int]]:
-        """(pipeline, unhealthy, offline), worst first."""
-        acc: dict[str, list[int]] = {}
+    @property
+    def other_config(self) -> int:
+        return sum(1 for b in self.broken if Problem.OTHER_CONFIG in b.problems)
+
+    def by_location(self) -> list[tuple[str, str, dict[Problem, int]]]:
+        """(env, region, collectors per worst problem), the place with the most first."""
+        acc: dict[tuple[str, str], list[BrokenCollector]] = {}
+        for b in self.broken:
+            acc.setdefault((b.env, b.region), []).append(b)
+        rows = [(env, region, problem_counts(bs)) for (env, region), bs in acc.items()]
+        return sorted(rows, key=lambda r: (-sum(r[2].values()), r[0], r[1]))
+
+    def by_pipeline(self) -> list[tuple[str, dict[Problem, int]]]:
+        """(pipeline, collectors per worst problem), the pipeline with the most first."""
+        acc: dict[str, list[BrokenCollector]] = {}
         for b in self.broken:
             for p in b.pipelines or ("-",):
-                slot = acc.setdefault(p, [0, 0])
-                slot[0 if b.health == Health.UNHEALTHY else 1] += 1
-        rows = [(p, u, o) for p, (u, o) in acc.items()]
-        return sorted(rows, key=lambda r: (-(r[1] + r[2]), r[0]))
+                acc.setdefault(p, []).append(b)
+        rows = [(p, problem_counts(bs)) for p, bs in acc.items()]
+        return sorted(rows, key=lambda r: (-sum(r[1].values()), r[0]))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -259,6 +287,9 @@ class IncidentReport:
                 "health": dict(self.health_counts),
                 "unhealthy": self.unhealthy,
                 "offline": self.offline,
+                "config_failed": self.config_failed,
+                "other_config": self.other_config,
+                "with_problems": len(self.broken),
             },
             "config_states": dict(self.config_states),
             "groups": [g.as_json() for g in self.groups],
@@ -357,6 +388,7 @@ def _rollout_reach(records: RolloutRecords, context: str) -> dict[str, IncidentC
 
 def _broken(
     c: Collector,
+    found: tuple[Problem, ...],
     pipeline_changes: Mapping[str, list[IncidentChange]],
     rollout_reach: Mapping[str, IncidentChange],
     now: datetime,
@@ -376,10 +408,12 @@ def _broken(
         env=c.attr("env") or "-",
         region=c.attr("region") or "-",
         pipelines=tuple(c.pipelines),
-        reason=c.health_reason or c.last_error or c.remote_config.error,
+        reason=problem_reason(c, found[0]),
         last_seen=c.last_seen,
         changed=best,
         rollback_config=rollback_config,
+        problems=found,
+        config_status=c.remote_config.status,
     )
 
 
@@ -412,14 +446,15 @@ def build_report(
     off: list[tuple[int, OffConfig]] = []
     for c in snapshot.collectors:
         health_counts[c.health.value] = health_counts.get(c.health.value, 0) + 1
-        if c.health in BROKEN:
-            broken.append(_broken(c, per_pipeline, reach, now, targets.get(c.id)))
+        found = problems(c)
+        if found:
+            broken.append(_broken(c, found, per_pipeline, reach, now, targets.get(c.id)))
         view = collector_state(c)
         states[view.state.value] += 1
         if view.state in OFF_ASSIGNMENT:
             off.append((CONFIG_STATE_ORDER.index(view.state), OffConfig(
                 c.id, c.name, c.attr("env") or "-", c.attr("region") or "-", view.state.value, view.reason)))  # fmt: skip
-    broken.sort(key=lambda b: (b.health != Health.UNHEALTHY, b.env, b.region, b.name))
+    broken.sort(key=lambda b: (PROBLEM_RANK[b.problem], b.env, b.region, b.name))
 
     groups: dict[tuple[str, str, str], list[BrokenCollector]] = {}
     for b in broken:
@@ -433,6 +468,8 @@ def build_report(
             sum(1 for b in bs if b.health == Health.UNHEALTHY),
             sum(1 for b in bs if b.health == Health.OFFLINE),
             tuple(b.name for b in bs),
+            config_failed=sum(1 for b in bs if Problem.CONFIG_FAILED in b.problems),
+            other_config=sum(1 for b in bs if Problem.OTHER_CONFIG in b.problems),
         )
         for (env, region, p), bs in sorted(groups.items())
     )
@@ -563,7 +600,7 @@ async def report_for(
         except CockpitError as exc:
             rec = RolloutRecords(error=exc.message)
     own = getattr(backend, "collector_targets", None)  # a backend that knows them itself (the demo)
-    targets = own([c for c in snapshot.collectors if c.health in BROKEN]) if callable(own) else None
+    targets = own([c for c in snapshot.collectors if problems(c)]) if callable(own) else None
     return await asyncio.to_thread(
         lambda: build_report(
             snapshot, revisions, now=now, hours=hours, records=rec, context=context, collector_targets=targets

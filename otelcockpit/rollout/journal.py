@@ -265,6 +265,7 @@ class Journal:
         db: Db | None = None,
         stale_after: float = HEARTBEAT_STALE,
         recover_interrupted: bool = True,
+        host: str | None = None,
     ) -> None:
         if db is None:
             if path is None:
@@ -275,6 +276,9 @@ class Journal:
         self.clock = clock
         self.stale_after = stale_after
         self.recover_interrupted = recover_interrupted
+        # Who runs a rollout: this host (a process id there can be looked at), or for server nodes on
+        # one database "host/node" - another node is judged by its heartbeat, on this host or not.
+        self.host = host or socket.gethostname()
 
     def close(self) -> None:
         self.db.close()
@@ -393,7 +397,7 @@ class Journal:
     def runner_alive(self, rec: RolloutRecord) -> bool:
         if rec.runner_pid <= 0:
             return False
-        if rec.runner_host == socket.gethostname():
+        if rec.runner_host == self.host:
             if rec.runner_pid == os.getpid():
                 return rec.runner_token in LIVE_RUNNERS
             return pid_alive(rec.runner_pid)
@@ -434,7 +438,7 @@ class Journal:
                 (
                     RolloutState.RUNNING.value,
                     os.getpid(),
-                    socket.gethostname(),
+                    self.host,
                     token,
                     self.clock(),
                     self.clock(),
@@ -458,7 +462,7 @@ class Journal:
                 " WHERE id = ? AND state = ? AND (runner_token = ? OR runner_token = ?)",
                 (
                     os.getpid(),
-                    socket.gethostname(),
+                    self.host,
                     token,
                     self.clock(),
                     rollout_id,

@@ -23,7 +23,7 @@ from otelcockpit.fleet.model import FleetSnapshot
 from otelcockpit.tui.detail import DetailScreen
 from otelcockpit.tui.view import GroupingMixin, TableView, View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
-from otelcockpit.tui.widgets import StatusRow
+from otelcockpit.tui.widgets import NavDataTable, StatusRow
 
 SERVICE_GROUP_KEYS = ("team", "path", "platform", "language", "status")
 PATH_CLASS = {"sdk": "vtable--error", "unknown": "vtable--unknown", "compile-time": "vtable--degraded"}
@@ -46,7 +46,7 @@ def loading_text(app: Any, what: str) -> Text:
 class ServiceTable(VirtualTable[Eligibility]):
     def __init__(self, **kwargs: Any) -> None:
         cols: list[Column[Eligibility]] = [
-            Column("name", "SERVICE", 18, lambda e: (e.name, None), flex=3),
+            Column("name", "SERVICE", 18, lambda e: (e.name, None), flex=3, priority=2),
             Column("team", "TEAM", 11, lambda e: (e.service.team or "-", None), flex=1),
             Column("lang", "LANG", 7, lambda e: (e.service.language or "?", None)),
             Column("platform", "PLATFORM", 11, lambda e: (e.service.platform or "?", None)),
@@ -83,6 +83,7 @@ def service_search(e: Eligibility) -> str:
 class ServicesView(GroupingMixin, View):
     SCOPE = "services"
     TITLE = "Services"
+    HAS_FILTER = True
     GROUP_KEYS = SERVICE_GROUP_KEYS
     GROUP_TITLE = "Group services by"
     GROUPS_ID = "svc-groups"
@@ -106,7 +107,7 @@ class ServicesView(GroupingMixin, View):
         with VerticalScroll(id="svc-box"):
             yield TableHeader(table, classes="table-header")
             yield table
-        yield DataTable(id="svc-groups", cursor_type="row")
+        yield NavDataTable(id="svc-groups", cursor_type="row")
 
     @property
     def table(self) -> ServiceTable:
@@ -162,6 +163,7 @@ class ServicesView(GroupingMixin, View):
         else:
             self.filter_text = text
             self.table.set_text_filter(text)
+        self.table.cursor_to_first()
         self.update_crumb()
         return None
 
@@ -358,7 +360,7 @@ class PhaseTable(VirtualTable[PhaseItem]):
         cols: list[Column[PhaseItem]] = [
             Column("ok", " ", 1, lambda i: ("✔" if i.passed else "✖", "vtable--healthy" if i.passed else "vtable--unhealthy")),
             Column("phase", "P", 1, lambda i: (str(i.phase), None)),
-            Column("title", "CHECK", 24, lambda i: (i.title, None), flex=2),
+            Column("title", "CHECK", 24, lambda i: (i.title, None), flex=2, priority=1),
             Column("value", "NOW", 5, lambda i: (f"{i.value:.0%}", None), align_right=True),
             Column("need", "NEED", 5, lambda i: (f"{i.threshold:.0%}", None), align_right=True),
             Column("sign", "SIGN-OFF", 8, lambda i: (i.signoff.by if i.signoff else "-", None if i.signoff else "vtable--dim")),

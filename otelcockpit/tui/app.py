@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -91,14 +91,19 @@ class CockpitCommands(Provider):
         app: CockpitApp = self.app  # type: ignore[assignment]
         out: list[tuple[str, Callable[[], Any], str]] = []
         for name, (cls, _aliases) in app.views.items():
-            out.append((f"View: {cls.TITLE}", partial(app.switch_view, name), f":{name}"))
+            if name != app.view_name:  # not the view shown
+                out.append((f"View: {cls.TITLE}", partial(app.switch_view, name), f":{name}"))
         for ctx in sorted(app.settings.contexts):
             out.append((f"Context: {ctx}", partial(app.switch_context, ctx), f":ctx {ctx}"))
         for theme in sorted(app.theme_set.themes):
-            out.append((f"Theme: {theme}", partial(app.apply_theme, theme), f":theme {theme}"))
+            if theme != app.theme:
+                out.append((f"Theme: {theme}", partial(app.apply_theme, theme), f":theme {theme}"))
         for spec in ACTIONS:
             if spec.scope != "app" or (app.read_only and spec.dangerous):
                 continue
+            name, _, args = spec.action.partition("(")
+            if app.check_action(name, (args.rstrip(")").strip("'\""),) if args else ()) is False:
+                continue  # a key that does not apply here (the view shown, a view this app lacks)
             out.append((f"{spec.description}", partial(app.run_action, spec.action), spec.key_display or spec.key))
         return out
 
@@ -177,6 +182,10 @@ class CockpitApp(App[int]):
         self.outage_texts: dict[str, str] = {}
         self._outage_asked: set[str] = set()  # config hashes asked for once (what is not found stays uncompared)
         self._in_outage = False
+        # Every pipeline's history, for backends whose snapshot does not carry it (OpAMP, Fleet
+        # Management): the Pipelines view counts revisions from it, as the detail lists them.
+        self.revisions: dict[str, tuple[Revision, ...]] | None = None
+        self._revisions_at = -1e9
 
     # ---- time ----------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -247,17 +256,72 @@ class CockpitApp(App[int]):
             # Ages ("3m") move even when nothing else does: repaint the visible rows twice a minute.
             self.current_view.refresh_ages()
 
-    def on_resize(self) -> None:
-        self.check_size()
+    def on_resize(self, event: events.Resize) -> None:
+        # This handler runs before Textual's own records the new size: use the event's.
+        self.check_size(event.size)
 
-    def check_size(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that do not apply here are neither run nor shown (footer, help): a view this app
+        does not have, `/` where the view has no filter, and the one-key commands while a `:` or `/`
+        bar takes the typing."""
+        if action == "view":
+            # Only the views this app has, not the one shown, and not from the editor or the review.
+            return (bool(parameters) and parameters[0] in self.views and parameters[0] != self.view_name
+                    and self._bars_reachable())
+        if action == "back":
+            return self._can_go_back()
+        if self._typing() and action in ("filter", "command_line", "help", "toggle_pause", "quit"):
+            return False
+        if action in ("filter", "command_line") and not self._bars_reachable():
+            return False  # the editor and the review cover the bars: `:` and `/` would open them unseen
+        if action == "filter":
+            try:
+                return bool(getattr(self.current_view, "HAS_FILTER", False))
+            except Exception:  # noqa: BLE001 - no view yet (starting, shutting down)
+                return False
+        return True
+
+    def _can_go_back(self) -> bool:
+        """esc has something to do: close a bar, leave grouping, clear the filter or go back a view."""
+        try:
+            if any(bar.is_open for bar in self.query(PromptBar)):
+                return True
+            view = self.current_view
+        except Exception:  # noqa: BLE001 - no main screen (starting, shutting down, a modal on top)
+            return True
+        return bool(getattr(view, "group_key", None) or getattr(view, "filter_text", "") or self.history)
+
+    def _typing(self) -> bool:
+        """A `:` or `/` bar, or any other text input or editor, has the keyboard."""
+        from textual.widgets import Input, TextArea
+
+        return isinstance(self.focused, Input | TextArea)
+
+    def _bars_reachable(self) -> bool:
+        """The `:` and `/` bars live on the main screen: reachable from it and from the detail
+        screens above it (they close to show them), not from the push editor or its review."""
+        from textual.command import CommandPalette
+
+        stack = [s for s in self.screen_stack if not isinstance(s, CommandPalette)]  # what it was opened on
+        if self._exit or not stack:
+            return True
+        screen = stack[-1]
+        return screen is stack[0] or isinstance(screen, DetailScreen)
+
+    def check_size(self, size: Any = None) -> None:
+        """Below the minimum size, at any time, the "terminal too small" screen covers everything;
+        back above it, the screen goes and the view is as it was."""
+        size = size or self.size
         need_w, need_h = self.settings.min_size
-        too_small = self.size.width < need_w or self.size.height < need_h
-        showing = isinstance(self.screen, TooSmallScreen)
+        too_small = size.width < need_w or size.height < need_h
+        screen = self.top_screen()
+        if screen is None:
+            return
+        showing = isinstance(screen, TooSmallScreen)
         if too_small and not showing:
             self.push_screen(TooSmallScreen((need_w, need_h)))
         elif too_small and showing:
-            self.screen.update_size()  # type: ignore[attr-defined]
+            screen.update_size(size)
         elif not too_small and showing:
             self.pop_screen()
 
@@ -427,6 +491,25 @@ class CockpitApp(App[int]):
         except CockpitError as exc:
             self.notify(exc.message, title="Could not load pipeline history", severity="warning")
             return dict(snap.revisions)
+
+    def request_revisions(self, *, force: bool = False) -> None:
+        """Load every pipeline's revisions (at most every 15 s) when the snapshot has none."""
+        snap = self.snapshot
+        if snap is None or self.backend is None or snap.revisions:
+            return
+        started = self.due("revisions", self._revisions_at, 15, force=force)
+        if started is not None:
+            self._revisions_at = started
+            self._load_revisions(snap)
+
+    @work(exclusive=True, group="revisions", exit_on_error=False)
+    async def _load_revisions(self, snap: FleetSnapshot) -> None:
+        self.revisions = await self.load_all_revisions(snap)
+        if self.top_screen() is None or self.snapshot is None:
+            return
+        view = self.current_view
+        if hasattr(view, "update_revisions"):
+            view.update_revisions()
 
     # ---- adoption (eligibility, phases, journeys): analysed in a thread, at most every 10 s -----
     def request_adoption(self, *, force: bool = False) -> None:
@@ -760,6 +843,19 @@ class CockpitApp(App[int]):
         view.focus_main()
         self.call_after_refresh(lambda: view.focus_main() if self.current_view is view else None)
 
+    def copy_rollback(self, pipeline: str, target: str, command: str = "") -> None:
+        """Copy a change's rollback command to the clipboard (OSC 52) and say so: the incident view,
+        the cockpit's change panel and the Changes view all copy through here. The command comes
+        from the one builder (otelcockpit.rollout.incident.rollback_command)."""
+        from otelcockpit.rollout.incident import context_for_commands, rollback_command
+
+        if not target:
+            self.notify(f"{pipeline or 'this change'} has no earlier revision to roll back to", severity="warning")
+            return
+        command = command or rollback_command(pipeline, target, context=context_for_commands(self.settings))
+        self.copy_to_clipboard(command)
+        self.notify(command, title="Copied the rollback command (OSC 52)")
+
     def open_collector(self, collector_id: str) -> None:
         self.push_screen(CollectorDetailScreen(collector_id))
 
@@ -825,6 +921,7 @@ class CockpitApp(App[int]):
         self.rollouts, self.changes, self.collector_targets, self.pipeline_targets = (), None, {}, {}
         self._views.clear()
         self.adoption, self.adoption_error, self._adoption_sources, self._adoption_for = None, "", None, None
+        self.revisions = None
         if old_rollouts is not None:
             self.run_worker(old_rollouts.close(), exit_on_error=False)
         if old_backend is not None:

@@ -5,6 +5,10 @@ need a code change, how many are decided, conditional on a field to fill, or unk
 terminal the teams with fields to fill); the phase checklist with each phase's progress and the first failing item; the
 rollout staged or running; and every pipeline changed in the last 24 hours with its rollback target.
 At 80x24 every panel is one line and the changes list gets the rest; taller terminals get details.
+
+The places (env, region) and the changed pipelines are a list: ``j``/``k`` (``↑``/``↓``, ``g``/``G``)
+select one; ``enter`` on a place opens the Fleet view on its collectors with a problem, on a change
+the pipeline's history; ``y`` copies a change's rollback command.
 """
 
 from __future__ import annotations
@@ -12,18 +16,23 @@ from __future__ import annotations
 import io
 from collections import Counter
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from otelcockpit.fleet.configstate import CONFIG_STATE_GLYPH, ConfigState, collector_state
-from otelcockpit.fleet.model import HEALTH_ORDER, FleetSnapshot, Health, age_text
-from otelcockpit.tui.render import HEALTH_GLYPH
-from otelcockpit.tui.view import View
+from otelcockpit.fleet.model import HEALTH_ORDER, ConfigStatus, FleetSnapshot, Health, age_text
+from otelcockpit.fleet.problems import PROBLEM_GLYPH, Problem, problem
+from otelcockpit.tui.render import HEALTH_GLYPH, words
+from otelcockpit.tui.view import View, bindings_for
+
+SELECTED = "reverse"  # the selected place or change
+CONFIG_FAILED = "config failed"  # counted per place beside the health states
 
 HEALTH_COLOUR = {
     Health.HEALTHY: "green",
@@ -35,18 +44,28 @@ HEALTH_COLOUR = {
 
 
 def health_summary(counts: Counter[str]) -> Text:
+    """`` ●384 ✖8 ◐14 ○11 !2``: collectors per health state, then how many failed to apply their config."""
     t = Text()
     for h in (Health.HEALTHY, *[x for x in HEALTH_ORDER if x != Health.HEALTHY]):
         n = counts.get(h.value, 0)
         if n:
             t.append(f" {HEALTH_GLYPH[h]}{n}", style=HEALTH_COLOUR[h])
+    failed = counts.get(CONFIG_FAILED, 0)
+    if failed:
+        t.append(f" {PROBLEM_GLYPH[Problem.CONFIG_FAILED]}{failed} cfg", style="red")
     return t
+
+
+def _count(counts: Counter[str], c: Any) -> None:
+    counts[c.health.value] += 1
+    if c.remote_config.status == ConfigStatus.FAILED:
+        counts[CONFIG_FAILED] += 1
 
 
 def _places(snap: FleetSnapshot) -> list[tuple[tuple[str, str], Counter[str]]]:
     by: dict[tuple[str, str], Counter[str]] = {}
     for c in snap.collectors:
-        by.setdefault((c.attr("env") or "-", c.attr("region") or "-"), Counter())[c.health.value] += 1
+        _count(by.setdefault((c.attr("env") or "-", c.attr("region") or "-"), Counter()), c)
     return sorted(by.items())
 
 
@@ -94,8 +113,18 @@ def outage_lines(app: Any, snap: FleetSnapshot, now: Any, *, wrap: bool = False)
     return [Text(" " + line, no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", style=style) for line in lines]
 
 
-def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool, app: Any = None) -> Text | Table:
-    counts: Counter[str] = Counter(c.health.value for c in snap.collectors)
+def troubled(hc: Counter[str]) -> bool:
+    """A place with a collector that is not healthy or failed to apply its config."""
+    total = sum(n for k, n in hc.items() if k != CONFIG_FAILED)
+    return total != hc.get(Health.HEALTHY.value, 0) or bool(hc.get(CONFIG_FAILED))
+
+
+def fleet_panel(
+    snap: FleetSnapshot, now: Any, *, detailed: bool, selected: tuple[str, str] | None = None, app: Any = None
+) -> Text | Table:
+    counts: Counter[str] = Counter()
+    for c in snap.collectors:
+        _count(counts, c)
     head = Text(no_wrap=True, overflow="ellipsis")
     head.append("[1] Fleet ", style="bold")
     head.append(f"{len(snap.collectors)}")
@@ -112,7 +141,8 @@ def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool, app: Any = Non
     table.add_column("TOTAL", justify="right")
     table.add_column("HEALTH")
     for (env, region), hc in _places(snap):
-        table.add_row(env, region, str(sum(hc.values())), health_summary(hc))
+        total = sum(n for k, n in hc.items() if k != CONFIG_FAILED)
+        table.add_row(env, region, str(total), health_summary(hc), style=SELECTED if (env, region) == selected else None)
     grid = Table.grid()
     grid.add_row(head)
     for line in outage_lines(app, snap, now, wrap=True):
@@ -121,22 +151,37 @@ def fleet_panel(snap: FleetSnapshot, now: Any, *, detailed: bool, app: Any = Non
     return grid
 
 
-def place_lines(snap: FleetSnapshot, rows: int) -> list[Text]:
+def place_keys(snap: FleetSnapshot, *, detailed: bool, rows: int) -> list[tuple[str, str]]:
+    """The places the cursor can select: every row of the table (tall), else the troubled places
+    that have a line."""
+    places = _places(snap)
+    if detailed:
+        return [k for k, _hc in places]
+    bad = [k for k, hc in places if troubled(hc)]
+    if rows < 1:
+        return []
+    return bad if len(bad) <= rows else bad[: rows - 1]
+
+
+def place_lines(snap: FleetSnapshot, rows: int, selected: tuple[str, str] | None = None) -> list[Text]:
     """Compact: the places (env, region) with something not healthy, in their fixed order, in at
     most ``rows`` lines (the last says how many more). One line each, so a refresh that changes one
     place's counts repaints one line, not the list: bytes on an SSH link."""
-    troubled = [(k, hc) for k, hc in _places(snap) if sum(hc.values()) != hc.get(Health.HEALTHY.value, 0)]
-    if rows < 1 or not troubled:
+    bad = [(k, hc) for k, hc in _places(snap) if troubled(hc)]
+    if rows < 1 or not bad:
         return []
-    shown = troubled if len(troubled) <= rows else troubled[: rows - 1]
+    shown = bad if len(bad) <= rows else bad[: rows - 1]
     out = []
     for (env, region), hc in shown:
         t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(f" {env:<8} {region:<15} {sum(hc.values()):>5} ")
+        total = sum(n for k, n in hc.items() if k != CONFIG_FAILED)
+        t.append(f" {env:<8} {region:<15} {total:>5} ")
         t.append_text(health_summary(hc))
+        if (env, region) == selected:
+            t.stylize(SELECTED)
         out.append(t)
-    if len(shown) < len(troubled):
-        out.append(Text(f" +{len(troubled) - len(shown)} more places with problems (1: the Fleet view)", style="dim"))
+    if len(shown) < len(bad):
+        out.append(Text(f" +{len(bad) - len(shown)} more places with problems (1: the Fleet view)", style="dim"))
     return out
 
 
@@ -184,7 +229,9 @@ def phases_panel(app: Any, *, detailed: bool) -> Text:
     t = Text(no_wrap=not detailed, overflow="ellipsis")
     t.append("[4] Phases ", style="bold")
     if data is None:
-        t.append("analysing…", style="dim")
+        # What the Phases view says, the cockpit says: the analysis failed, or it is still running.
+        error = getattr(app, "adoption_error", "")
+        t.append(f"unavailable: {error}" if error else "analysing…", style="red" if error else "dim")
         return t
     first_fail = None
     for p in data.phases.phases:
@@ -209,7 +256,7 @@ def rollout_panel(app: Any) -> Text:
         last = views[0] if views else None
         t.append("none running", style="dim")
         if last is not None:
-            t.append(f"  last: {last.pipeline} {last.state.value}", style="dim")
+            t.append(f"  last: {last.pipeline} {words(last.state.value)}", style="dim")
         return t
     v = active[0]
     total = sum(s.total for s in v.stages) or 1
@@ -217,7 +264,7 @@ def rollout_panel(app: Any) -> Text:
     width = 10
     filled = round(width * applied / total)
     colour = "yellow" if v.state.value == "paused" else "green"
-    t.append(f"{v.pipeline} {v.state.value} stage {v.current_stage + 1}/{len(v.stages)} ")
+    t.append(f"{v.pipeline} {words(v.state.value)} stage {v.current_stage + 1}/{len(v.stages)} ")
     t.append("█" * filled + "░" * (width - filled), style=colour)
     t.append(f" {applied}/{total}")
     if v.failed:
@@ -229,38 +276,67 @@ def rollout_panel(app: Any) -> Text:
     return t
 
 
-def changes_panel(app: Any, now: Any) -> Text:
-    t = Text()
-    t.append("[2] Changed in the last 24 h, with rollback targets", style="bold")
+def recent_changes(app: Any, now: Any) -> list[Any] | None:
+    """The newest change of every pipeline changed in the last 24 h, newest first (None: loading).
+    A rollout's later events (paused, stage ...) carry the rollback target of the rollout."""
+    from dataclasses import replace
+
     entries = getattr(app, "changes", None)
     if entries is None:
+        return None
+    since = now - timedelta(hours=24)
+    latest: dict[str, Any] = {}
+    targets: dict[str, str] = {}  # rollout id -> its rollback target
+    for e in entries:
+        if e.rollout_id and e.rollback_target:
+            targets[e.rollout_id] = e.rollback_target
+        if e.at >= since and e.pipeline:
+            latest[e.pipeline] = e  # entries are in time order: keep the newest per pipeline
+    out = [
+        replace(e, rollback_target=targets[e.rollout_id]) if not e.rollback_target and e.rollout_id in targets else e
+        for e in latest.values()
+    ]
+    return sorted(out, key=lambda e: e.at, reverse=True)
+
+
+def changes_panel(app: Any, now: Any, selected: str | None = None) -> Text:
+    t = Text()
+    t.append("[2] Changed in the last 24 h, with rollback targets", style="bold")
+    recent = recent_changes(app, now)
+    if recent is None:
         t.append("\n  loading…", style="dim")
         return t
-    since = now - timedelta(hours=24)
-    recent = [e for e in entries if e.at >= since]
     if not recent:
         t.append("\n  no pipeline changed", style="dim")
         return t
-    latest: dict[str, Any] = {}
     for e in recent:
-        latest[e.pipeline] = e  # entries are in time order: keep the newest per pipeline
-    for e in sorted(latest.values(), key=lambda e: e.at, reverse=True):
-        t.append("\n  ")
+        t.append("\n")
+        start = len(t)
+        t.append("  ")
         t.append(f"{e.pipeline:<24} ", style="bold")
         t.append(f"{age_text(e.at, now):>4} ago  {(e.author or '?').split('@')[0]:<14} ")
         if e.rollback_target:
             t.append(f"↩ rev {e.rollback_target}", style="cyan")
         else:
             t.append("↩ none", style="dim")
+        if e.pipeline == selected:
+            t.stylize(SELECTED, start, len(t))
     return t
 
 
 PLACE_LINES = 12  # at most this many place lines in the compact layout
 
 
-class CockpitView(View):
+class CockpitView(View, can_focus=True):
     SCOPE = "cockpit"
     TITLE = "Cockpit"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *bindings_for("cockpit"),
+        Binding("up,k", "select(-1)", "Up", show=False),
+        Binding("down,j", "select(1)", "Down", show=False),
+        Binding("home,g", "select_edge(0)", "First", show=False),
+        Binding("end,G", "select_edge(1)", "Last", show=False),
+    ]
 
     DEFAULT_CSS = """
     CockpitView #cockpit-body { height: 1fr; padding: 0 1; }
@@ -273,9 +349,14 @@ class CockpitView(View):
     CockpitView .panel.place.-shown { display: block; }
     """
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.items: list[tuple[str, Any]] = []  # ("place", (env, region)) | ("change", ChangeEntry)
+        self.selected: tuple[str, Any] | None = None  # ("place", (env, region)) | ("change", pipeline)
+
     def compose(self) -> ComposeResult:
         yield Static("", classes="crumb", id="crumb")
-        with VerticalScroll(id="cockpit-body"):
+        with VerticalScroll(id="cockpit-body", can_focus=False):
             yield Static("", id="p-fleet", classes="panel")
             for i in range(PLACE_LINES):  # compact: the troubled places, a line each
                 yield Static("", id=f"p-place-{i}", classes="panel place")
@@ -285,7 +366,7 @@ class CockpitView(View):
             yield Static("", id="p-changes", classes="panel -spaced -list")
 
     def focus_main(self) -> None:
-        self.query_one("#cockpit-body").focus()
+        self.focus()
 
     def _set(self, panel: str, renderable: Any) -> None:
         """Repaint a panel only when what it says changed: every repaint is bytes on an SSH link."""
@@ -297,7 +378,7 @@ class CockpitView(View):
 
             console = Console(width=max(20, self.size.width), record=True, file=io.StringIO(), color_system=None)
             console.print(renderable)
-            key = console.export_text()
+            key = (console.export_text(), self.selected)
         if getattr(widget, "_panel_key", None) != key:
             widget._panel_key = key  # type: ignore[attr-defined]
             widget.update(renderable)
@@ -316,35 +397,57 @@ class CockpitView(View):
         app.request_adoption()
         app.request_changes()
         crumb = Text(" Cockpit ", style="bold")
-        crumb.append("· keys 1-5 open each panel's view", style="dim")
+        crumb.append("· keys 1-5 open each panel's view · j/k select a place or a change", style="dim")
         self.set_crumb(crumb)
         self.set_class(not self.detailed, "-compact")
         self.update_adoption(app.adoption)
         self._fleet_and_changes(snap)
+
+    def _selected_place(self) -> tuple[str, str] | None:
+        return self.selected[1] if self.selected and self.selected[0] == "place" else None
+
+    def _selected_pipeline(self) -> str | None:
+        return self.selected[1] if self.selected and self.selected[0] == "change" else None
 
     def _fleet_and_changes(self, snap: FleetSnapshot | None) -> None:
         """The changes list, then the fleet panel in the lines left: compact, the other panels take
         a line each, and the troubled places fill what the changes leave free."""
         app: Any = self.app
         now = app.now()
-        changes = changes_panel(app, now)
+        changes = changes_panel(app, now, self._selected_pipeline())
         self._set("p-changes", changes)
         self._set("p-rollout", rollout_panel(app))
+        recent = recent_changes(app, now) or []
         if snap is None:
+            self.items = [("change", e) for e in recent]
             return
         detailed = self.detailed
-        self._set("p-fleet", fleet_panel(snap, now, detailed=detailed, app=app))
         # status row, crumb, footer; then the fleet head, services, phases and rollout lines
         rows = app.size.height - 3 - 4 - (changes.plain.count("\n") + 1)
-        lines: list[Text] = []
-        if not detailed:
-            lines = outage_lines(app, snap, now)[: max(0, min(2, rows))]  # the outage first, then the places
-            lines += place_lines(snap, min(rows, PLACE_LINES) - len(lines))
+        outage = [] if detailed else outage_lines(app, snap, now)[: max(0, min(2, rows))]  # the outage first
+        budget = min(rows, PLACE_LINES) - len(outage)
+        places = place_keys(snap, detailed=detailed, rows=budget)
+        self.items = [("place", k) for k in places] + [("change", e) for e in recent]
+        self._keep_selection()
+        self._set("p-fleet", fleet_panel(snap, now, detailed=detailed, selected=self._selected_place(), app=app))
+        lines = [] if detailed else outage + place_lines(snap, budget, self._selected_place())
         for i in range(PLACE_LINES):
             widget = self.query_one(f"#p-place-{i}", Static)
             widget.set_class(i < len(lines), "-shown")
             if i < len(lines):
                 self._set(f"p-place-{i}", lines[i])
+        if self._selected_pipeline() is not None:  # the selection may have moved to a change
+            self._set("p-changes", changes_panel(app, now, self._selected_pipeline()))
+
+    def _key_of(self, item: tuple[str, Any]) -> tuple[str, Any]:
+        kind, value = item
+        return (kind, value.pipeline) if kind == "change" else (kind, value)
+
+    def _keep_selection(self) -> None:
+        """The selection stays on its place or pipeline across refreshes (the first item else)."""
+        keys = [self._key_of(i) for i in self.items]
+        if self.selected not in keys:
+            self.selected = keys[0] if keys else None
 
     def update_adoption(self, data: Any) -> None:
         self._set("p-services", eligibility_panel(self.app, detailed=self.detailed))
@@ -352,3 +455,65 @@ class CockpitView(View):
 
     def update_changes(self) -> None:
         self._fleet_and_changes(self.app.snapshot)  # type: ignore[attr-defined]
+
+    # ---- the list of places and changes ----------------------------------------------------------
+    def _select_index(self, index: int) -> None:
+        if not self.items:
+            return
+        index = max(0, min(len(self.items) - 1, index))
+        self.selected = self._key_of(self.items[index])
+        self._fleet_and_changes(self.app.snapshot)  # type: ignore[attr-defined]
+        kind = self.selected[0]
+        target = "#p-changes" if kind == "change" else ("#p-fleet" if self.detailed else f"#p-place-{index}")
+        self.query_one("#cockpit-body", VerticalScroll).scroll_to_widget(self.query_one(target), animate=False)
+
+    def _index(self) -> int:
+        keys = [self._key_of(i) for i in self.items]
+        return keys.index(self.selected) if self.selected in keys else 0
+
+    def action_select(self, delta: int) -> None:
+        self._select_index(self._index() + int(delta))
+
+    def action_select_edge(self, end: int) -> None:
+        self._select_index(len(self.items) - 1 if int(end) else 0)
+
+    def current_item(self) -> tuple[str, Any] | None:
+        keys = [self._key_of(i) for i in self.items]
+        return self.items[keys.index(self.selected)] if self.selected in keys else None
+
+    def action_open(self) -> None:
+        """A place: the Fleet view on its collectors with a problem (or not healthy); a change: the
+        pipeline's history."""
+        item = self.current_item()
+        if item is None:
+            return
+        kind, value = item
+        app: Any = self.app
+        if kind == "change":
+            app.open_pipeline(value.pipeline)
+            return
+        app.switch_view("fleet")
+        app.set_filter(place_filter(app.snapshot, value))
+
+    def action_copy_rollback(self) -> None:
+        item = self.current_item()
+        if item is None or item[0] != "change":
+            self.notify("select a changed pipeline (j/k) to copy its rollback command", severity="warning")
+            return
+        e = item[1]
+        self.app.copy_rollback(e.pipeline, e.rollback_target)  # type: ignore[attr-defined]
+
+
+def place_filter(snap: FleetSnapshot | None, place: tuple[str, str]) -> str:
+    """The Fleet view filter for a place's broken collectors: with a problem when it has some, else
+    not healthy."""
+    from otelcockpit.fleet.matchers import quote
+
+    env, region = place
+    text = f"env={quote(env if env != '-' else '')},region={quote(region if region != '-' else '')}"
+    members = [c for c in (snap.collectors if snap else ()) if (c.attr("env") or "-", c.attr("region") or "-") == place]
+    if any(problem(c) is not None for c in members):
+        return text + ',problem!=""'
+    if any(c.health != Health.HEALTHY for c in members):
+        return text + ',health!="healthy"'
+    return text

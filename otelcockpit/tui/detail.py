@@ -31,7 +31,7 @@ from otelcockpit.fleet.model import (
 )
 from otelcockpit.tui.render import HEALTH_GLYPH, diff_text, kv_lines
 from otelcockpit.tui.view import bindings_for
-from otelcockpit.tui.widgets import StatusRow
+from otelcockpit.tui.widgets import NavOptionList, StatusRow
 
 
 def component_tree_text(node: ComponentHealth, depth: int = 0) -> Text:
@@ -265,7 +265,7 @@ class PipelineDetailScreen(DetailScreen):
         yield Static("", classes="crumb", id="crumb")
         yield Static("", id="head")
         with Horizontal(id="split"):
-            yield OptionList(id="revs")
+            yield NavOptionList(id="revs")
             with Vertical(id="right"):
                 yield Static("", id="mode")
                 with VerticalScroll(id="scroll"):

@@ -18,38 +18,15 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
-from otelcockpit.fleet.configstate import collector_state
-from otelcockpit.fleet.matchers import Matcher, MatcherError, cached_predicate, keys_of, parse_matchers, quote
+from otelcockpit.fleet.filtering import narrow, parse_filter, place_text, search_text, value_of
+from otelcockpit.fleet.matchers import MatcherError
 from otelcockpit.fleet.model import HEALTH_ORDER, Collector, ConfigStatus, FleetSnapshot, Health, age_text
 from otelcockpit.tui.render import CONFIG_CLASS, HEALTH_CLASS, HEALTH_GLYPH, runs_cell, runs_glyph
 from otelcockpit.tui.view import GroupingMixin, View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
-
-_MATCHER_START = re.compile(r'^\s*\{?\s*("[^"]*"|[^\s{}!=~"\',]+)\s*(=~|!~|!=|=)')
+from otelcockpit.tui.widgets import NavDataTable, NavOptionList
 
 GROUP_KEYS = ("env", "region", "cluster", "platform", "role", "owner", "type", "version", "health", "config", "config_state")
-STATE_KEY = "config_state"  # the filter's field for what a collector runs: config_state="on fallback"
-
-
-def value_of(c: Collector, key: str) -> str:
-    """A matcher's value: the config state for ``config_state``, else the merged attribute."""
-    return collector_state(c).state.value if key == STATE_KEY else c.attr(key)
-
-
-def is_matcher_query(text: str) -> bool:
-    return bool(_MATCHER_START.match(text))
-
-
-def place_text(c: Collector) -> str:
-    return c.attr("cluster") or c.attr("ecs.cluster") or c.attr("platform") or "-"
-
-
-def search_text(c: Collector) -> str:
-    """What a `/` text filter searches: name, id, version, type, states, pipelines, attribute values."""
-    return " ".join(
-        (c.name, c.id, c.version, c.type.value, c.health.value, c.remote_config.status.value,
-         collector_state(c).state.value, *c.pipelines, *c.local_attributes.values(), *c.remote_attributes.values())
-    ).lower()
 
 
 class CollectorTable(VirtualTable[Collector]):
@@ -64,7 +41,7 @@ class CollectorTable(VirtualTable[Collector]):
             # what it runs: the state's glyph on a narrow terminal (= in sync, ≠ drifted, ↓ fallback,
             # ↺ cached, ? unknown), the word from 100 columns on
             Column("runs-glyph", "R", 1, lambda c: (runs_glyph(c), runs_cell(c)[1]), max_table_width=100),
-            Column("name", "NAME", 24, lambda c: (c.name, None if c.enabled else "vtable--dim"), flex=3),
+            Column("name", "NAME", 24, lambda c: (c.name, None if c.enabled else "vtable--dim"), flex=3, priority=2),
             Column("type", "TYPE", 5, lambda c: (c.type.value, None)),
             Column("version", "VERSION", 8, lambda c: (c.version, None)),
             Column("env", "ENV", 7, lambda c: (c.attr("env") or "-", None)),
@@ -114,23 +91,6 @@ def sorted_collectors(collectors: Any, sort: str | None) -> Any:
     return sorted(collectors, key=key, reverse=reverse)
 
 
-def matching_positions(rows: list[Collector], matchers: tuple[Matcher, ...]) -> list[int]:
-    """Positions of the rows the matchers select, in bulk: one attribute lookup per row and key,
-    one matcher evaluation per distinct combination of values."""
-    keys = keys_of(matchers)
-    columns = [[value_of(c, k) for c in rows] for k in keys]
-    verdict: dict[tuple[str, ...], bool] = {}
-    out = []
-    for i, values in enumerate(zip(*columns, strict=True)):
-        hit = verdict.get(values)
-        if hit is None:
-            lookup = dict(zip(keys, values, strict=True))
-            hit = verdict[values] = all(m.matches_value(lookup[m.name]) for m in matchers)
-        if hit:
-            out.append(i)
-    return out
-
-
 class GroupPicker(ModalScreen[str | None]):
     """Pick the attribute to group by."""
 
@@ -149,7 +109,7 @@ class GroupPicker(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(f" {self.title_text}", classes="title")
-            yield OptionList(*[Option(k, id=k) for k in self.keys])
+            yield NavOptionList(*[Option(k, id=k) for k in self.keys])
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
@@ -163,20 +123,13 @@ class GroupPicker(ModalScreen[str | None]):
 
 
 def attr_for_group(c: Collector, key: str) -> str:
-    if key == "type":
-        return c.type.value
-    if key == "version":
-        return c.version
-    if key == "health":
-        return c.health.value
-    if key == "config":
-        return c.remote_config.status.value
     return value_of(c, key)
 
 
 class FleetView(GroupingMixin, View):
     SCOPE = "fleet"
     TITLE = "Collectors"
+    HAS_FILTER = True
     GROUP_KEYS = GROUP_KEYS
     GROUP_TITLE = "Group collectors by"
     GROUPS_ID = "groups"
@@ -201,7 +154,7 @@ class FleetView(GroupingMixin, View):
         with Vertical(id="table-box"):
             yield TableHeader(table, classes="table-header")
             yield table
-        yield DataTable(id="groups", cursor_type="row", zebra_stripes=False)
+        yield NavDataTable(id="groups", cursor_type="row", zebra_stripes=False)
 
     @property
     def table(self) -> CollectorTable:
@@ -234,25 +187,26 @@ class FleetView(GroupingMixin, View):
 
     # ---- filtering -----------------------------------------------------------------------------
     def apply_filter(self, text: str) -> str | None:
-        """Apply a text or matcher filter; return an error message instead of raising."""
-        text = text.strip()
-        if not text:
+        """Apply a filter (text words and matchers on attributes and columns, see
+        otelcockpit.fleet.filtering); return an error message instead of raising. The cursor goes to
+        the first row that passes."""
+        try:
+            flt = parse_filter(text)
+        except MatcherError as exc:
+            return str(exc)
+        table = self.table
+        if flt.empty:
             self.filter_text = ""
-            self.table.set_filter(None)
-            self.update_crumb()
-            return None
-        if is_matcher_query(text):
-            try:
-                matchers = parse_matchers(text)
-            except MatcherError as exc:
-                return str(exc)
-            test = cached_predicate(matchers)
-            self.table.set_filter(
-                lambda c: test(functools.partial(value_of, c)), positions=matching_positions(self.table.rows, matchers)
-            )
+            table.set_filter(None)
+        elif not flt.matchers:
+            table.set_text_filter(" ".join(flt.words))
         else:
-            self.table.set_text_filter(text)
-        self.filter_text = text
+            positions = flt.positions(table.rows)
+            if flt.words:
+                positions = table.narrow_by_words(positions, flt.words)
+            table.set_filter(flt.predicate(), positions=positions)
+        self.filter_text = flt.text
+        table.cursor_to_first()
         self.update_crumb()
         return None
 
@@ -287,17 +241,14 @@ class FleetView(GroupingMixin, View):
 
     @on(DataTable.RowSelected, "#groups")
     def group_selected(self, event: DataTable.RowSelected) -> None:
+        """Drill into a group: its value is added to the filter in force (never replaces it)."""
         value = str(event.row_key.value)
         key = self.group_key
         if key is None:
             return
-        if key in ("type", "version", "health", "config"):
-            query = value
-        else:
-            query = f"{key}={quote(value)}"
         self.group_key = None
         self.remove_class("-grouped")
-        self.app.set_filter(query)  # type: ignore[attr-defined]
+        self.app.set_filter(narrow(self.filter_text, key, value))  # type: ignore[attr-defined]
         self.table.focus()
 
     # ---- sorting -------------------------------------------------------------------------------
@@ -311,8 +262,8 @@ class FleetView(GroupingMixin, View):
         self.app.push_screen(GroupPicker(list(labels), title="Sort collectors by"), chosen)
 
     def set_sort(self, key: str | None) -> None:
-        """Order the rows (None or "name": the backend's order); the filter and the cursor's
-        collector stay."""
+        """Order the rows (None or "name": the backend's order); the filter stays and the cursor
+        goes to the first row (the worst one, for the health orders)."""
         self.sort_key = None if key in (None, "name") or key not in SORTS else key
         sorts = self.app.sorts  # type: ignore[attr-defined]
         if self.sort_key:
@@ -322,6 +273,7 @@ class FleetView(GroupingMixin, View):
         snap = self.app.snapshot  # type: ignore[attr-defined]
         if snap is not None:
             self.table.set_rows(sorted_collectors(snap.collectors, self.sort_key))
+        self.table.cursor_to_first()
         self.update_crumb()
 
     # ---- actions -------------------------------------------------------------------------------

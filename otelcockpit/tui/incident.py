@@ -1,14 +1,19 @@
 """``otelcockpit incident``: one read-only screen for the incident responder.
 
-Top: the backend's health and data age, where the broken collectors are (env/region, pipeline),
-rollouts running or paused. Then two tables: the unhealthy and offline collectors, each with the
-most recent change that reached it ("changed before it broke"), and every change of the last N
-hours with its rollback target. ``y`` (or ``c``) copies the selected row's rollback command to the
-clipboard with OSC 52, for whoever holds write access; this app never writes anything itself.
+Top: the backend's health and data age, where the collectors with a problem are (env/region,
+pipeline), rollouts running or paused. Then two tables: the collectors with a problem (unhealthy,
+offline, config failed to apply, running a config other than the one assigned), each with the most
+recent change that reached it ("changed before it broke"), and every change of the last N hours
+with its rollback target. ``/`` filters the collectors as in the Fleet view (text, or matchers on
+attributes and columns, e.g. ``env="prod",region="eu-west-1"``). ``y`` (or ``c``) copies the
+selected row's rollback command to the clipboard with OSC 52, for whoever holds write access; this
+app never writes anything itself. ``enter`` opens the collector, or the changed pipeline.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,37 +21,126 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from otelcockpit.errors import CockpitError
 from otelcockpit.fleet.configstate import CONFIG_STATE_GLYPH, CONFIG_STATE_SHORT, ConfigState
-from otelcockpit.fleet.model import FleetSnapshot, Health, age_text
+from otelcockpit.fleet.filtering import parse_filter
+from otelcockpit.fleet.matchers import MatcherError
+from otelcockpit.fleet.model import Collector, FleetSnapshot, Health, age_text
+from otelcockpit.fleet.problems import PROBLEM_GLYPH, PROBLEM_ORDER, Problem
 from otelcockpit.settings import Settings
 from otelcockpit.tui.app import CockpitApp, run_app
 from otelcockpit.tui.cockpit_view import HEALTH_COLOUR
 from otelcockpit.tui.render import HEALTH_GLYPH
 from otelcockpit.tui.view import View
+from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 
 REPORT_EVERY = 5.0  # seconds between two rebuilds of the report (revisions + journal)
+
+PROBLEM_SHORT = {
+    Problem.UNHEALTHY: "unhealthy",
+    Problem.CONFIG_FAILED: "cfg failed",
+    Problem.OTHER_CONFIG: "other cfg",
+    Problem.OFFLINE: "offline",
+}
+PROBLEM_CLASS = {
+    Problem.UNHEALTHY: "vtable--unhealthy",
+    Problem.CONFIG_FAILED: "vtable--error",
+    Problem.OTHER_CONFIG: "vtable--degraded",
+    Problem.OFFLINE: "vtable--offline",
+}
 
 
 def _short(author: str) -> str:
     return (author or "?").split("@")[0]
 
 
+def changed_text(ch: Any, now: Any) -> str:
+    """The change that reached a collector before it broke, in one cell."""
+    if ch is None:
+        return "no change known"
+    what = f"rev {ch.revision}" if ch.revision else ("rollout" if ch.kind == "rollout.stage" else ch.kind)
+    text = f"{ch.pipeline} {what} {age_text(ch.at, now)} ago"
+    return text + (f" ↩{ch.rollback_target}" if ch.rollback_target else "")
+
+
+def problem_cell(b: Any) -> tuple[str, str | None]:
+    """A collector with a problem: the problem; one not on its assigned config: its config state."""
+    if hasattr(b, "problem"):
+        return f"{PROBLEM_GLYPH[b.problem]} {PROBLEM_SHORT[b.problem]}", PROBLEM_CLASS[b.problem]
+    st = ConfigState(b.state)
+    return f"{CONFIG_STATE_GLYPH[st]} {CONFIG_STATE_SHORT[st]}", "vtable--degraded"
+
+
+def off_or_changed(b: Any, now: Any) -> str:
+    """The change that reached a collector with a problem; why one not on its config runs what it runs."""
+    return changed_text(b.changed, now) if hasattr(b, "changed") else b.reason
+
+
+def problem_summary(counts: dict[Problem, int]) -> str:
+    """``✖2 !1 ○4``: collectors per worst problem, the problems that occur only."""
+    return " ".join(f"{PROBLEM_GLYPH[p]}{counts[p]}" for p in PROBLEM_ORDER if counts.get(p))
+
+
+class BrokenTable(VirtualTable[Any]):
+    """The collectors with a problem. At 80 columns it keeps PROBLEM and WHERE; names and the change
+    are cut instead."""
+
+    def __init__(self, now: Callable[[], Any], **kwargs: Any) -> None:
+        self.now = now
+        cols: list[Column[Any]] = [
+            Column("name", "COLLECTOR", 16, lambda b: (b.name, None), flex=2, priority=3),
+            Column("problem", "PROBLEM", 12, problem_cell, priority=2),
+            Column("where", "WHERE", 14, lambda b: (f"{b.env}/{b.region}", None), flex=1, priority=1),
+            Column("changed", "CHANGED BEFORE", 20,
+                   lambda b: (off_or_changed(b, self.now()), None if hasattr(b, "changed") else "vtable--degraded"),
+                   flex=3, priority=2),
+        ]
+        super().__init__(cols, key=lambda b: b.id, **kwargs)
+        self.empty_text = "no collector with a problem"
+
+
+class IncidentChangeTable(VirtualTable[Any]):
+    def __init__(self, now: Callable[[], Any], **kwargs: Any) -> None:
+        self.now = now
+        cols: list[Column[Any]] = [
+            Column("age", "AGE", 4, lambda ch: (age_text(ch.at, self.now()), None), align_right=True),
+            Column("pipeline", "PIPELINE", 16, lambda ch: (ch.pipeline or "-", None), flex=2, priority=3),
+            Column("change", "CHANGE", 9, lambda ch: (ch.revision and f"rev {ch.revision}" or ch.kind, None), flex=1,
+                   priority=1),
+            Column("by", "BY", 10, lambda ch: (_short(ch.author), None), flex=1),
+            Column("target", "ROLLBACK TO", 11,
+                   lambda ch: (ch.rollback_target or "-", "vtable--accent" if ch.rollback_target else "vtable--dim"),
+                   priority=2),
+            Column("broken", "BROKEN", 6, lambda ch: self._broken(ch), align_right=True, priority=2),
+        ]
+        super().__init__(cols, key=lambda ch: ch.key, **kwargs)
+        self.empty_text = "no change in this window"
+        self.reached: dict[str, int] = {}  # change key -> collectors with a problem (shown) it reached
+
+    def _broken(self, ch: Any) -> tuple[str, str | None]:
+        n = self.reached.get(ch.key, 0)
+        return (str(n), "vtable--error") if n else ("-", "vtable--dim")
+
+
 class IncidentView(View):
     SCOPE = "incident"
     TITLE = "Incident"
+    HAS_FILTER = True
 
     DEFAULT_CSS = """
     IncidentView .i-line { height: auto; padding: 0 1; }
     IncidentView .i-title { height: 1; padding: 0 1; text-style: bold; background: $surface; }
-    IncidentView DataTable { height: 1fr; }
+    IncidentView VirtualTable { height: 1fr; }
+    IncidentView #i-changes { height: auto; min-height: 3; max-height: 40%; }
     IncidentView.-compact .i-line { text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.filter_text = ""
+        self._filter: Callable[[Collector], bool] | None = None
         self._broken_sig: tuple[Any, ...] | None = None
         self._changes_sig: tuple[Any, ...] | None = None
 
@@ -56,25 +150,26 @@ class IncidentView(View):
         yield Static("", classes="i-line", id="i-where")
         yield Static("", classes="i-line", id="i-rollouts")
         yield Static(
-            "Unhealthy, offline, not on their assigned config · what changed before", classes="i-title", id="i-broken-title"
+            "Collectors with a problem or not on their assigned config · what changed before", classes="i-title", id="i-broken-title"
         )
-        broken: DataTable[Any] = DataTable(id="i-broken", cursor_type="row", zebra_stripes=False)
+        broken = BrokenTable(self.app.now, id="i-broken")  # type: ignore[attr-defined]
+        yield TableHeader(broken, classes="table-header")
         yield broken
         yield Static("", classes="i-title", id="i-changes-title")
-        changes: DataTable[Any] = DataTable(id="i-changes", cursor_type="row", zebra_stripes=False)
+        changes = IncidentChangeTable(self.app.now, id="i-changes")  # type: ignore[attr-defined]
+        yield TableHeader(changes, classes="table-header")
         yield changes
 
-    def on_mount(self) -> None:
-        self.query_one("#i-changes", DataTable).add_columns(
-            "AGE", "PIPELINE", "CHANGE", "BY", "ROLLBACK TO", "BROKEN"
-        )
+    @property
+    def broken_table(self) -> BrokenTable:
+        return self.query_one("#i-broken", BrokenTable)
 
     @property
-    def narrow(self) -> bool:
-        return self.app.size.width < 110
+    def changes_table(self) -> IncidentChangeTable:
+        return self.query_one("#i-changes", IncidentChangeTable)
 
     def focus_main(self) -> None:
-        self.query_one("#i-broken", DataTable).focus()
+        self.broken_table.focus()
 
     @property
     def compact(self) -> bool:
@@ -82,7 +177,43 @@ class IncidentView(View):
 
     def on_resize(self) -> None:
         self.set_class(self.compact, "-compact")
-        self.render_report()
+        self.render_report(force=True)
+
+    # ---- filter --------------------------------------------------------------------------------
+    def apply_filter(self, text: str) -> str | None:
+        """The Fleet view's filter over the collectors with a problem (and what the lines above and
+        the BROKEN counts say about them)."""
+        try:
+            flt = parse_filter(text)
+        except MatcherError as exc:
+            return str(exc)
+        self.filter_text = flt.text
+        self._filter = None if flt.empty else flt.predicate()
+        self.render_report(force=True)
+        self.broken_table.cursor_to_first()
+        return None
+
+    def shown_off(self, report: Any, exclude: frozenset[str] | set[str] = frozenset()) -> list[Any]:
+        """The report's collectors not on their assigned config (drifted, on fallback, on a cached
+        remote) that pass the filter and are not listed with a problem already."""
+        if report is None:
+            return []
+        rows = [o for o in report.off_config if o.id not in exclude]
+        test = self._filter
+        if test is None:
+            return rows
+        snap = getattr(self.app, "snapshot", None)
+        by_id = {c.id: c for c in snap.collectors} if snap is not None else {}
+        return [o for o in rows if (c := by_id.get(o.id)) is not None and test(c)]
+
+    def shown_broken(self, report: Any) -> list[Any]:
+        """The report's collectors with a problem that pass the filter."""
+        test = self._filter
+        if test is None:
+            return list(report.broken)
+        snap = getattr(self.app, "snapshot", None)
+        by_id = {c.id: c for c in snap.collectors} if snap is not None else {}
+        return [b for b in report.broken if (c := by_id.get(b.id)) is not None and test(c)]
 
     # ---- data --------------------------------------------------------------------------------
     def update_snapshot(self, snap: FleetSnapshot) -> None:
@@ -98,10 +229,12 @@ class IncidentView(View):
         report = app.report
         hours = app.hours
         self.set_class(self.compact, "-compact")
-        crumb = Text(" Incident ", style="bold")
-        crumb.append(
-            f"· read-only · changes of the last {hours:g} h · y copies the rollback command", style="dim"
-        )
+        crumb = Text(" Incident ", style="bold", no_wrap=True, overflow="ellipsis")
+        if self.filter_text:
+            shown = len(self.shown_broken(report)) if report is not None else 0
+            crumb.append(f"{shown}/{len(report.broken) if report is not None else 0} ", style="bold")
+            crumb.append(f"· /{self.filter_text} ")
+        crumb.append(f"· read-only · changes of the last {hours:g} h · y copies the rollback command", style="dim")
         self.set_crumb(crumb)
         title = Text(f"Changes in the last {hours:g} h · rollback targets", style="bold")
         self._put("#i-changes-title", title)
@@ -110,11 +243,12 @@ class IncidentView(View):
             self._put("#i-backend", Text(msg, style="red" if app.report_error else "dim"))
             return
         now = app.now()
+        broken = self.shown_broken(report)
         self._put("#i-backend", self._backend_line(report, now))
-        self._put("#i-where", self._where_line(report))
+        self._put("#i-where", self._where_line(report, broken))
         self._put("#i-rollouts", self._rollouts_line(report))
-        self._fill_broken(report, now, force=force)
-        self._fill_changes(report, now, force=force)
+        self._fill_broken(broken, now, force=force)
+        self._fill_changes(report, broken, force=force)
 
     def _hs(self, h: Health) -> str:
         """A health's colour from the theme (so monochrome and NO_COLOR stay readable)."""
@@ -142,6 +276,10 @@ class IncidentView(View):
             n = report.health_counts.get(h.value, 0)
             if n:
                 t.append(f" {HEALTH_GLYPH[h]}{n} {h.value}", style=self._hs(h))
+        if report.config_failed:
+            t.append(f" {PROBLEM_GLYPH[Problem.CONFIG_FAILED]}{report.config_failed} config failed", style="red")
+        if report.other_config:
+            t.append(f" {PROBLEM_GLYPH[Problem.OTHER_CONFIG]}{report.other_config} other config", style="yellow")
         off = [(ConfigState(k), n) for k, n in report.config_states.items() if n and ConfigState(k) != ConfigState.IN_SYNC]
         if off:
             t.append(" · runs ")
@@ -150,28 +288,37 @@ class IncidentView(View):
             t.append(f"\n{report.stale_reason}", style="bold yellow")
         return t
 
-    def _where_line(self, report: Any) -> Text:
+    def _where_line(self, report: Any, broken: list[Any]) -> Text:
+        from otelcockpit.rollout.incident import problem_counts
+
         t = Text()
-        if not report.broken:
-            t.append("Nothing unhealthy or offline.", style="green")
-            if report.off_config:
-                t.append(f" {len(report.off_config)} not on their assigned config (listed below).", style="yellow")
+        if not broken:
+            if self.filter_text and report.broken:
+                t.append(f"Nothing with a problem matches /{self.filter_text}.", style="dim")
+            else:
+                t.append("Nothing unhealthy, offline or failing to apply its config.", style="green")
+            off = self.shown_off(report)
+            if off:
+                t.append(f" {len(off)} not on their assigned config (listed below).", style="yellow")
             return t
         t.append("Where ", style="bold")
-        loc = report.by_location()
+        places: dict[tuple[str, str], list[Any]] = {}
+        pipes: dict[str, list[Any]] = {}
+        for b in broken:
+            places.setdefault((b.env, b.region), []).append(b)
+            for p in b.pipelines or ("-",):
+                pipes.setdefault(p, []).append(b)
+        loc = sorted(places.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         limit = 3 if self.compact else len(loc)
-        parts = []
-        for env, region, u, o in loc[:limit]:
-            parts.append(f"{env}/{region} ✖{u} ○{o}")
-        t.append(" · ".join(parts))
+        t.append(" · ".join(f"{env}/{region} {problem_summary(problem_counts(bs))}" for (env, region), bs in loc[:limit]))
         if len(loc) > limit:
             t.append(f" +{len(loc) - limit} more", style="dim")
         t.append("\nPipelines ", style="bold")
-        pipes = report.by_pipeline()
+        by_pipe = sorted(pipes.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         limit = 3 if self.compact else 8
-        t.append(" · ".join(f"{p} ✖{u} ○{o}" for p, u, o in pipes[:limit]))
-        if len(pipes) > limit:
-            t.append(f" +{len(pipes) - limit} more", style="dim")
+        t.append(" · ".join(f"{p} {problem_summary(problem_counts(bs))}" for p, bs in by_pipe[:limit]))
+        if len(by_pipe) > limit:
+            t.append(f" +{len(by_pipe) - limit} more", style="dim")
         return t
 
     def _rollouts_line(self, report: Any) -> Text:
@@ -183,7 +330,7 @@ class IncidentView(View):
         for i, r in enumerate(report.rollouts):
             if i:
                 t.append(" · ")
-            t.append(f"{r.pipeline} {r.state}", style="yellow" if r.state == "paused" else "green")
+            t.append(f"{r.pipeline} {r.state.replace('_', ' ')}", style="yellow" if r.state == "paused" else "green")
             t.append(f" stage {r.stage}/{r.stages} {r.applied}/{r.total}")
             if r.failed:
                 t.append(f" ✖{r.failed}", style="red")
@@ -193,128 +340,60 @@ class IncidentView(View):
                 t.append(f" ({r.reason})", style="yellow")
         return t
 
-    def _fill_broken(self, report: Any, now: Any, *, force: bool) -> None:
-        table = self.query_one("#i-broken", DataTable)
-        rows = []
-        for b in report.broken:
-            ch = b.changed
-            if ch is None:
-                what = Text("no change known", style="dim")
-            else:
-                what = Text()
-                what.append(f"{ch.pipeline} ", style="bold")
-                what.append(f"rev {ch.revision} " if ch.revision else f"{ch.kind} ")
-                what.append(f"{age_text(ch.at, now)} ago", style="dim")
-                if ch.rollback_target:
-                    what.append(f" ↩{ch.rollback_target}", style="cyan")
-            if self.narrow:
-                health = Text(HEALTH_GLYPH[b.health], style=self._hs(b.health))
-                rows.append((b.id, (b.name, health, what)))
-            else:
-                health = Text(f"{HEALTH_GLYPH[b.health]} {b.health.value}", style=self._hs(b.health))
-                rows.append((b.id, (b.name, health, f"{b.env}/{b.region}", what)))
-        listed = {b.id for b in report.broken}
-        for o in report.off_config:  # not on their assigned config: what they run, and why
-            if o.id in listed:
-                continue
-            st = ConfigState(o.state)
-            runs = Text(CONFIG_STATE_GLYPH[st] if self.narrow else f"{CONFIG_STATE_GLYPH[st]} {CONFIG_STATE_SHORT[st]}", style="yellow")
-            why = Text(o.reason, style="yellow")
-            rows.append((o.id, (o.name, runs, why) if self.narrow else (o.name, runs, f"{o.env}/{o.region}", why)))
-        sig = (tuple((k, r[0], r[-1].plain) for k, r in rows), self.narrow)
+    def _fill_broken(self, broken: list[Any], now: Any, *, force: bool) -> None:
+        table = self.broken_table
+        rows = broken + self.shown_off(self.app.report, exclude={b.id for b in broken})  # type: ignore[attr-defined]
+        sig = tuple((b.id, getattr(b, "problem", None) or b.state, off_or_changed(b, now)) for b in rows)
         if sig == self._broken_sig and not force:
             return
-        narrow_changed = self._broken_sig is None or self._broken_sig[-1] != self.narrow
         self._broken_sig = sig
-        key = self._cursor_key(table)
-        if narrow_changed:
-            table.clear(columns=True)
-            if self.narrow:
-                table.add_columns("COLLECTOR", "", "CHANGED BEFORE IT BROKE")
-            else:
-                table.add_columns("COLLECTOR", "HEALTH", "WHERE", "CHANGED BEFORE IT BROKE")
-        else:
-            table.clear()
-        for k, r in rows:
-            table.add_row(*r, key=k)
-        self._restore_cursor(table, key)
+        table.set_rows(rows)
+        table.refresh()
 
-    def _fill_changes(self, report: Any, now: Any, *, force: bool) -> None:
-        table = self.query_one("#i-changes", DataTable)
-        rows = []
-        for ch in report.changes:
-            change = ch.revision and f"rev {ch.revision}" or ch.kind
-            target = Text(ch.rollback_target or "-", style="cyan" if ch.rollback_target else "dim")
-            broken = Text(str(ch.broken) if ch.broken else "-", style="bold red" if ch.broken else "dim")
-            rows.append(
-                (
-                    ch.key,
-                    (age_text(ch.at, now), ch.pipeline or "-", change, _short(ch.author), target, broken),
-                )
-            )
-        sig = (tuple((k, r[0], r[1], r[2]) for k, r in rows),)
+    def _fill_changes(self, report: Any, broken: list[Any], *, force: bool) -> None:
+        table = self.changes_table
+        reached: Counter[str] = Counter(b.changed.key for b in broken if b.changed is not None)
+        sig = (tuple(ch.key for ch in report.changes), tuple(sorted(reached.items())))
         if sig == self._changes_sig and not force:
             return
         self._changes_sig = sig
-        key = self._cursor_key(table)
-        table.clear()
-        for k, r in rows:
-            table.add_row(*r, key=k)
-        self._restore_cursor(table, key)
-
-    @staticmethod
-    def _cursor_key(table: DataTable[Any]) -> str | None:
-        if table.row_count == 0:
-            return None
-        try:
-            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-        except Exception:  # noqa: BLE001 - a stale cursor is not an error
-            return None
-
-    @staticmethod
-    def _restore_cursor(table: DataTable[Any], key: str | None) -> None:
-        if key is None:
-            return
-        try:
-            table.move_cursor(row=table.get_row_index(key), animate=False)
-        except Exception:  # noqa: BLE001 - the row went away
-            pass
+        table.reached = dict(reached)
+        table.set_rows(list(report.changes))
+        table.refresh()
 
     # ---- selection and actions -----------------------------------------------------------------
     def selected_change(self) -> Any:
         """The change under the cursor: in the changes table, or the one before the selected
         collector broke."""
         app: IncidentApp = self.app  # type: ignore[assignment]
-        report = app.report
-        if report is None:
+        if app.report is None:
             return None
-        focused = self.app.focused
-        table_id = focused.id if isinstance(focused, DataTable) else "i-broken"
-        table = self.query_one(f"#{table_id}", DataTable)
-        key = self._cursor_key(table)
-        if key is None:
-            return None
-        if table_id == "i-changes":
-            return next((c for c in report.changes if c.key == key), None)
-        b = next((b for b in report.broken if b.id == key), None)
-        return b.changed if b is not None else None
+        if self.app.focused is self.changes_table:
+            return self.changes_table.current
+        b = self.broken_table.current
+        return getattr(b, "changed", None)
 
     def action_copy_rollback(self) -> None:
         ch = self.selected_change()
         if ch is None:
-            self.notify("select a change or a broken collector first", severity="warning")
+            self.notify("select a change or a collector with a problem first", severity="warning")
             return
-        if not ch.command:
-            self.notify(
-                f"{ch.pipeline or 'this change'} has no earlier revision to roll back to", severity="warning"
-            )
-            return
-        self.app.copy_to_clipboard(ch.command)
-        self.notify(ch.command, title="Copied the rollback command (OSC 52)")
+        self.app.copy_rollback(ch.pipeline, ch.rollback_target, ch.command)  # type: ignore[attr-defined]
 
-    @on(DataTable.RowSelected, "#i-broken")
-    def _open_collector(self, event: DataTable.RowSelected) -> None:
-        self.app.open_collector(str(event.row_key.value))  # type: ignore[attr-defined]
+    def action_open(self) -> None:
+        """``enter``: the selected collector's detail, or the changed pipeline's history."""
+        if self.app.focused is self.changes_table:
+            ch = self.changes_table.current
+            if ch is not None and ch.pipeline:
+                self.app.open_pipeline(ch.pipeline)  # type: ignore[attr-defined]
+            return
+        b = self.broken_table.current
+        if b is not None:
+            self.app.open_collector(b.id)  # type: ignore[attr-defined]
+
+    @on(VirtualTable.Selected)
+    def _selected(self, event: VirtualTable.Selected) -> None:
+        self.action_open()
 
 
 class IncidentApp(CockpitApp):

@@ -21,20 +21,22 @@ class PipelineRow:
     pipeline: Pipeline
     collectors: int
     rollback: Revision | None
-    revisions: int
+    revisions: int  # -1: not read yet (the backend lists them apart from the snapshot)
 
 
 class PipelineTable(VirtualTable[PipelineRow]):
     def __init__(self, app_now: Any, **kwargs: Any) -> None:
         self.now = app_now
         cols: list[Column[PipelineRow]] = [
-            Column("name", "NAME", 18, lambda r: (r.pipeline.name, None if r.pipeline.enabled else "vtable--dim"), flex=2),
+            Column("name", "NAME", 18, lambda r: (r.pipeline.name, None if r.pipeline.enabled else "vtable--dim"), flex=2,
+                   priority=2),
             Column("type", "TYPE", 5, lambda r: (r.pipeline.config_type.value, None)),
             Column("on", "ON", 3, lambda r: ("yes" if r.pipeline.enabled else "no", None if r.pipeline.enabled else "vtable--dim")),
             Column("n", "COLL", 5, lambda r: (str(r.collectors), None), align_right=True),
-            Column("revs", "REVS", 4, lambda r: (str(r.revisions), None), align_right=True),
+            Column("revs", "REVS", 4, lambda r: (str(r.revisions) if r.revisions >= 0 else "…", None), align_right=True),
             Column("upd", "UPD", 4, lambda r: (age_text(r.pipeline.updated_at, self.now()), None), align_right=True),
-            Column("matchers", "MATCHERS", 16, lambda r: (",".join(r.pipeline.matchers) or "(none)", None), flex=3),
+            Column("matchers", "MATCHERS", 16, lambda r: (",".join(r.pipeline.matchers) or "(none)", None), flex=3,
+                   priority=1),
         ]
         super().__init__(cols, key=lambda r: r.pipeline.name, **kwargs)
         self.empty_text = "no pipelines"
@@ -43,6 +45,7 @@ class PipelineTable(VirtualTable[PipelineRow]):
 class PipelinesView(View):
     SCOPE = "pipelines"
     TITLE = "Pipelines"
+    HAS_FILTER = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -63,18 +66,28 @@ class PipelinesView(View):
         self.table.focus()
 
     def update_snapshot(self, snap: FleetSnapshot) -> None:
+        app: Any = self.app
+        if not snap.revisions:
+            app.request_revisions()  # the backend lists them apart (OpAMP, Fleet Management)
+        history = snap.revisions or app.revisions
         counts: Counter[str] = Counter()
         for c in snap.collectors:
             counts.update(c.pipelines)
         rows = []
         for p in snap.pipelines:
-            revs = snap.revisions.get(p.name, ())
-            row = PipelineRow(p, counts.get(p.name, 0), self.app.pipeline_target(p.name, revs), len(revs))  # type: ignore[attr-defined]
+            revs = history.get(p.name, ()) if history is not None else None
+            row = PipelineRow(p, counts.get(p.name, 0), self.app.pipeline_target(p.name, revs or ()),  # type: ignore[attr-defined]
+                              -1 if revs is None else len(revs))
             old = self._rows.get(p.name)
             rows.append(old if old == row else row)  # keep identity when nothing changed
         self._rows = {r.pipeline.name: r for r in rows}
         self.table.set_rows(rows)
         self.update_crumb()
+
+    def update_revisions(self) -> None:
+        snap = self.app.snapshot  # type: ignore[attr-defined]
+        if snap is not None:
+            self.update_snapshot(snap)
 
     def update_crumb(self) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
@@ -98,6 +111,7 @@ class PipelinesView(View):
                 or needle in " ".join(r.pipeline.matchers).lower()
                 or needle in r.pipeline.source.lower()
             )
+        self.table.cursor_to_first()
         self.update_crumb()
         return None
 

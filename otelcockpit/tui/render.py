@@ -51,6 +51,11 @@ def runs_glyph(c: Collector) -> str:
     return CONFIG_STATE_GLYPH[collector_state(c).state]
 
 
+def words(state: str) -> str:
+    """A state as people write it: ``rolled_back`` -> ``rolled back``."""
+    return state.replace("_", " ")
+
+
 def diff_text(old: str, new: str, old_name: str, new_name: str, context: int = 3) -> Text:
     """A unified diff of two texts, styled (+ green, - red, @@ cyan)."""
     lines = list(

@@ -31,7 +31,7 @@ from otelcockpit.fleet.model import Pipeline, age_text
 from otelcockpit.rollout.model import RolloutPlan, RolloutView
 from otelcockpit.rollout.options import gates_text, plan_words
 from otelcockpit.tui.detail import DetailScreen, who
-from otelcockpit.tui.render import unified_text
+from otelcockpit.tui.render import unified_text, words
 from otelcockpit.tui.view import TableView, bindings_for
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 from otelcockpit.tui.widgets import StatusRow
@@ -62,8 +62,23 @@ def bar(done: int, failed: int, total: int, width: int = 20) -> Text:
 
 
 # ---- edit -------------------------------------------------------------------------------------
+def drafts(app: Any) -> dict[tuple[str, str], str]:
+    """Edits not pushed yet, per (context, pipeline), for the app's session: a review cancelled or a
+    push refused (policy, stale data, a failed start) keeps the edit, and the next `u` opens the
+    editor on it. An edit is dropped when it is discarded (esc, confirmed) or once the pipeline holds it."""
+    found = getattr(app, "push_drafts", None)
+    if found is None:
+        found = app.push_drafts = {}
+    return found
+
+
+def _draft_key(app: Any, pipeline: Pipeline) -> tuple[str, str]:
+    return (app.settings.context.name, pipeline.name)
+
+
 class EditScreen(Screen[str | None]):
-    """The built-in editor (YAML highlighting); ctrl+s continues to the review, esc cancels."""
+    """The built-in editor (YAML highlighting); ctrl+s continues to the review; esc asks before it
+    throws an edit away. An earlier edit that was not pushed comes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "done", "Review the push", priority=True),
@@ -76,15 +91,23 @@ class EditScreen(Screen[str | None]):
     def __init__(self, pipeline: Pipeline) -> None:
         super().__init__()
         self.pipeline = pipeline
+        self.from_draft = False
 
     def compose(self) -> ComposeResult:
+        draft = drafts(self.app).get(_draft_key(self.app, self.pipeline))
+        if draft is not None and draft == self.pipeline.contents:
+            drafts(self.app).pop(_draft_key(self.app, self.pipeline), None)  # it is live now: nothing kept
+            draft = None
+        self.from_draft = draft is not None
+        note = "  your edit from before, not pushed yet · " if self.from_draft else "  "
         yield StatusRow()
         yield Static(
-            Text.assemble((" Edit ", "bold"), (self.pipeline.name, "bold"), ("  ctrl+s: review the push · esc: cancel", "dim")),
+            Text.assemble((" Edit ", "bold"), (self.pipeline.name, "bold"),
+                          (f"{note}ctrl+s: review the push · esc: cancel", "dim")),
             classes="crumb",
         )
         language = "yaml" if self.pipeline.config_type.value == "otel" else None
-        area = TextArea.code_editor(self.pipeline.contents, language=language, id="editor")
+        area = TextArea.code_editor(draft if draft is not None else self.pipeline.contents, language=language, id="editor")
         area.cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
         yield area
         yield Footer()
@@ -92,11 +115,37 @@ class EditScreen(Screen[str | None]):
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()
 
+    @property
+    def text(self) -> str:
+        return self.query_one(TextArea).text
+
     def action_done(self) -> None:
-        self.dismiss(self.query_one(TextArea).text)
+        text = self.text
+        if text != self.pipeline.contents:
+            drafts(self.app)[_draft_key(self.app, self.pipeline)] = text  # kept until it is pushed or discarded
+        self.dismiss(text)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        """Leave; with an edit, ask first (Cancel focused keeps editing)."""
+        if self.text == self.pipeline.contents:
+            drafts(self.app).pop(_draft_key(self.app, self.pipeline), None)
+            self.dismiss(None)
+            return
+        from otelcockpit.tui.widgets import ConfirmScreen
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                drafts(self.app).pop(_draft_key(self.app, self.pipeline), None)
+                self.dismiss(None)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Discard your edit?",
+                f"Your changes to {self.pipeline.name} have not been pushed. Discard them?",
+                confirm_label="Discard",
+            ),
+            answered,
+        )
 
 
 def edit_with_external_editor(app: Any, contents: str, suffix: str) -> str | None:
@@ -177,6 +226,7 @@ class ReviewScreen(Screen[RolloutPlan | None]):
     ReviewScreen #buttons { height: auto; align: right middle; padding: 0 1; }
     ReviewScreen #buttons Button { margin-left: 2; }
     ReviewScreen #error { color: $error; height: auto; padding: 0 1; }
+    ReviewScreen #why { color: $warning; height: auto; padding: 0 1; }
     """
 
     def __init__(
@@ -195,6 +245,7 @@ class ReviewScreen(Screen[RolloutPlan | None]):
         self.production_name = production_name
         self.fields = fields  # the context's default plan, as the fields start
         self.plan: RolloutPlan | None = None
+        self.error = ""  # why the fields give no plan
 
     def compose(self) -> ComposeResult:
         yield StatusRow()
@@ -213,6 +264,7 @@ class ReviewScreen(Screen[RolloutPlan | None]):
         yield Static("", id="error")
         with VerticalScroll(id="plan"):
             yield Static("", id="plan-text")
+        yield Static("", id="why")
         with Horizontal(id="buttons"):
             if self.production_name:
                 yield Input(placeholder=f"type {self.production_name} to enable Start", id="typed")
@@ -254,12 +306,16 @@ class ReviewScreen(Screen[RolloutPlan | None]):
             self.show_error(exc.message)
 
     def show_error(self, message: str) -> None:
+        """A field that does not parse: say so, and show no plan (the one shown was for other fields)."""
         self.query_one("#error", Static).update(message)
         self.plan = None
+        self.error = message
+        self.query_one("#plan-text", Static).update(Text(f"No plan: {message}", style="dim"))
         self.update_start()
 
     def show_plan(self, plan: RolloutPlan) -> None:
         self.plan = plan
+        self.error = ""
         self.query_one("#error", Static).update("")
         summary = plan_summary(plan)
         if self.warnings:
@@ -267,11 +323,25 @@ class ReviewScreen(Screen[RolloutPlan | None]):
         self.query_one("#plan-text", Static).update(summary)
         self.update_start()
 
+    def why_not(self) -> str:
+        """Why Start is disabled, in words ('' when it is enabled)."""
+        plan = self.plan
+        if plan is None:
+            error = getattr(self, "error", "")
+            return f"Start is disabled: fix the fields ({error})" if error else "Start is disabled: planning…"
+        if plan.blocking:
+            n = len(plan.blocking)
+            return f"Start is disabled: {n} policy error{'s' if n != 1 else ''} (see Policy findings below)"
+        if not plan.stages or not plan.collector_count:
+            return "Start is disabled: the plan reaches no collector"
+        if self.production_name and self.query_one("#typed", Input).value != self.production_name:
+            return f"Start is disabled: type {self.production_name} to confirm (a production context)"
+        return ""
+
     def update_start(self) -> None:
-        ok = self.plan is not None and not self.plan.blocking and bool(self.plan.stages)
-        if self.production_name:
-            ok = ok and self.query_one("#typed", Input).value == self.production_name
-        self.query_one("#start", Button).disabled = not ok
+        why = self.why_not()
+        self.query_one("#why", Static).update(why)
+        self.query_one("#start", Button).disabled = bool(why)
 
     @on(Button.Pressed, "#start")
     def start(self) -> None:
@@ -283,13 +353,16 @@ class ReviewScreen(Screen[RolloutPlan | None]):
 
 
 # ---- progress ---------------------------------------------------------------------------------
-def rollout_text(v: RolloutView, now: Any, targets: Mapping[str, Any] | None = None) -> RichGroup:
-    """``targets``: collector id -> its CollectorTarget (each failure names the config to return it to)."""
+def rollout_text(
+    v: RolloutView, now: Any, targets: Mapping[str, Any] | None = None, names: Mapping[str, str] | None = None
+) -> RichGroup:
+    """``targets``: collector id -> its CollectorTarget (each failure names the config to return it to);
+    ``names``: collector id -> its name (failures are listed by name, the id only when it is unknown)."""
     parts: list[Any] = []
     head = Text()
     head.append(f"{v.id} ", style="bold")
     head.append(f"{v.pipeline} ", style="bold")
-    head.append(v.state.value, style=STATE_STYLE.get(v.state.value, ""))
+    head.append(words(v.state.value), style=STATE_STYLE.get(v.state.value, ""))
     if v.reason:
         head.append(f"  {v.reason}", style="yellow" if v.state.value == "paused" else "dim")
     parts.append(head)
@@ -319,7 +392,8 @@ def rollout_text(v: RolloutView, now: Any, targets: Mapping[str, Any] | None = N
     if v.failures:
         parts.append(Text(f"\nFailures ({len(v.failures)})", style="bold red"))
         for f in v.failures[:20]:
-            line = Text(f"  {f.collector_id}  {f.error or f.status.value}", style="red")
+            name = (names or {}).get(f.collector_id) or f.collector_id
+            line = Text(f"  {name}  {f.error or words(f.status.value)}", style="red")
             t = (targets or {}).get(f.collector_id)
             back = (t.label or t.hash[:12]) if t is not None else f.previous_hash[:12]
             if back:
@@ -359,7 +433,9 @@ class RolloutScreen(DetailScreen):
             content.update(Text("no such rollout in the journal", style="red"))
             return
         app: Any = self.app
-        content.update(rollout_text(view, app.now(), app.collector_targets))
+        snap = app.snapshot
+        names = {c.id: c.name for c in snap.collectors} if snap is not None and view.failures else {}
+        content.update(rollout_text(view, app.now(), app.collector_targets, names))
 
     def action_pause_rollout(self) -> None:
         self.app.rollout_command(self.rollout_id, "pause")  # type: ignore[attr-defined]
@@ -380,8 +456,8 @@ class RolloutTable(VirtualTable[RolloutView]):
         self.now = app_now
         cols: list[Column[RolloutView]] = [
             Column("id", "ID", 9, lambda v: (v.id, None)),
-            Column("pipeline", "PIPELINE", 16, lambda v: (v.pipeline, None), flex=2),
-            Column("state", "STATE", 11, lambda v: (v.state.value, {"paused": "vtable--degraded", "aborted": "vtable--error",
+            Column("pipeline", "PIPELINE", 16, lambda v: (v.pipeline, None), flex=2, priority=1),
+            Column("state", "STATE", 11, lambda v: (words(v.state.value), {"paused": "vtable--degraded", "aborted": "vtable--error",
                                                                      "running": "vtable--healthy"}.get(v.state.value))),
             Column("stage", "STAGE", 5, lambda v: (f"{min(v.current_stage + 1, len(v.stages))}/{len(v.stages)}", None)),
             Column("done", "APPLIED", 11, lambda v: (f"{sum(s.applied for s in v.stages)}/{sum(s.total for s in v.stages)}", None),
@@ -430,7 +506,7 @@ class ChangeTable(VirtualTable[Any]):
         cols: list[Column[Any]] = [
             Column("age", "AGE", 4, lambda e: (age_text(e.at, self.now()), None), align_right=True),
             Column("kind", "KIND", 16, lambda e: (e.kind, None)),
-            Column("pipeline", "PIPELINE", 16, lambda e: (e.pipeline, None), flex=1),
+            Column("pipeline", "PIPELINE", 16, lambda e: (e.pipeline, None), flex=1, priority=1),
             Column("by", "BY", 10, lambda e: (who(e.author), None)),
             Column("target", "ROLLBACK", 8, lambda e: (f"↩ {e.rollback_target}" if e.rollback_target else "-", None)),
             Column("message", "WHAT", 12, lambda e: (e.message, None), flex=2, min_table_width=100),
@@ -445,15 +521,21 @@ class ChangeTable(VirtualTable[Any]):
 
 
 class ChangesView(TableView):
+    """The change timeline; the selected change's detail below the table, with its whole rollback
+    command (wrapped, never cut); ``y`` copies it, ``enter`` opens the pipeline."""
+
     SCOPE = "changes"
     TITLE = "Changes"
+    DEFAULT_CSS = """
+    ChangesView #change-detail { height: auto; max-height: 5; padding: 0 1; background: $surface; }
+    """
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="crumb", id="crumb")
         table = ChangeTable(self.app.now, id="change-table")  # type: ignore[attr-defined]
         yield TableHeader(table, classes="table-header")
         yield table
-        yield Static("", id="change-detail", classes="crumb")
+        yield Static("", id="change-detail")
 
     def update_snapshot(self, snap: Any) -> None:
         self.app.request_changes()  # type: ignore[attr-defined]
@@ -468,12 +550,45 @@ class ChangesView(TableView):
         self.set_crumb(Text.assemble((" Changes ", "bold"), (str(len(entries)), "bold"), " in the last 7 days, newest first"))
         self.show_change()
 
+    def rollback_command(self, e: Any) -> str:
+        from otelcockpit.rollout.incident import context_for_commands, rollback_command
+
+        if not (e.pipeline and e.rollback_target):
+            return ""
+        return rollback_command(e.pipeline, e.rollback_target, context=context_for_commands(self.app.settings))  # type: ignore[attr-defined]
+
     @on(VirtualTable.Highlighted)
     def show_change(self) -> None:
         e = self.table.current
-        self.query_one("#change-detail", Static).update(
-            Text(f" {e.scope} · {e.message}" + (f" · rollback: otelcockpit rollback {e.pipeline} --to {e.rollback_target}"
-                                                if e.rollback_target else ""), no_wrap=True, overflow="ellipsis")
-            if e is not None else ""
-        )
+        detail = self.query_one("#change-detail", Static)
+        if e is None:
+            detail.update("")
+            return
+        t = Text()
+        t.append(f"{e.scope} · " if e.scope else "", style="dim")
+        t.append(e.message)
+        command = self.rollback_command(e)
+        t.append("\nrollback: ", style="bold")
+        if command:
+            t.append(command, style="cyan")
+            t.append("  (y copies it)", style="dim")
+        else:
+            t.append("no earlier revision to roll back to", style="dim")
+        detail.update(t)
+
+    def action_copy_rollback(self) -> None:
+        e = self.table.current
+        if e is None:
+            self.notify("no change selected", severity="warning")
+            return
+        self.app.copy_rollback(e.pipeline, e.rollback_target, self.rollback_command(e))  # type: ignore[attr-defined]
+
+    def action_open(self) -> None:
+        e = self.table.current
+        if e is not None and e.pipeline:
+            self.app.open_pipeline(e.pipeline)  # type: ignore[attr-defined]
+
+    @on(VirtualTable.Selected)
+    def selected(self, event: VirtualTable.Selected) -> None:
+        self.action_open()
 

@@ -27,6 +27,7 @@ class View(Vertical):
     SCOPE: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
     BINDINGS: ClassVar[list[BindingType]] = []
+    HAS_FILTER: ClassVar[bool] = False  # `/` is offered (footer, help) only in views that filter
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Set before Textual merges the class's bindings in DOMNode.__init_subclass__.
@@ -71,6 +72,7 @@ class View(Vertical):
 class TableView(View):
     """A view around one VirtualTable: focus goes to it, `/` filters it by text."""
 
+    HAS_FILTER = True
     filter_text = ""
 
     @property
@@ -88,6 +90,7 @@ class TableView(View):
             self.table.set_text_filter(self.filter_text)
         else:
             self.table.set_filter(None)
+        self.table.cursor_to_first()
         return None
 
 

@@ -9,7 +9,7 @@ a list of references and an index, not 100,000 widgets or cells.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress
 from operator import is_not
@@ -21,6 +21,7 @@ from rich.style import Style
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
+from textual.screen import Screen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
@@ -41,6 +42,7 @@ class Column(Generic[T]):
     align_right: bool = False
     min_table_width: int = 0  # the column is shown only when the table is at least this wide
     max_table_width: int = 0  # ... and, when set, narrower than this (a compact form of another column)
+    priority: int = 0  # whose cut content gets the spare width first (higher first); cut last when narrow
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
@@ -66,22 +68,49 @@ def visible_columns(columns: Sequence[Column[T]], total: int) -> list[Column[T]]
     return [c for c in columns if c.min_table_width <= total and (not c.max_table_width or total < c.max_table_width)]
 
 
-def layout_widths(columns: Sequence[Column[Any]], total: int) -> list[int]:
-    """Fixed widths first, then the spare width shared by flex; too narrow: shrink from the right."""
+def layout_widths(columns: Sequence[Column[Any]], total: int, natural: Mapping[str, int] | None = None) -> list[int]:
+    """Column widths from their content and priority.
+
+    With ``natural`` (the widest cell of each column, see VirtualTable.measure) a column takes what
+    its content needs, from its ``width`` (the least it shows before it is cut) up; the spare width
+    goes to the columns whose content is still cut, the highest ``priority`` first (``flex`` shares it
+    among equals), and what is left stays blank at the right rather than padding a column. Without
+    it, the spare width is shared by ``flex``. Too narrow: the lowest priority shrinks first, from the
+    right, never below 3 cells."""
     gaps = max(0, len(columns) - 1)
-    widths = [c.width for c in columns]
-    spare = total - gaps - sum(widths)
-    flex_total = sum(c.flex for c in columns)
-    if spare > 0 and flex_total:
-        given = 0
-        flexible = [i for i, c in enumerate(columns) if c.flex]
-        for n, i in enumerate(flexible):
-            extra = spare * columns[i].flex // flex_total if n < len(flexible) - 1 else spare - given
-            widths[i] += extra
-            given += extra
-    elif spare < 0:
-        # Too narrow: shrink columns from the right, never below 3 cells.
-        for i in reversed(range(len(widths))):
+    if natural is None:
+        widths = [c.width for c in columns]
+        spare = total - gaps - sum(widths)
+        flex_total = sum(c.flex for c in columns)
+        if spare > 0 and flex_total:
+            given = 0
+            flexible = [i for i, c in enumerate(columns) if c.flex]
+            for n, i in enumerate(flexible):
+                extra = spare * columns[i].flex // flex_total if n < len(flexible) - 1 else spare - given
+                widths[i] += extra
+                given += extra
+            return widths
+    else:
+        need = [max(cell_len(c.label), natural.get(c.key, c.width)) for c in columns]
+        widths = [min(c.width, n) for c, n in zip(columns, need, strict=True)]
+        spare = total - gaps - sum(widths)
+        for rank in sorted({c.priority for c in columns}, reverse=True):
+            if spare <= 0:
+                break
+            cut = [i for i, c in enumerate(columns) if c.priority == rank and need[i] > widths[i]]
+            while spare > 0 and cut:
+                weights = [max(1, columns[i].flex) for i in cut]
+                total_weight = sum(weights)
+                round_spare = spare
+                for i, w in zip(cut, weights, strict=True):
+                    extra = min(need[i] - widths[i], max(1, round_spare * w // total_weight), spare)
+                    widths[i] += extra
+                    spare -= extra
+                cut = [i for i in cut if need[i] > widths[i]]
+    if spare < 0:
+        # Too narrow: the lowest priority shrinks first, from the right, never below 3 cells.
+        order = sorted(range(len(widths)), key=lambda i: (columns[i].priority, -i))
+        for i in order:
             if spare >= 0:
                 break
             give = min(widths[i] - 3, -spare)
@@ -89,6 +118,18 @@ def layout_widths(columns: Sequence[Column[Any]], total: int) -> list[int]:
                 widths[i] -= give
                 spare += give
     return widths
+
+
+def ancestor_binds(widget: Widget, key: str) -> bool:
+    """A container above ``widget`` on its screen binds ``key`` itself (the Fleet view's ``g``):
+    then the list leaves that key to it."""
+    node = widget.parent
+    while node is not None and not isinstance(node, Screen):
+        bindings = getattr(node, "_bindings", None)
+        if bindings is not None and bindings.key_to_bindings.get(key):
+            return True
+        node = node.parent
+    return False
 
 
 class TableHeader(Widget):
@@ -105,8 +146,7 @@ class TableHeader(Widget):
 
     def render_line(self, y: int) -> Strip:
         width = self.table.scrollable_content_region.width or self.size.width
-        columns = visible_columns(self.table.columns, width)
-        widths = layout_widths(columns, width)
+        columns, widths = self.table.layout(width)
         text = " ".join(fit(c.label, w, c.align_right) for c, w in zip(columns, widths, strict=True))
         style = self.rich_style
         return Strip([Segment(fit(text, self.size.width), style)], self.size.width)
@@ -120,8 +160,11 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         Binding("down,j", "cursor(1)", "Down", show=False),
         Binding("pageup,ctrl+b", "page(-1)", "Page up", show=False),
         Binding("pagedown,ctrl+f,space", "page(1)", "Page down", show=False),
-        Binding("home,G", "edge(0)", "Top", show=False),
-        Binding("end", "edge(1)", "Bottom", show=False),
+        Binding("home", "edge(0)", "Top", show=False),
+        Binding("end,G", "edge(1)", "Bottom", show=False),
+        # `g` is the top of the list, except in views that group with it (Fleet, Services): there the
+        # key goes on to the view (see check_action) and `home` is the top.
+        Binding("g", "top", "Top", show=False),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -176,6 +219,40 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
         self.cursor_key: str | None = None
         self.empty_text = "no rows"
         self.header: TableHeader | None = None
+        self.natural: dict[str, int] = {}  # column key -> its widest cell (measured on a sample)
+        self._layout: tuple[int, int, list[Column[T]], list[int]] | None = None
+        self._natural_version = 0
+
+    # ---- column widths ---------------------------------------------------------------------------
+    MEASURE_SAMPLE: ClassVar[int] = 1000  # rows measured for the column widths (a large fleet is uniform)
+    MEASURE_CHANGED: ClassVar[int] = 50  # changed rows measured on a refresh (widths seldom move)
+
+    def measure(self, rows: Sequence[T], *, grow: bool = False) -> None:
+        """The widest cell of each column over ``rows`` (a sample when there are many); ``grow``
+        only widens (rows that changed in a refresh)."""
+        step = max(1, len(rows) // self.MEASURE_SAMPLE)
+        sample = rows[::step] if step > 1 else rows
+        natural = dict(self.natural) if grow else {}
+        for col in self.columns:
+            render = col.render
+            widest = max((cell_len(render(r)[0]) for r in sample), default=0)
+            natural[col.key] = max(widest, natural.get(col.key, 0))
+        if natural != self.natural:
+            self.natural = natural
+            self._natural_version += 1
+            self.refresh()  # every line's widths move
+            if self.header is not None:
+                self.header.refresh()
+
+    def layout(self, width: int) -> tuple[list[Column[T]], list[int]]:
+        """The columns shown at this width and their widths (cached until the content changes)."""
+        cached = self._layout
+        if cached is not None and cached[0] == width and cached[1] == self._natural_version:
+            return cached[2], cached[3]
+        columns = visible_columns(self.columns, width)
+        widths = layout_widths(columns, width, self.natural if self.natural else None)
+        self._layout = (width, self._natural_version, columns, widths)
+        return columns, widths
 
     # ---- data ----------------------------------------------------------------------------------
     def set_rows(self, rows: Sequence[T]) -> None:
@@ -194,6 +271,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
                     break
         self.rows = new
         if not same_layout:
+            self.measure(new)
             self.index = {self.key_of(r): i for i, r in enumerate(new)}
             # Rows that moved (a new sort order) but did not change keep their search texts.
             known = {id(r): t for r, t in zip(old, self._texts, strict=True) if t is not None}
@@ -202,6 +280,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
             return
         if not changed:
             return
+        self.measure([new[i] for i in changed[: self.MEASURE_CHANGED]], grow=True)
         texts = self._texts
         for i in changed:
             texts[i] = None
@@ -367,6 +446,21 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
     def visible_rows(self) -> list[T]:
         return [self.rows[i] for i in self.order]
 
+    def narrow_by_words(self, positions: Sequence[int], words: Sequence[str]) -> list[int]:
+        """The positions whose search text holds every word (ascending in, ascending out)."""
+        texts = self._texts
+        if None in texts:
+            self.index_search_texts(0, len(texts))
+        return [i for i in positions if all(w in texts[i] for w in words)]  # type: ignore[operator]
+
+    def cursor_to_first(self) -> None:
+        """The cursor on the first row shown (after a sort, a filter or a drill-down)."""
+        self.cursor = 0
+        self.cursor_key = self.key_of(self.rows[self.order[0]]) if self.order else None
+        self.scroll_to(y=0, animate=False, immediate=True)
+        self.refresh()
+        self.post_message(self.Highlighted(self, self.cursor_key))
+
     def move_to_key(self, key: str) -> None:
         self.cursor_key = key
         self._restore_cursor()
@@ -405,6 +499,17 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
     def action_edge(self, end: int) -> None:
         self._move(len(self.order) - 1 if end else 0)
 
+    def action_top(self) -> None:
+        self._move(0)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "top" and self._g_belongs_to_view():
+            return False  # not handled here: the key reaches the view's own `g`
+        return True
+
+    def _g_belongs_to_view(self) -> bool:
+        return ancestor_binds(self, "g")
+
     def on_click(self, event: Any) -> None:
         self._move(int(self.scroll_offset.y) + event.y)
 
@@ -442,8 +547,7 @@ class VirtualTable(ScrollView, Generic[T], can_focus=True):
                 return Strip([Segment(fit(self.empty_text, width), base + component["vtable--dim"])])
             return Strip.blank(width, base)
         row = self.rows[self.order[d]]
-        columns = visible_columns(self.columns, width)
-        widths = layout_widths(columns, width)
+        columns, widths = self.layout(width)
         is_cursor = d == self.cursor
         cursor_style = component["vtable--cursor"] if is_cursor else None
         segments: list[Segment] = []

@@ -14,9 +14,57 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
 
 from otelcockpit.fleet.model import FleetSnapshot, age_text
+
+
+class NavOptionList(OptionList):
+    """An OptionList that moves with ``j``/``k`` and ``g``/``G`` too, like every list of the cockpit."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "go_first", "First", show=False),
+        Binding("G", "last", "Last", show=False),
+    ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from otelcockpit.tui.vtable import ancestor_binds
+
+        if action == "go_first" and ancestor_binds(self, "g"):
+            return False
+        return super().check_action(action, parameters)
+
+    def action_go_first(self) -> None:
+        self.action_first()
+
+
+class NavDataTable(DataTable[Any]):
+    """A DataTable that moves with ``j``/``k`` and ``g``/``G`` too; ``g`` is left to a view that binds
+    it (the Fleet view's group key)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "go_first", "First", show=False),
+        Binding("G", "go_last", "Last", show=False),
+    ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from otelcockpit.tui.vtable import ancestor_binds
+
+        if action == "go_first" and ancestor_binds(self, "g"):
+            return False
+        return super().check_action(action, parameters)
+
+    def action_go_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_go_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
 
 class StatusRow(Widget):
@@ -79,15 +127,31 @@ class ListSuggester(Suggester):
 
 
 class BarInput(Input):
-    """An Input that gives up focus on escape (the bar hides) instead of the app going back."""
+    """An Input that gives up focus on escape (the bar hides) instead of the app going back; `tab`
+    takes the suggestion of the `:` line."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("enter", "submit", "Run"),
+        Binding("tab", "complete", "Complete"),
+    ]
 
     class Cancelled(Input.Changed):
         pass
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "complete" and self.suggester is None:
+            return False  # the `/` bar has nothing to complete: tab is not offered
+        return super().check_action(action, parameters)
+
     def action_cancel(self) -> None:
         self.post_message(self.Cancelled(self, self.value))
+
+    def action_complete(self) -> None:
+        """Take the suggestion (greyed after the cursor); without one, stay in the input."""
+        if self._suggestion and self._suggestion != self.value:
+            self.value = self._suggestion
+            self.cursor_position = len(self.value)
 
 
 class PromptBar(Horizontal):
@@ -244,15 +308,15 @@ class TooSmallScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.update_size()
 
-    def update_size(self) -> None:
-        w, h = self.app.size
+    def update_size(self, size: Any = None) -> None:
+        w, h = size or self.app.size
         nw, nh = self.need
         self.query_one("#too-small", Static).update(
             f"terminal too small: {w}x{h}\nthe cockpit needs {nw}x{nh}\n\n"
             "enlarge the window, or set min_size\nin config.yaml (e.g. 80x23)\n\nq quits"
         )
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: Any) -> None:
         self.app.check_size()  # type: ignore[attr-defined]
 
     def key_q(self) -> None:

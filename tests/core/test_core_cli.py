@@ -170,13 +170,13 @@ def test_status_json_totals(cli, collectors_json: dict[str, Any]) -> None:  # no
     rows = collectors_json["collectors"]
     assert data["total"] == len(rows)
     assert list(data["by_health"]) == HEALTHS
-    assert list(data["by_type"]) == ["alloy", "otel"]
+    assert list(data["by_type"]) == ["alloy", "otel", "sdk"]  # sdk: OpAMP clients inside applications
     assert list(data["by_config_status"]) == CONFIG_STATUSES
     for key in ("by_health", "by_type", "by_config_status"):
         assert sum(data[key].values()) == data["total"], key
     # The same seed at the same tick: the totals agree with the collector list of another process.
     assert data["by_health"] == {h: Counter(r["health"] for r in rows)[h] for h in HEALTHS}
-    assert data["by_type"] == {t: Counter(r["type"] for r in rows)[t] for t in ("alloy", "otel")}
+    assert data["by_type"] == {t: Counter(r["type"] for r in rows)[t] for t in ("alloy", "otel", "sdk")}
     assert data["by_config_status"] == {
         s: Counter(r["remote_config"]["status"] for r in rows)[s] for s in CONFIG_STATUSES
     }
@@ -441,3 +441,36 @@ def test_an_unreachable_backend_is_a_runtime_failure(cli) -> None:  # noqa: ANN0
 def test_a_regex_python_would_warn_about_prints_no_warning(cli) -> None:  # noqa: ANN001
     r = cli("collectors", "--json", "--match", 'env=~"[[:alpha:]]+"')
     assert r.code == 0 and r.err == "", r
+
+
+def test_configuration_errors_are_exit_2(cli) -> None:  # noqa: ANN001
+    """--url without a backend that takes one would show the demo fleet as if it were real; an
+    unknown theme; an unknown theme in the config file: all one line, exit 2."""
+    assert_one_line_error(cli("status", "--url", "http://127.0.0.1:1"), 2, "--url needs --source")
+    assert_one_line_error(cli("--url", "http://127.0.0.1:1", "status"), 2, "--url needs --source")
+    assert_one_line_error(cli("--theme", "nope", "status"), 2, "unknown theme 'nope'")
+    assert_one_line_error(cli("status", "--theme", "nope"), 2, "unknown theme 'nope'")
+    cli.config.write_text("theme: nope\n")
+    assert_one_line_error(cli("status"), 2, "unknown theme 'nope'")
+    cli.config.write_text("contexts:\n  lab:\n    backend: opamp\n    url: http://127.0.0.1:1\n")
+    # A context that takes a URL: --url overrides it (no error about --source).
+    r = cli("status", "--context", "lab", "--url", "http://127.0.0.1:2")
+    assert r.code == 1 and "127.0.0.1:2" in r.err, r
+
+
+def test_text_output_says_yes_and_no_and_is_never_cut_when_piped(cli) -> None:  # noqa: ANN001
+    r = cli("collectors", "--id", "alloy-prod-euw1-node-001")
+    assert r.code == 0, r
+    assert "enabled       yes" in r.out and "True" not in r.out and "False" not in r.out
+    phases = cli("phases")
+    assert phases.code == 0, phases
+    assert "…" not in phases.out  # stdout is a pipe here: every reason is whole
+    long = [ln for ln in phases.out.splitlines() if ln.startswith("         - ")]
+    assert any(len(ln) > 120 for ln in long)
+
+
+def test_collectors_match_columns_like_the_fleet_view(cli) -> None:  # noqa: ANN001
+    d = cli("collectors", "--match", 'health="unhealthy",env="prod"', "--json").json()
+    assert d["collectors"] and all(c["health"] == "unhealthy" for c in d["collectors"])
+    d = cli("collectors", "--match", 'config="failed"', "--json").json()
+    assert [c["name"] for c in d["collectors"]] == ["alloy-prod-euw1-node-018", "alloy-prod-use1-node-041"]

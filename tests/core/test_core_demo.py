@@ -25,6 +25,7 @@ from otelcockpit.backends.base import (
 )
 from otelcockpit.backends.demo import (
     DEFAULT_EPOCH,
+    OFFLINE_AFTER,
     TICK_SECONDS,
     DemoBackend,
     load_organisation,
@@ -232,7 +233,8 @@ def test_collectors_go_stale_and_come_back() -> None:
     came_back: set[str] = set()
     last_seen_moved = False
     prev = snap(backend)
-    for _ in ticks(clock, TICK_SECONDS, 300):
+    # A collector that stops checking in is offline 3 poll intervals later (15 min): 20 min of ticks.
+    for _ in ticks(clock, TICK_SECONDS, 600):
         cur = snap(backend)
         for old, new in zip(prev.collectors, cur.collectors, strict=True):
             if old.health != Health.OFFLINE and new.health == Health.OFFLINE:
@@ -246,8 +248,8 @@ def test_collectors_go_stale_and_come_back() -> None:
             if new is not old:
                 assert new.id == old.id
         prev = cur
-    assert went_offline, "no collector went offline in 300 ticks"
-    assert came_back, "no collector came back in 300 ticks"
+    assert went_offline, "no collector went offline in 600 ticks"
+    assert came_back, "no collector came back in 600 ticks"
     assert any(before[i] == Health.OFFLINE for i in came_back) or went_offline & came_back
     assert last_seen_moved
     # Unchanged collectors are the very same objects from one snapshot to the next (the TUI diffs by identity).
@@ -256,6 +258,45 @@ def test_collectors_go_stale_and_come_back() -> None:
     b = snap(backend)
     same = sum(x is y for x, y in zip(a.collectors, b.collectors, strict=True))
     assert same >= len(a.collectors) * 0.9
+
+
+def test_offline_and_last_seen_agree() -> None:
+    """Offline means no check-in for 3 poll intervals: every offline collector was last seen at least
+    that long ago, and every other one more recently (it is still checking in)."""
+    clock = Clock()
+    backend = demo(clock=clock)
+    for _ in range(6):
+        clock.advance(600)  # 10 minutes at a time, 3 hours of simulated fleet
+        s = snap(backend)
+        for c in s.collectors:
+            silence = (s.fetched_at - c.last_seen).total_seconds()
+            if c.health == Health.OFFLINE:
+                assert silence >= OFFLINE_AFTER, (c.name, silence)
+            else:
+                assert silence < OFFLINE_AFTER + TICK_SECONDS, (c.name, c.health, silence)
+
+
+def test_the_demo_breathes_around_a_steady_state() -> None:
+    """Left alone for 3 hours the fleet neither melts nor heals completely: a few percent not healthy,
+    incidents (a few collectors of one place with the same error) that start and resolve. Seeded:
+    the same run twice gives the same fleet."""
+    runs = []
+    for _ in range(2):
+        clock = Clock()
+        backend = demo(clock=clock)
+        shares, incidents, resolved = [], set(), set()
+        for _ in range(18):
+            clock.advance(600)
+            s = snap(backend)
+            shares.append(sum(1 for c in s.collectors if c.health != Health.HEALTHY) / len(s.collectors))
+            inc = backend.sim._incident
+            if inc is not None:
+                incidents.add(inc[1])
+            resolved |= {m for m in incidents if inc is None or inc[1] != m}
+        runs.append([(c.id, c.health, c.last_error) for c in snap(backend).collectors])
+        assert all(0.02 <= share <= 0.15 for share in shares), shares
+        assert len(incidents) >= 2 and resolved, "incidents start and resolve"
+    assert runs[0] == runs[1]
 
 
 # --- pushes ------------------------------------------------------------------------------------

@@ -257,7 +257,7 @@ def test_totals_list_every_health_type_and_status() -> None:
     d = totals(small_snapshot().collectors).as_dict()
     assert d["total"] == 3
     assert d["by_health"] == {"unhealthy": 1, "degraded": 0, "offline": 1, "unknown": 0, "healthy": 1}
-    assert d["by_type"] == {"alloy": 3, "otel": 0}  # a type with no collector still shows, as 0
+    assert d["by_type"] == {"alloy": 3, "otel": 0, "sdk": 0}  # a type with no collector still shows, as 0
     assert d["by_config_status"] == {"unset": 1, "applying": 0, "applied": 1, "failed": 1}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from waits import wait_until
 
 
 def test_demo_fleet_filter_detail_and_quit(terminal):
@@ -27,11 +27,7 @@ def test_demo_fleet_filter_detail_and_quit(terminal):
     t.keys("Escape")
     t.wait_for("Collectors 420")
     t.keys("q")
-    for _ in range(50):
-        if not t.alive():
-            break
-        time.sleep(0.1)
-    assert not t.alive()
+    wait_until(lambda: not t.alive(), "the cockpit to quit on q", timeout=5)
 
 
 def test_matcher_filter_in_a_real_terminal(terminal):
@@ -109,13 +105,13 @@ def test_a_terminal_that_disappears_ends_the_app_with_its_state_saved(terminal):
     t.wait_for("/gw")
     pid = int(t.tmux("list-panes", "-t", t.session, "-F", "#{pane_pid}").split()[0])
     t.tmux("kill-session", "-t", t.session)  # the SSH link drops: SIGHUP
-    for _ in range(100):
+    def gone() -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("the app outlived its terminal")
+            return True
+        return False
+
+    wait_until(gone, "the app to end with its terminal", timeout=10)
     state = json.loads((Path(os.environ["OTELCOCKPIT_DATA_DIR"]) / "tui-state.json").read_text())
     assert state["view"] == "fleet" and state["filters"]["fleet"] == "gw"

@@ -6,11 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,10 +36,7 @@ def opamp_fleet(tmp_path):
     procs.append(serve)
     try:
         tokens = data / "tokens.yaml"
-        for _ in range(100):
-            if tokens.exists():
-                break
-            time.sleep(0.1)
+        wait_until(tokens.exists, f"serve to write {tokens}", timeout=10)
         token = yaml.safe_load(tokens.read_text())["tokens"][0]["token"]
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "otelcockpit", "simulate-agents", "--server", f"http://127.0.0.1:{agent_port}/v1/opamp",

@@ -44,7 +44,7 @@ def test_browser_sessions_are_read_only_unless_write():
 
 @pytest.mark.parametrize(
     ("app", "expect"),
-    [("cockpit", ("[1] Fleet", " RO ")), ("incident", ("Unhealthy, offline, not on their assigned config", " RO "))],
+    [("cockpit", ("[1] Fleet", " RO ")), ("incident", ("Collectors with a problem", " RO "))],
 )
 def test_web_serves_the_app_over_a_websocket(tmp_path, app, expect):
     port = free_port()

@@ -146,7 +146,7 @@ def test_wrong_token_is_one_line_naming_the_variables(fake_process, h, tmp_path)
 def test_missing_credentials_is_one_line(fake_process, h, tmp_path):
     url, _ = fake_process
     r = h.run_cli(fm(url, "pipelines"), env_for(h, tmp_path, token=None))
-    assert r.returncode == 1
+    assert r.returncode == 2  # a configuration error: nothing was asked of Fleet Management
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "FLEET_MANAGEMENT_TOKEN" in lines[0], r.stderr
 

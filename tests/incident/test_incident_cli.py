@@ -36,6 +36,11 @@ def test_json_report() -> None:
     node = broken["alloy-prod-euw1-node-033"]
     assert node["health"] == "unhealthy"
     assert node["changed_before"]["pipeline"] == "linux_host_metrics"
+    # A healthy collector whose config failed to apply is in the report, with its problem.
+    failed = broken["alloy-prod-euw1-node-018"]
+    assert failed["health"] == "healthy" and failed["problem"] == "config failed"
+    assert failed["config_status"] == "failed" and failed["changed_before"]["rollback_command"]
+    assert d["collectors"]["config_failed"] >= 2
     assert node["changed_before"]["rollback_command"] == "otelcockpit rollback linux_host_metrics --to 1002"
     assert d["changes"][0]["pipeline"] == "linux_host_metrics"
     assert all(

@@ -13,7 +13,8 @@ from otelcockpit import settings as settings_mod
 from otelcockpit.backends import all_revisions, make_backend
 from otelcockpit.backends.base import staging_target as make_target
 from otelcockpit.backends.demo import DemoBackend
-from otelcockpit.fleet.model import Health
+from otelcockpit.fleet.model import ConfigStatus, Health
+from otelcockpit.fleet.problems import PROBLEM_ORDER, Problem
 from otelcockpit.rollout.engine import RolloutEngine
 from otelcockpit.rollout.incident import build_report, context_for_commands, rollback_command
 from otelcockpit.rollout.journal import Journal
@@ -43,12 +44,20 @@ def test_broken_collectors_and_what_changed_before_they_broke(frozen_clock) -> N
     snap, _revisions, report = demo_report(frozen_clock)
     unhealthy = [c for c in snap.collectors if c.health == Health.UNHEALTHY]
     offline = [c for c in snap.collectors if c.health == Health.OFFLINE]
-    assert unhealthy and offline, "the demo fleet has unhealthy and offline collectors"
+    failed = [c for c in snap.collectors if c.remote_config.status == ConfigStatus.FAILED]
+    assert unhealthy and offline and failed, "the demo fleet has unhealthy, offline and config-failed collectors"
     assert report.unhealthy == len(unhealthy) and report.offline == len(offline)
-    assert {b.id for b in report.broken} == {c.id for c in unhealthy + offline}
-    # Unhealthy first, then offline.
-    kinds = [b.health for b in report.broken]
-    assert kinds == sorted(kinds, key=lambda h: h != Health.UNHEALTHY)
+    assert report.config_failed == len(failed)
+    assert {b.id for b in report.broken} == {c.id for c in unhealthy + offline + failed}
+    # Healthy collectors whose config failed to apply are listed too: after a config change they
+    # are the strongest lead.
+    for name in ("alloy-prod-euw1-node-018", "alloy-prod-use1-node-041"):
+        b = next(b for b in report.broken if b.name == name)
+        assert b.health == Health.HEALTHY and b.problem == Problem.CONFIG_FAILED
+        assert b.reason == snap.collector(b.id).remote_config.error
+    # Worst first: unhealthy, config failed, other config, offline.
+    ranks = [PROBLEM_ORDER.index(b.problem) for b in report.broken]
+    assert ranks == sorted(ranks)
 
     node = next(b for b in report.broken if b.name == "alloy-prod-euw1-node-033")
     assert node.health == Health.UNHEALTHY
@@ -110,9 +119,10 @@ def test_groups_by_env_region_and_pipeline(frozen_clock) -> None:
     for g in report.groups:
         members = [b for b in report.broken if b.name in g.collectors]
         assert all((b.env, b.region) == (g.env, g.region) and g.pipeline in b.pipelines for b in members)
-        assert g.unhealthy + g.offline == len(g.collectors) == len(members)
-    assert sum(u + o for _e, _r, u, o in report.by_location()) == len(report.broken)
-    by_pipe = dict((p, u + o) for p, u, o in report.by_pipeline())
+        assert len(g.collectors) == len(members)
+        assert g.unhealthy + g.offline + g.config_failed >= len(members)
+    assert sum(sum(n.values()) for _e, _r, n in report.by_location()) == len(report.broken)
+    by_pipe = {p: sum(n.values()) for p, n in report.by_pipeline()}
     assert by_pipe["linux_host_metrics"] == sum(
         1 for b in report.broken if "linux_host_metrics" in b.pipelines
     )

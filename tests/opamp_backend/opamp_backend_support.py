@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from waits import wait_until
+
 WRITE_TOKEN = "write-token-for-tests-0001"
 READ_TOKEN = "read-token-for-tests-0001"
 AGENT_TOKEN = "agent-token-for-tests-0001"
@@ -145,11 +147,4 @@ def start_server(tmp: Path, *extra: str, heartbeat: int = 1) -> Server:
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met in {timeout}s (last value {last!r})")
+    return wait_until(predicate, "the condition", timeout=timeout, interval=interval)

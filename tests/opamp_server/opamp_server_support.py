@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from waits import wait_until
+
 LINE_RE = re.compile(
     r"OpAMP on https?://127\.0\.0\.1:(\d+)/v1/opamp .* admin API on http://127\.0\.0\.1:(\d+)/api/v1"
 )
@@ -129,11 +131,4 @@ def start_serve(tmp: Path, *extra: str, db: Path | None = None, heartbeat: int =
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
+    return wait_until(predicate, "the condition", timeout=timeout, interval=interval)

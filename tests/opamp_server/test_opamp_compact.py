@@ -58,3 +58,30 @@ def test_compact_list_maps_to_the_same_collectors_as_the_full_one(serve: ServePr
     assert status == 200 and 1 <= len(some["agents"]) < 40
     status, err = serve.api("GET", "/agents?view=tiny")
     assert status == 400 and "view must be full or compact" in err["error"]
+
+
+def test_compact_list_tells_an_agent_that_runs_another_config(serve: ServeProcess) -> None:
+    """The assigned hash travels in the compact list only when an agent reports another one, and the
+    cockpit reads the same problem from both lists: one agent runs its assigned config, the other says
+    APPLIED for another hash (its supervisor went back), and that is a problem ("other config")."""
+    from otelcockpit.fleet.problems import Problem, problems
+    from otelcockpit.opamp_server.proto import opamp_pb2 as pb
+
+    sims = [SimAgent(p) for p in make_profiles(2, 9)]
+    for a in sims:
+        assert httpx.post(serve.opamp_url, content=a.stamp(a.full_state()).SerializeToString(), headers=PB).status_code == 200
+    status, cv = serve.api("POST", "/configs", {"name": "gw", "files": {"c.yaml": {"body": "receivers: {}\n"}}})
+    assert status == 201, cv
+    status, body = serve.api("POST", "/assignments", {"config": "gw", "version": 1, "selector": ""})
+    assert status == 201, body
+    for a, digest in zip(sims, (bytes.fromhex(cv["hash"]), b"\x07" * 32), strict=True):
+        msg = pb.AgentToServer(remote_config_status=pb.RemoteConfigStatus(
+            last_remote_config_hash=digest, status=pb.RemoteConfigStatuses_APPLIED))
+        assert httpx.post(serve.opamp_url, content=a.stamp(msg).SerializeToString(), headers=PB).status_code == 200
+    status, full = serve.api("GET", "/agents")
+    status, compact = serve.api("GET", "/agents?view=compact")
+    lengths = sorted(len(row[compact["fields"].index("desired")]) for row in compact["agents"])
+    assert lengths == [2, 3]  # the hash only for the agent that runs something else
+    for rows in (full["agents"], agents_of(compact)):
+        found = sorted(problems(agent_to_collector(r)) for r in rows)
+        assert found == [(), (Problem.OTHER_CONFIG,)], found

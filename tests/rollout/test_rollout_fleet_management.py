@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout_fm_support import CREDS, REPO, RecordingState, cli_env, recording_state, run_cli
+from waits import wait_until
 
 from otelcockpit.backends.base import staging_target as make_target
 from otelcockpit.backends.fleet_management import FleetClient
@@ -156,22 +157,20 @@ def test_fm_kill_9_mid_rollout_then_resume(tmp_path: Path, fm_fake: Any) -> None
             "--waves", "25%,50%,75%,100%", "--soak", "1s", "--poll", "0.1", "--yes", *g]
     proc = subprocess.Popen([sys.executable, "-m", "otelcockpit", *args], cwd=REPO, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        rid = ""
-        while time.monotonic() < deadline:
-            if journal_path.exists():
-                db = sqlite3.connect(journal_path)
-                try:
-                    row = db.execute("SELECT rollout_id FROM steps WHERE key = 'stage.1.apply' AND state = 'done'").fetchone()
-                except sqlite3.OperationalError:
-                    row = None
-                db.close()
-                if row:
-                    rid = row[0]
-                    break
+        def stage_two() -> str:
             assert proc.poll() is None, (tmp_path / "run.log").read_text()
-            time.sleep(0.02)
-        assert rid, "the rollout never reached stage 2"
+            if not journal_path.exists():
+                return ""
+            db = sqlite3.connect(journal_path)
+            try:
+                row = db.execute("SELECT rollout_id FROM steps WHERE key = 'stage.1.apply' AND state = 'done'").fetchone()
+            except sqlite3.OperationalError:
+                row = None
+            finally:
+                db.close()
+            return row[0] if row else ""
+
+        rid = wait_until(stage_two, "the rollout to reach stage 2", timeout=30, interval=0.02)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:

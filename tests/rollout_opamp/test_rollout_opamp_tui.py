@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from opamp_server_support import WRITE_TOKEN, ServeProcess
 from rollout_opamp_support import all_applied, setup_v1, simulate, stop_all, wait_agents
+from waits import wait_until
 
 from otelcockpit import settings as settings_mod
 from otelcockpit.tui.app import CockpitApp
@@ -33,10 +34,8 @@ async def test_push_from_the_tui_runs_in_the_server(fleet, monkeypatch, tmp_path
         settings_mod.resolve(source="opamp", url=serve.admin_url), live=True, cursor_blink=False, initial_view="pipelines"
     )
     async with app.run_test(size=(120, 40)) as pilot:
-        for _ in range(200):
-            if app.snapshot is not None and app.snapshot.pipeline("gateway") is not None:
-                break
-            await pilot.pause(0.05)
+        await wait_until(lambda: app.snapshot is not None and app.snapshot.pipeline("gateway") is not None,
+                         "the gateway config in the cockpit", pilot=pilot)
         app.query_one("#pipelines").table.move_to_key("gateway")
         await pilot.press("u")
         assert isinstance(app.screen, EditScreen)
@@ -49,27 +48,20 @@ async def test_push_from_the_tui_runs_in_the_server(fleet, monkeypatch, tmp_path
         review.query_one("#canary").value = "1"
         review.query_one("#waves").value = "100%"
         review.query_one("#soak").value = "0s"
-        for _ in range(100):  # the server plans it
-            await pilot.pause(0.05)
-            if review.plan is not None:
-                break
-        assert review.plan is not None and review.plan.collector_count == 6
+        # The plan of these fields (not the one of the defaults, which may arrive first).
+        await wait_until(lambda: review.plan is not None and review.plan.gates.soak_seconds == 0,
+                         "the server's plan for the fields set", pilot=pilot)
+        assert review.plan.collector_count == 6
         review.query_one("#start").press()
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, RolloutScreen):
-                break
-        assert isinstance(app.screen, RolloutScreen)
+        await wait_until(lambda: isinstance(app.screen, RolloutScreen), "the rollout screen", pilot=pilot)
         rid = app.screen.rollout_id
-        end = time.monotonic() + 40
-        state = ""
-        while time.monotonic() < end:
-            await pilot.pause(0.5)
+        def state() -> str:
             view = app.rollout_view(rid)
-            state = view.state.value if view else ""
-            if state in ("completed", "paused"):
-                break
-        assert state == "completed"
+            return view.state.value if view else ""
+
+        await wait_until(lambda: state() in ("completed", "paused"), lambda: f"rollout {rid} to finish (now {state()!r})",
+                         timeout=40, interval=0.5, pilot=pilot)
+        assert state() == "completed"
         # Every agent's own rollback target (read from the server) is version 1, in its detail.
         cid = app.snapshot.collectors[0].id
         app.open_collector(cid)
@@ -84,3 +76,38 @@ async def test_push_from_the_tui_runs_in_the_server(fleet, monkeypatch, tmp_path
         c = app.snapshot.collector(cid)
         assert detail.target_text(c, app.snapshot, app.now()).startswith(f"gateway@v1 · config {v1[:12]} · APPLIED ")
     assert not all_applied(serve, v1, 6)  # every agent moved off v1: the rollout ran in the server
+
+
+async def test_views_agree_on_the_opamp_backend(fleet, monkeypatch):
+    """Without a service inventory the cockpit's phase panel says what the Phases view says (not
+    "analysing…" for ever), and the Pipelines list counts the revisions its detail lists."""
+    from otelcockpit.tui.cockpit_view import CockpitView
+    from otelcockpit.tui.detail import PipelineDetailScreen
+
+    serve, _v1 = fleet
+    status, cv = serve.api("POST", "/configs", {"name": "gateway", "files": {"collector.yaml": {"body": "# v2\n"}}})
+    assert status == 201, cv
+    status, a = serve.api("POST", "/assignments", {"config": "gateway", "version": 2, "selector": ""})
+    assert status == 201, a
+    monkeypatch.setenv("OTELCOCKPIT_OPAMP_TOKEN", WRITE_TOKEN)
+    app = CockpitApp(settings_mod.resolve(source="opamp", url=serve.admin_url), live=True, cursor_blink=False,
+                     initial_view="cockpit")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(lambda: app.adoption_error, "the adoption analysis to fail without an inventory", pilot=pilot)
+        await pilot.pause()
+        cockpit = app.query_one(CockpitView)
+        panel = str(cockpit.query_one("#p-phases").render())
+        assert f"unavailable: {app.adoption_error}" in panel and "analysing" not in panel
+        await pilot.press("4")
+        await pilot.pause()
+        assert f"unavailable: {app.adoption_error}" in str(app.query_one("#phases #crumb").render())
+        await pilot.press("2")
+        view = app.query_one("#pipelines")
+        row = await wait_until(lambda: next((r for r in view.table.rows if r.pipeline.name == "gateway"
+                                             and r.revisions >= 0), None),
+                               "the gateway row with its revision count", pilot=pilot)
+        view.table.move_to_key("gateway")
+        await pilot.press("enter")
+        screen = await wait_until(lambda: isinstance(app.screen, PipelineDetailScreen) and app.screen.revisions
+                                  and app.screen, "the pipeline detail with its revisions", pilot=pilot)
+        assert row.revisions == len(screen.revisions) == 2

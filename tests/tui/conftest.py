@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from waits import wait_until
 
 from otelcockpit import settings as settings_mod
 from otelcockpit.tui.app import CockpitApp
@@ -26,11 +27,7 @@ def make_app(frozen_clock: Callable[[], Any]) -> Callable[..., CockpitApp]:
 
 async def _wait_loaded(pilot: Any) -> None:
     app = pilot.app
-    for _ in range(200):
-        if app.snapshot is not None:
-            break
-        await pilot.pause(0.02)
-    assert app.snapshot is not None, "the demo fleet never loaded"
+    await wait_until(lambda: app.snapshot is not None, "the demo fleet to load", pilot=pilot)
     await pilot.pause()
 
 

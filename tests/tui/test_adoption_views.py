@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from waits import wait_until
+
 from otelcockpit.adoption import signoff
 from otelcockpit.tui.adoption_views import PhasesView, ServiceDetailScreen, ServicesView
 from otelcockpit.tui.fleet_view import GroupPicker
@@ -10,11 +12,8 @@ from otelcockpit.tui.widgets import ConfirmScreen, PromptScreen
 
 async def wait_adoption(pilot) -> None:
     app = pilot.app
-    for _ in range(400):
-        if app.adoption is not None:
-            break
-        await pilot.pause(0.02)
-    assert app.adoption is not None, app.adoption_error
+    await wait_until(lambda: app.adoption is not None, lambda: f"the adoption analysis ({app.adoption_error or 'no error'})",
+                     pilot=pilot)
     await pilot.pause()
 
 
@@ -147,10 +146,8 @@ async def test_phases_view_items_journeys_and_signoff(make_app, wait_loaded, pla
         await pilot.press("tab", "enter")  # Sign off
         stored = signoff.latest(context="demo")
         assert stored[failing.id].note == "ok for now"
-        for _ in range(200):
-            await pilot.pause(0.02)
-            if app.adoption.phases.item(failing.id).signoff is not None:
-                break
+        await wait_until(lambda: app.adoption.phases.item(failing.id).signoff is not None,
+                         "the sign-off to reach the phase analysis", pilot=pilot)
         assert app.adoption.phases.item(failing.id).signoff.note == "ok for now"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from waits import wait_until
+
 from otelcockpit.tui.cockpit_view import CockpitView
 
 
@@ -9,10 +11,8 @@ async def test_cockpit_panels_and_drill_down(make_app, wait_loaded, plain):
     app = make_app(view="cockpit")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
-        for _ in range(400):
-            if app.adoption is not None and app.changes is not None:
-                break
-            await pilot.pause(0.02)
+        await wait_until(lambda: app.adoption is not None and app.changes is not None,
+                         "the adoption analysis and the change timeline", pilot=pilot)
         await pilot.pause()
         view = app.query_one(CockpitView)
         assert view.has_class("-compact")  # 80x24: one line per panel

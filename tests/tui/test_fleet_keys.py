@@ -195,7 +195,7 @@ async def test_refresh_and_pause(make_app, wait_loaded, monkeypatch):
         assert not app.paused
 
 
-async def test_sort_keeps_filter_and_cursor(make_app, wait_loaded):
+async def test_sort_keeps_filter_and_puts_the_cursor_on_the_first_row(make_app, wait_loaded):
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
@@ -217,7 +217,7 @@ async def test_sort_keeps_filter_and_cursor(make_app, wait_loaded):
         assert {c.id for c in rows} == prod  # the filter still holds
         ranks = [HEALTH_ORDER.index(c.health) for c in rows]
         assert ranks == sorted(ranks) and rows[0].health == Health.UNHEALTHY
-        assert table.cursor_key == key  # the cursor kept its collector
+        assert key != rows[0].id and table.cursor_key == rows[0].id and table.cursor == 0  # the worst one
         # Longest silent first: offline collectors (oldest last_seen) at the top.
         view.set_sort("seen")
         rows = table.visible_rows()
@@ -262,14 +262,14 @@ async def test_cursor_stays_on_collector_across_refresh(make_app, wait_loaded):
         await wait_loaded(pilot)
         table = app.query_one(FleetView).table
         await pilot.press("down", "down", "down")
-        key = table.cursor_key
-        # Filter so that rows above the cursor vanish: the cursor keeps its collector.
-        target = app.snapshot.collector(key)
+        # A filter puts the cursor on its first row.
+        target = app.snapshot.collector(table.cursor_key)
         await pilot.press("slash")
         await type_text(pilot, target.name[-3:])
         await pilot.press("enter")
-        assert table.cursor_key == key
-        assert table.current.id == key
+        assert table.cursor == 0 and table.cursor_key == table.visible_rows()[0].id
+        await pilot.press("down")
+        key = table.cursor_key
         # A refresh where collectors changed state keeps the cursor on the same id.
         sim = app.backend.sim
         for i in range(0, len(sim.collectors), 7):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from waits import wait_until
+
 from otelcockpit import settings as settings_mod
 from otelcockpit.actions import ACTIONS
 from otelcockpit.backends.base import ReadOnlyBackend
@@ -24,21 +26,13 @@ def walkthrough_app(frozen_clock: Any, journey: str | None = None) -> Walkthroug
 
 
 async def wait_report(pilot: Any) -> None:
-    for _ in range(300):
-        if pilot.app.report is not None:
-            break
-        await pilot.pause(0.02)
-    assert pilot.app.report is not None, "the incident report never loaded"
+    await wait_until(lambda: pilot.app.report is not None, "the incident report", pilot=pilot)
     await pilot.pause()
 
 
 async def wait_slides(pilot: Any) -> WalkthroughView:
     view = pilot.app.query_one(WalkthroughView)
-    for _ in range(500):
-        if view.slides:
-            break
-        await pilot.pause(0.02)
-    assert view.slides, "the walkthrough never built its slides"
+    await wait_until(lambda: view.slides, "the walkthrough's slides", pilot=pilot)
     await pilot.pause()
     return view
 

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from waits import wait_until
 
 from otelcockpit import settings as settings_mod
 from otelcockpit.rollout.journal import Journal, default_path
@@ -56,13 +57,12 @@ async def planned(pilot, screen: ReviewScreen, seconds: float = 10) -> None:
 
 
 async def wait_state(pilot, rid: str, states: set[str], seconds: float = 40) -> object:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        await pilot.pause(0.2)
+    def reached() -> object:
         view = pilot.app.rollout_view(rid)
-        if view is not None and view.state.value in states:
-            return view
-    raise AssertionError(f"rollout {rid} never reached {states}: {pilot.app.rollout_view(rid)}")
+        return view if view is not None and view.state.value in states else None
+
+    return await wait_until(reached, lambda: f"rollout {rid} to reach {states} (now {pilot.app.rollout_view(rid)})",
+                            timeout=seconds, interval=0.2, pilot=pilot)
 
 
 async def test_push_pauses_at_its_gate_then_rolls_back(fast_app, wait_loaded, plain):
@@ -77,11 +77,7 @@ async def test_push_pauses_at_its_gate_then_rolls_back(fast_app, wait_loaded, pl
         assert screen.query_one("#cancel").has_focus  # Cancel is focused
         assert not screen.query_one("#start").disabled
         screen.query_one("#start").press()
-        for _ in range(50):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, RolloutScreen):
-                break
-        assert isinstance(app.screen, RolloutScreen)
+        await wait_until(lambda: isinstance(app.screen, RolloutScreen), "the rollout screen", pilot=pilot)
         rid = app.screen.rollout_id
         view = await wait_state(pilot, rid, {"paused", "completed"})
         # The demo fails a few collectors: with max 0 failures the rollout pauses at its gate.
@@ -93,11 +89,8 @@ async def test_push_pauses_at_its_gate_then_rolls_back(fast_app, wait_loaded, pl
         await pilot.press("B")  # roll back: confirm
         await pilot.press("tab", "enter")
         await wait_state(pilot, rid, {"aborted", "rolled_back"})
-        for _ in range(100):
-            await pilot.pause(0.1)
-            if app.snapshot.pipeline(name).contents == live_before:
-                break
-        assert app.snapshot.pipeline(name).contents == live_before
+        await wait_until(lambda: app.snapshot.pipeline(name).contents == live_before,
+                         f"{name} back to its contents before the push", pilot=pilot)
         # The Rollouts view lists it; the Changes view shows the rollout events.
         await pilot.press("escape", "5")
         await pilot.pause(0.5)
@@ -141,10 +134,7 @@ async def test_changes_view_lists_revisions_with_rollback_targets(make_app, wait
     app = make_app(view="changes")
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
-        for _ in range(200):
-            if app.changes is not None:
-                break
-            await pilot.pause(0.02)
+        await wait_until(lambda: app.changes is not None, "the change timeline", pilot=pilot)
         await pilot.pause()
         view = app.query_one(ChangesView)
         rows = view.table.rows
@@ -163,11 +153,11 @@ async def test_review_warns_when_a_later_phase_starts_early(fast_app, wait_loade
     app = fast_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
-        for _ in range(400):  # the warning needs the phase analysis
+        def analysed() -> bool:  # the warning needs the phase analysis
             app.request_adoption()
-            if app.adoption is not None:
-                break
-            await pilot.pause(0.02)
+            return app.adoption is not None
+
+        await wait_until(analysed, "the phase analysis", pilot=pilot)
         app.query_one("#pipelines").table.move_to_key("custom_business_metrics")
         screen = await review_with(pilot, failures="5")
         text = plain(screen.query_one("#plan-text"))
@@ -228,3 +218,75 @@ async def test_rollback_from_the_pipeline_detail_goes_through_the_rollout_servic
                 break
             assert time.monotonic() < end, f"the rollback target on screen is still the revision rolled back from: {head}"
             await pilot.pause(0.2)
+
+
+async def test_the_editor_asks_before_discarding_and_keeps_an_edit_not_pushed(make_app, wait_loaded):
+    from otelcockpit.tui.widgets import ConfirmScreen
+
+    app = make_app(view="pipelines")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        name = app.query_one("#pipelines").table.current.pipeline.name
+        await pilot.press("u")
+        editor = app.screen
+        assert isinstance(editor, EditScreen)
+        # Esc without an edit just leaves.
+        await pilot.press("escape")
+        assert not isinstance(app.screen, EditScreen)
+        await pilot.press("u")
+        editor = app.screen
+        editor.query_one("TextArea").insert("// my careful change\n", (0, 0))
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConfirmScreen)  # asks first, Cancel focused
+        assert app.focused.id == "cancel"
+        await pilot.press("enter")  # Cancel: keep editing
+        assert app.screen is editor and editor.text.startswith("// my careful change")
+        # To the review, then cancel it (or be refused): the edit is kept for the next `u`.
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, (EditScreen, ReviewScreen))
+        await pilot.press("u")
+        editor = app.screen
+        assert isinstance(editor, EditScreen) and editor.from_draft
+        assert editor.text.startswith("// my careful change")
+        assert "your edit from before" in str(editor.query_one(".crumb").render())
+        # Esc, then Discard: gone for good.
+        await pilot.press("escape")
+        await pilot.press("tab", "enter")
+        assert not isinstance(app.screen, (EditScreen, ConfirmScreen))
+        await pilot.press("u")
+        assert not app.screen.from_draft and app.screen.text == app.snapshot.pipeline(name).contents
+
+
+async def test_the_review_shows_no_plan_for_bad_fields_and_says_why_start_is_disabled(make_app, wait_loaded, plain):
+    app = make_app(view="pipelines")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        screen = await review_with(pilot, failures="0")
+        assert "Blast radius" in plain(screen.query_one("#plan-text"))
+        assert not screen.query_one("#start").disabled and plain(screen.query_one("#why")).strip() == ""
+        screen.query_one("#waves").value = "50,abc"
+        await wait_until(lambda: screen.error, "the review to say why the fields give no plan", pilot=pilot)
+        assert screen.plan is None and screen.query_one("#start").disabled
+        text = plain(screen.query_one("#plan-text"))
+        assert "Blast radius" not in text and text.startswith("No plan:")
+        assert plain(screen.query_one("#why")).startswith("Start is disabled: fix the fields")
+        screen.query_one("#waves").value = "50%,100%"
+        await wait_until(lambda: screen.plan is not None, "the plan of the fixed fields", pilot=pilot)
+        assert not screen.query_one("#start").disabled
+        await pilot.press("escape")
+    # Policy errors: Start is disabled and the screen says why.
+    app = make_app(view="pipelines")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        app.query_one("#pipelines").table.move_to_key("otel_gateway_traces")
+        await pilot.press("u")
+        area = app.screen.query_one("TextArea")
+        area.text = area.text.replace("otlphttp: {endpoint:", "otlphttp: {headers: {authorization: 'Bearer abc123secret'}, endpoint:")
+        await pilot.press("ctrl+s")
+        screen = await wait_until(lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None
+                                  and app.screen, "the review's plan", pilot=pilot)
+        assert screen.query_one("#start").disabled
+        assert "policy error" in plain(screen.query_one("#why"))

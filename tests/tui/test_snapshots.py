@@ -7,6 +7,7 @@ SVG diffs before committing.
 from __future__ import annotations
 
 import pytest
+from waits import wait_until
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -20,18 +21,20 @@ def scenario(make_app, wait_loaded, *keys, read_only=False, text=None, adoption=
             await pilot.press(key)
             await pilot.pause()
         if adoption:
-            for _ in range(500):
-                if pilot.app.adoption is not None:
-                    break
-                await pilot.pause(0.02)
-            assert pilot.app.adoption is not None
+            await wait_until(lambda: pilot.app.adoption is not None, "the adoption analysis", pilot=pilot)
             await pilot.pause()
         if view in ("cockpit", "changes", "rollouts"):
-            for _ in range(500):
-                if pilot.app.changes is not None and (view != "cockpit" or pilot.app.adoption is not None):
-                    break
-                await pilot.pause(0.02)
+            await wait_until(
+                lambda: pilot.app.changes is not None and (view != "cockpit" or pilot.app.adoption is not None),
+                "the change timeline (and the adoption analysis on the cockpit)",
+                pilot=pilot,
+            )
             await pilot.pause()
+        if view == "cockpit":
+            panel = pilot.app.query_one("#p-changes")
+            await wait_until(lambda: panel.size.height == str(panel.render()).count("\n") + 1,
+                             lambda: f"the change panel laid out with every line (height {panel.size.height}, "
+                             f"{str(panel.render()).count(chr(10)) + 1} lines)", pilot=pilot)
         if setup is not None:
             await setup(pilot)
         for key in after:

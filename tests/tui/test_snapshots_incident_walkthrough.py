@@ -8,6 +8,7 @@ Regenerate after an intended change with
 from __future__ import annotations
 
 import pytest
+from waits import wait_until
 
 from otelcockpit import settings as settings_mod
 from otelcockpit.tui.incident import IncidentApp
@@ -20,17 +21,10 @@ def incident(frozen_clock, *keys):  # noqa: ANN001, ANN201
     app = IncidentApp(settings_mod.resolve(), clock=frozen_clock, live=False, cursor_blink=False)
 
     async def run_before(pilot):  # noqa: ANN001, ANN202
-        for _ in range(300):
-            if pilot.app.report is not None:
-                break
-            await pilot.pause(0.02)
-        assert pilot.app.report is not None
+        await wait_until(lambda: pilot.app.report is not None, "the incident report", pilot=pilot)
         # The report is in; let both tables lay out before the picture (a loaded machine is slow).
         tables = [pilot.app.query_one(f"#{t}") for t in ("i-broken", "i-changes")]
-        for _ in range(100):
-            if all(t.row_count for t in tables):
-                break
-            await pilot.pause(0.02)
+        await wait_until(lambda: all(t.rows for t in tables), "rows in both incident tables", pilot=pilot)
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.1)
         for key in keys:
@@ -46,11 +40,7 @@ def walkthrough(frozen_clock, *keys):  # noqa: ANN001, ANN201
 
     async def run_before(pilot):  # noqa: ANN001, ANN202
         view = pilot.app.query_one(WalkthroughView)
-        for _ in range(500):
-            if view.slides:
-                break
-            await pilot.pause(0.02)
-        assert view.slides
+        await wait_until(lambda: view.slides, "the walkthrough's slides", pilot=pilot)
         await pilot.pause()
         for key in keys:
             await pilot.press(key)

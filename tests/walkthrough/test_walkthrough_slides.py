@@ -197,13 +197,45 @@ def test_next_actions_are_derived_from_the_failing_checks(demo) -> None:
 
 def test_markdown(demo) -> None:
     snap, data = demo
-    slides = build_slides(snap, data)
+    slides = build_slides(snap, data, full=True)
     md = to_markdown(slides)
     assert md.startswith("# OpenTelemetry rollout walkthrough\n")
     assert md.count("\n## ") == len(slides)
-    assert "## 2. Phase 1: Infrastructure" in md and "## 10. Next actions" in md
+    assert "## 2. Phase 1: Infrastructure" in md and "## 10. Next actions" in md and "## 11. Sign-offs" in md
     assert "| TEAM | SERVICES |" in md and "|---|" in md
     assert "\n\n\n" not in md and md.endswith("\n")
+
+
+def test_the_export_is_a_finished_document(demo, frozen_clock) -> None:
+    """Bullets without a stray mark, checks as tables with their sign-offs (who, when, why), whole
+    lists (no "… and 4 more"), times to the second, counts that match what they name."""
+    from otelcockpit.adoption.phases import SignOff
+
+    snap, data = demo
+    phases = tuple(
+        replace(p, items=tuple(replace(i, signoff=SignOff(i.id, "ana", "2026-11-19T16:30:00.123456Z", "dev ECS next sprint"))
+                               if i.id == "p1.host-metrics" else i for i in p.items))
+        for p in data.phases.phases
+    )
+    data = replace(data, phases=replace(data.phases, phases=phases))
+    md = to_markdown(build_slides(snap, data, full=True))
+    assert "- · " not in md and "…" not in md
+    assert "| Check | Now | Threshold | Passes | Signed off |" in md
+    assert "| ana, 2026-11-19 16:30:00 UTC: dev ECS next sprint |" in md
+    assert "| Host metrics (prometheus.exporter.unix or hostmetrics) on VM and node collectors (p1.host-metrics) | 1 | ana " in md
+    assert "(data of 2026-11-20 09:00:00 UTC)" in md and ".123456" not in md
+    # Every failing reason of every failing check is there.
+    for p in data.phases.phases:
+        for i in p.items:
+            for reason in i.failing:
+                assert reason in md
+    # "Plan code changes with N teams" names all N.
+    line = next(ln for ln in md.splitlines() if "Plan code changes with" in ln)
+    n = int(line.split("with ")[1].split(" team")[0])
+    assert line.split(": ", 1)[1].count("(") == n
+    # The screen keeps its short lists (the export is the whole document).
+    screen = build_slides(snap, data)
+    assert any("… and" in ln.text for s in screen for ln in s.lines)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -223,10 +255,10 @@ def test_export_from_the_cli(tmp_path: Path) -> None:
     out = tmp_path / "session.md"
     proc = _cli("walkthrough", "--journey", "subscription-purchase", "--export", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "10 slides" in proc.stdout
+    assert "11 slides" in proc.stdout  # the 10 of the screen and the sign-offs
     md = out.read_text()
     assert "## 9. Journey: Subscription purchase" in md
-    assert md.count("\n## ") == 10
+    assert md.count("\n## ") == 11 and "## 11. Sign-offs" in md
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:

@@ -36,8 +36,8 @@ from otelcockpit.backends.fleet_management.client import (
     FleetClient,
     InvalidArgument,
     NotFound,
-    Unauthenticated,
 )
+from otelcockpit.errors import ConfigError
 from otelcockpit.fleet.matchers import MatcherError, compile_matchers
 from otelcockpit.fleet.matching import PipelineMatcher
 from otelcockpit.fleet.model import (
@@ -459,7 +459,7 @@ def from_settings(
         missing = " and ".join(
             v for v, val in ((username_env, username), (password_env, password)) if not val
         )
-        raise Unauthenticated(
+        raise ConfigError(  # a configuration error (exit 2): nothing was asked of Fleet Management
             f"Fleet Management needs credentials: set {missing} ({username_env} = the stack's Fleet Management "
             f"instance ID, {password_env} = an access-policy token with the fleet-management:read scope, "
             f"and fleet-management:write to push)"

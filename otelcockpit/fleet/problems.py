@@ -1,0 +1,77 @@
+"""What is wrong with a collector, for the people who answer a page: the one place that decides.
+
+A collector has a problem when it is unhealthy, offline, failed to apply its remote config, or runs
+a config other than the one assigned to it (a backend that knows the assigned hash reports one that
+differs, while the collector says APPLIED: a supervisor rolled it back, or it kept an older config).
+The incident report, the cockpit and the Fleet view's ``problem`` filter field all ask this module,
+so they agree. The per-collector config state (in sync, drifted, on its fallback or an older cached
+config) extends :func:`problems`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from otelcockpit.fleet.model import Collector, ConfigStatus, Health
+
+
+class Problem(StrEnum):
+    UNHEALTHY = "unhealthy"
+    CONFIG_FAILED = "config failed"
+    OTHER_CONFIG = "other config"  # runs a config other than the one assigned
+    OFFLINE = "offline"
+
+
+# Worst first: what an incident responder looks at first.
+PROBLEM_ORDER = (Problem.UNHEALTHY, Problem.CONFIG_FAILED, Problem.OTHER_CONFIG, Problem.OFFLINE)
+PROBLEM_RANK = {p: i for i, p in enumerate(PROBLEM_ORDER)}
+# One glyph per problem, so status never rests on colour alone.
+PROBLEM_GLYPH = {
+    Problem.UNHEALTHY: "✖",
+    Problem.CONFIG_FAILED: "!",
+    Problem.OTHER_CONFIG: "≠",
+    Problem.OFFLINE: "○",
+}
+PROBLEM_TEXT = {
+    Problem.UNHEALTHY: "unhealthy",
+    Problem.CONFIG_FAILED: "config failed",
+    Problem.OTHER_CONFIG: "runs another config",
+    Problem.OFFLINE: "offline",
+}
+
+
+def runs_other_config(c: Collector) -> bool:
+    """It says APPLIED for a hash that is not the one assigned to it (only where a backend knows
+    the assigned hash)."""
+    rc = c.remote_config
+    return bool(rc.assigned and rc.hash and rc.status == ConfigStatus.APPLIED and rc.hash != rc.assigned)
+
+
+def problems(c: Collector) -> tuple[Problem, ...]:
+    """Every problem of a collector, worst first (empty: nothing an incident needs to show)."""
+    out: list[Problem] = []
+    if c.health == Health.UNHEALTHY:
+        out.append(Problem.UNHEALTHY)
+    if c.remote_config.status == ConfigStatus.FAILED:
+        out.append(Problem.CONFIG_FAILED)
+    elif runs_other_config(c):
+        out.append(Problem.OTHER_CONFIG)
+    if c.health == Health.OFFLINE:
+        out.append(Problem.OFFLINE)
+    return tuple(out)
+
+
+def problem(c: Collector) -> Problem | None:
+    """The worst problem of a collector, or None."""
+    found = problems(c)
+    return found[0] if found else None
+
+
+def problem_reason(c: Collector, p: Problem) -> str:
+    """Why, in the collector's own words where it gave any."""
+    rc = c.remote_config
+    if p == Problem.CONFIG_FAILED:
+        return rc.error or "its remote config failed to apply"
+    if p == Problem.OTHER_CONFIG:
+        return f"reports config {rc.hash[:12]} APPLIED; assigned {rc.assigned[:12]}"
+    return c.health_reason or c.last_error or rc.error
