@@ -24,7 +24,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="run the OpAMP server that collectors and SDK agents connect to",
         description=(
             "OpAMP over plain HTTP (POST /v1/opamp) and WebSocket (same path), with a JSON admin API "
-            "under /api/v1 on its own listener. State is kept in SQLite."
+            "under /api/v1 on its own listener. State is kept in SQLite, or in PostgreSQL shared by several nodes (--store)."
         ),
     )
     p.add_argument(

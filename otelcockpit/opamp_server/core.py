@@ -265,6 +265,9 @@ class Settings:
     # back later instead of slowing every one of them down; below the second it is not any more.
     overload_lag: float = 0.5
     overload_clear: float = 0.15
+    # ... for this long without a break: a burst the node causes itself (a push to 10,000 WebSocket
+    # agents blocks the loop once, then their answers arrive) is not saturation.
+    overload_sustain: float = 2.0
     max_attribute_key: int = MAX_ATTRIBUTE_KEY
     max_attribute_value: int = MAX_ATTRIBUTE_VALUE
     # Offer ConnectionSettings.opamp.heartbeat_interval_seconds = heartbeat_seconds (see

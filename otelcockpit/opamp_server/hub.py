@@ -33,6 +33,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SUBSCRIBER_QUEUE = 10_000
 RELOAD_WAIT_SECONDS = 2.0  # an agent's message waits at most this long to read what another node stored
 HEARTBEAT_FIELDS = frozenset({"instance_uid", "sequence_num", "capabilities", "flags"})
+# What a known agent sends in answer to a config the server offered: taken even when saturated (it is
+# what a rollout waits for; refusing it would stall every push behind the load the push caused).
+PUSH_ANSWER_FIELDS = HEARTBEAT_FIELDS | {"remote_config_status", "effective_config"}
 FORGET_EVERY_SECONDS = 30.0
 
 
@@ -313,12 +316,18 @@ class Hub:
         """How far behind the event loop runs (a saturated node answers late): smoothed, with a gap
         between entering and leaving the overloaded state so it does not flap."""
         loop = asyncio.get_running_loop()
+        above_since: float | None = None  # when the lag last went above the threshold
         while True:
             started = loop.time()
             await asyncio.sleep(period)
-            late = max(0.0, loop.time() - started - period)
+            now = loop.time()
+            late = max(0.0, now - started - period)
             self.lag = 0.7 * self.lag + 0.3 * late
-            if not self.overloaded and self.lag > self.settings.overload_lag:
+            if self.lag <= self.settings.overload_lag:
+                above_since = None
+            elif above_since is None:
+                above_since = now
+            if not self.overloaded and above_since is not None and now - above_since >= self.settings.overload_sustain:
                 self.overloaded = True
                 self.errors.error("load", f"saturated: the event loop is {self.lag * 1000:.0f} ms behind")
             elif self.overloaded and self.lag < self.settings.overload_clear:
@@ -499,10 +508,11 @@ class Hub:
     ) -> pb.ServerToAgent:
         uid = msg.instance_uid
         prev = self.agents.get(uid)
-        if self.overloaded and (prev is None or {f.name for f, _ in msg.ListFields()} - HEARTBEAT_FIELDS):
+        if self.overloaded and (prev is None or {f.name for f, _ in msg.ListFields()} - PUSH_ANSWER_FIELDS):
             # Saturated: a known agent's plain heartbeat is still answered (it costs no write, and
-            # refusing it would make the fleet look offline); a new agent or a report comes back later
-            # (a skipped report shows as a gap in the agent's sequence: it is asked for its full state).
+            # refusing it would make the fleet look offline), and so is its answer to a config offered
+            # (a rollout waits for it); a new agent or another report comes back later (a skipped report
+            # shows as a gap in the agent's sequence: it is asked for its full state).
             self.refused += 1
             raise Overloaded(f"the server is saturated (event loop {self.lag * 1000:.0f} ms behind)")
         if prev is None and len(self.agents) >= self.settings.max_agents and len(msg.instance_uid) == 16:

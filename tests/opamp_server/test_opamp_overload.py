@@ -74,6 +74,12 @@ async def test_a_saturated_event_loop_refuses_new_work_but_answers_heartbeats(tm
     try:
         known = uuid.uuid4().bytes
         assert not (await hub.handle(described(known, 0, "known"), "http")).HasField("error_response")
+        # one long step (what a push to 10,000 WebSocket agents costs) is a burst, not saturation
+        await asyncio.sleep(0.3)
+        time.sleep(2.5)  # noqa: ASYNC251 - blocking on purpose, once
+        for _ in range(10):
+            await asyncio.sleep(0.1)
+            assert not hub.overloaded, f"one blocked step counted as saturation (lag {hub.lag:.2f}s)"
         # saturate: the loop is blocked by work that does not yield (as a flood of big messages does)
         deadline = time.monotonic() + 10
         while not hub.overloaded:
@@ -84,7 +90,13 @@ async def test_a_saturated_event_loop_refuses_new_work_but_answers_heartbeats(tm
             await hub.handle(described(uuid.uuid4().bytes, 0, "new"), "http")
         reply = await hub.handle(pb.AgentToServer(instance_uid=known, sequence_num=1, capabilities=CAPS), "http")
         assert not reply.HasField("error_response") and not reply.flags & core.REPORT_FULL_STATE
-        report = pb.AgentToServer(instance_uid=known, sequence_num=2, capabilities=CAPS)
+        # its answer to a config offered is taken: a rollout waits for it
+        applied = pb.AgentToServer(instance_uid=known, sequence_num=2, capabilities=CAPS)
+        applied.remote_config_status.status = pb.RemoteConfigStatuses_APPLIED
+        applied.remote_config_status.last_remote_config_hash = b"h" * 32
+        assert not (await hub.handle(applied, "http")).HasField("error_response")
+        assert hub.agents[known].reported_hash == b"h" * 32
+        report = pb.AgentToServer(instance_uid=known, sequence_num=3, capabilities=CAPS)
         report.health.healthy = False
         with pytest.raises(Overloaded):
             await hub.handle(report, "http")
@@ -95,7 +107,7 @@ async def test_a_saturated_event_loop_refuses_new_work_but_answers_heartbeats(tm
             assert time.monotonic() < deadline, f"still saturated (lag {hub.lag:.2f}s)"
             await asyncio.sleep(0.1)
         assert not (await hub.handle(described(uuid.uuid4().bytes, 0, "new"), "http")).HasField("error_response")
-        reply = await hub.handle(pb.AgentToServer(instance_uid=known, sequence_num=3, capabilities=CAPS), "http")
+        reply = await hub.handle(pb.AgentToServer(instance_uid=known, sequence_num=4, capabilities=CAPS), "http")
         assert reply.flags & core.REPORT_FULL_STATE
     finally:
         await hub.stop()
