@@ -114,6 +114,30 @@ def effective_hash(ec: pb.EffectiveConfig) -> bytes:
     return config_hash(files) if files else b""
 
 
+# AvailableComponents by their hash, shared by every agent that reports the same set (a fleet runs a
+# few distributions and versions): one copy of a contrib collector's ~160 components, not one per agent
+# (53 KB each in memory). The spec's hash names the set: "if the components change, the hash changes".
+_COMPONENT_SETS: dict[bytes, pb.AvailableComponents] = {}
+_COMPONENT_NAMES: dict[bytes, frozenset[str]] = {}
+COMPONENT_SETS_MAX = 4096
+
+
+def shared_components(ac: pb.AvailableComponents) -> pb.AvailableComponents:
+    """The one copy of a component set with this hash (a set without a hash or a map is not shared)."""
+    if not ac.hash or not ac.components:
+        return ac
+    held = _COMPONENT_SETS.get(ac.hash)
+    if held is not None:
+        return held
+    if len(_COMPONENT_SETS) >= COMPONENT_SETS_MAX:  # hostile agents inventing sets: start over
+        _COMPONENT_SETS.clear()
+        _COMPONENT_NAMES.clear()
+    copy = pb.AvailableComponents()
+    copy.CopyFrom(ac)  # not a view into the agent's whole message (that would keep it alive)
+    _COMPONENT_SETS[ac.hash] = copy
+    return copy
+
+
 def came_up_record(s: AgentState, now: float) -> dict[str, Any]:
     """What an agent reports about its config as it (re)starts: its remote config status, the hash of
     its effective config, and what was assigned to it then."""
@@ -205,13 +229,19 @@ class AgentState:
         ac = self.available_components
         if ac is None or not ac.components:
             return None
+        shared = bool(ac.hash) and _COMPONENT_SETS.get(ac.hash) is ac
+        if shared and (names := _COMPONENT_NAMES.get(ac.hash)) is not None:
+            return names
         hit = self.view_cache.get("component_names")
         if hit is not None and hit[0] is ac:
             return hit[1]  # type: ignore[return-value]
         from otelcockpit.fleet.components import names_from_tree
 
         names = names_from_tree({k: list(d.sub_component_map) for k, d in ac.components.items()})
-        self.view_cache["component_names"] = (ac, names)  # type: ignore[assignment]
+        if shared:
+            _COMPONENT_NAMES[ac.hash] = names
+        else:
+            self.view_cache["component_names"] = (ac, names)  # type: ignore[assignment]
         return names
 
     def lacks(self, desired: Desired) -> tuple[str, ...]:
@@ -612,7 +642,7 @@ def process(
         s.connection_settings_status = msg.connection_settings_status
         changed.add("connection_settings_status")
     if msg.HasField("available_components"):
-        ac = msg.available_components
+        ac = shared_components(msg.available_components)
         held = s.available_components
         if ac.components or held is None or held.hash != ac.hash:
             s.available_components = ac

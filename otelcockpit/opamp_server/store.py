@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from otelcockpit.opamp_server.core import AgentState
+from otelcockpit.opamp_server.core import AgentState, shared_components
 from otelcockpit.opamp_server.proto import opamp_pb2 as pb
 
 SCHEMA = """
@@ -296,7 +296,8 @@ def row_to_state(row: Any) -> tuple[AgentState, tuple[str, int, bytes] | None]:
     for col, cls in PROTO_COLUMNS.items():
         blob = row[col]
         if blob is not None:
-            setattr(s, col, cls.FromString(blob))
+            value = cls.FromString(blob)
+            setattr(s, col, shared_components(value) if col == "available_components" else value)
     s.full_state_requested_at = row["full_state_requested_at"]
     s.offered_hash = bytes(row["offered_hash"]) if row["offered_hash"] is not None else None
     s.offered_at = row["offered_at"]

@@ -290,6 +290,29 @@ def test_hash_only_available_components_asks_for_the_map() -> None:
     assert out3.state is not None and len(out3.state.available_components.components) == 1
 
 
+def test_agents_reporting_one_component_set_share_one_copy() -> None:
+    """A fleet runs a few distributions: every agent that reports a set with the same hash holds the
+    same object (not its own 50 KB copy), and its names are worked out once."""
+    caps = BASE_CAPS | core.REPORTS_AVAILABLE_COMPONENTS
+    states = []
+    for seq, uid in ((1, b"a" * 16), (2, b"b" * 16)):
+        ac = pb.AvailableComponents(hash=b"contrib-0.120")
+        ac.components["receivers"].sub_component_map["otlp"].metadata.add(key="x")
+        ac.components["exporters"].sub_component_map["kafka"].metadata.add(key="x")
+        state = known(caps)
+        state.uid = uid
+        out = process(state, msg(6, caps, available_components=ac), 200.0 + seq)
+        states.append(out.state)
+    assert states[0].available_components is states[1].available_components
+    assert states[0].component_names == states[1].component_names
+    assert "exporter:kafka" in states[0].component_names
+    other = pb.AvailableComponents(hash=b"core-0.120")
+    other.components["receivers"].sub_component_map["otlp"].metadata.add(key="x")
+    out = process(known(caps), msg(6, caps, available_components=other), 210.0)
+    assert out.state.available_components is not states[0].available_components
+    assert "exporter:kafka" not in out.state.component_names
+
+
 def test_heartbeat_changes_nothing_stored() -> None:
     out = process(known(seq=5), msg(6), 200.0)
     assert out.changed == set()
