@@ -21,6 +21,7 @@ from rollout_opamp_support import (
     wait_agents,
     wait_state,
 )
+from waits import wait_until
 
 from otelcockpit.simulate.agents import components_of, make_profiles
 
@@ -169,10 +170,8 @@ async def test_the_tui_review_lists_them_and_start_stays_off(fleet: ServeProcess
         settings_mod.resolve(source="opamp", url=fleet.admin_url), live=True, cursor_blink=False, initial_view="pipelines"
     )
     async with app.run_test(size=(120, 40)) as pilot:
-        for _ in range(200):
-            if app.snapshot is not None and app.snapshot.pipeline("gateway") is not None:
-                break
-            await pilot.pause(0.05)
+        await wait_until(lambda: app.snapshot is not None and app.snapshot.pipeline("gateway") is not None,
+                         "the gateway pipeline in the cockpit", pilot=pilot)
         app.query_one("#pipelines").table.move_to_key("gateway")
         await pilot.press("u")
         assert isinstance(app.screen, EditScreen)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from waits import wait_until
+
 from otelcockpit import settings as settings_mod
 from otelcockpit.errors import PushRefused
 from otelcockpit.fleet.configstate import ConfigState, collector_state
@@ -56,16 +58,12 @@ async def test_the_incident_view_lists_collectors_not_on_their_config(frozen_clo
 
     app = IncidentApp(settings_mod.resolve(), clock=frozen_clock, live=False, cursor_blink=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        for _ in range(200):
-            if app.report is not None:
-                break
-            await pilot.pause(0.02)
-        report = app.report
+        report = await wait_until(lambda: app.report, "the incident report", pilot=pilot)
         assert report is not None
         assert report.config_states["drifted"] == 1 and report.config_states["on cached remote"] == 2
         assert [o.state for o in report.off_config] == ["drifted", "on cached remote", "on cached remote"]
         table = app.query_one("#i-broken")
-        keys = [str(r.value) for r in table.rows]
+        keys = [r.id for r in table.rows]
         assert all(o.id in keys for o in report.off_config)
 
 
@@ -78,10 +76,7 @@ async def test_the_cockpit_through_a_fleet_api_outage(frozen_clock, plain) -> No
     now = [frozen_clock()]
     app = outage_app(now)
     async with app.run_test(size=(120, 40)) as pilot:
-        for _ in range(200):
-            if app.snapshot is not None:
-                break
-            await pilot.pause(0.02)
+        await wait_until(lambda: app.snapshot, "the first snapshot", pilot=pilot)
         backend: Any = app.backend
         panel = app.query_one("#p-fleet")
         assert "runs =417 ≠1 ↺2" in plain(panel)
