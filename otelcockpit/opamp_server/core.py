@@ -123,12 +123,16 @@ COMPONENT_SETS_MAX = 4096
 
 
 def shared_components(ac: pb.AvailableComponents) -> pb.AvailableComponents:
-    """The one copy of a component set with this hash (a set without a hash or a map is not shared)."""
-    if not ac.hash or not ac.components:
+    """The one copy of a component set with this hash; for a hash alone, the set when one is known
+    (the spec's hash names the set, so an agent that reports a known hash need not send the map). A
+    set without a hash is not shared."""
+    if not ac.hash:
         return ac
     held = _COMPONENT_SETS.get(ac.hash)
     if held is not None:
         return held
+    if not ac.components:
+        return ac
     if len(_COMPONENT_SETS) >= COMPONENT_SETS_MAX:  # hostile agents inventing sets: start over
         _COMPONENT_SETS.clear()
         _COMPONENT_NAMES.clear()

@@ -683,12 +683,15 @@ class Hub:
         rows = await self.store.aquery(
             f"SELECT * FROM agents WHERE uid IN ({','.join('?' * len(uids))})", list(uids)
         )
-        from otelcockpit.opamp_server.store import row_to_state
+        from otelcockpit.opamp_server.store import resolve_sets, row_to_state, sets_query, unresolved_sets
 
+        read = [row_to_state(r)[0] for r in rows]
+        missing = unresolved_sets(read)
+        if missing:  # a component set this node has not seen yet
+            resolve_sets(read, await self.store.aquery(*sets_query(missing)))
         out: dict[bytes, AgentState] = {}
         seen: set[bytes] = set()
-        for r in rows:
-            state, _stored = row_to_state(r)
+        for state in read:
             seen.add(state.uid)
             if state.node == self.node and not force and state.uid in self.agents:
                 continue

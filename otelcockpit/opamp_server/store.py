@@ -139,6 +139,14 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE agents ADD COLUMN came_up TEXT",
         ),
     ),
+    (
+        4,
+        (
+            # AvailableComponents sets by their hash, stored once: an agent's row keeps only the hash
+            # (a contrib collector's set is ~10 KB; a fleet runs a few distributions)
+            "CREATE TABLE IF NOT EXISTS component_sets (hash BLOB PRIMARY KEY, components BLOB NOT NULL)",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Append-only config versions: enforced by the database itself (dialect-specific triggers).
@@ -241,10 +249,56 @@ def u64_from_db(value: int) -> int:
     return value + _TWO_64 if value < 0 else value
 
 
+# Component sets this process wrote to (or read from) ``component_sets``: not sent again.
+_STORED_SETS: set[bytes] = set()
+_INSERT_SET = "INSERT INTO component_sets (hash, components) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING"
+
+
+def _components_ref(ac: pb.AvailableComponents) -> bytes:
+    """What an agent's row keeps of a component set: the set itself when it has no hash, else the
+    hash alone (the set is in ``component_sets``)."""
+    if ac.hash and ac.components:
+        return pb.AvailableComponents(hash=ac.hash).SerializeToString()
+    return ac.SerializeToString()
+
+
+def _set_ops(state: AgentState) -> list[Op]:
+    ac = state.available_components
+    if ac is None or not ac.hash or not ac.components or ac.hash in _STORED_SETS:
+        return []
+    _STORED_SETS.add(ac.hash)  # a write that fails leaves a row with the hash alone: the agent is asked again
+    return [(_INSERT_SET, [ac.hash, ac.SerializeToString()])]
+
+
+def unresolved_sets(states: Iterable[AgentState]) -> list[bytes]:
+    """Hashes of component sets that agents read from their rows hold without the set itself."""
+    return sorted({
+        ac.hash for s in states if (ac := s.available_components) is not None and ac.hash and not ac.components
+    })  # fmt: skip
+
+
+def resolve_sets(states: Iterable[AgentState], rows: Iterable[Any]) -> None:
+    """Give agents whose row keeps a set's hash the set itself, from ``component_sets`` rows (a set
+    not found stays a hash: the agent is asked for its components when it next reports that hash)."""
+    for r in rows:
+        ac = shared_components(pb.AvailableComponents.FromString(bytes(r["components"])))
+        _STORED_SETS.add(ac.hash)
+    for s in states:
+        ac = s.available_components
+        if ac is not None and ac.hash and not ac.components:
+            s.available_components = shared_components(ac)
+
+
+def sets_query(hashes: Sequence[bytes]) -> tuple[str, list[bytes]]:
+    return f"SELECT * FROM component_sets WHERE hash IN ({','.join('?' * len(hashes))})", list(hashes)
+
+
 def _column_value(state: AgentState, column: str) -> Any:
     if column in PROTO_COLUMNS:
         value = getattr(state, column)
-        return None if value is None else value.SerializeToString()
+        if value is None:
+            return None
+        return _components_ref(value) if column == "available_components" else value.SerializeToString()
     if column == "online":
         return int(state.online)
     if column == "pending_restart":
@@ -276,14 +330,15 @@ _UPSERT_AGENT = (
 def agent_ops(state: AgentState, changed: Iterable[str]) -> list[Op]:
     """SQL that stores ``state``: the whole row for a new agent, else only the changed columns."""
     changed = set(changed)
+    sets = _set_ops(state) if "new" in changed or "available_components" in changed else []
     if "new" in changed:
-        return [(_UPSERT_AGENT, [_column_value(state, c) for c in ALL_COLUMNS])]
+        return [*sets, (_UPSERT_AGENT, [_column_value(state, c) for c in ALL_COLUMNS])]
     cols_list = ["seq", "last_seen", "node"]
     for name in changed:
         cols_list.extend(_COLUMNS_OF.get(name, ()))
     cols_t = tuple(dict.fromkeys(cols_list))
     sql = f"UPDATE agents SET {', '.join(c + ' = ?' for c in cols_t)} WHERE uid = ?"
-    return [(sql, [*(_column_value(state, c) for c in cols_t), state.uid])]
+    return [*sets, (sql, [*(_column_value(state, c) for c in cols_t), state.uid])]
 
 
 def row_to_state(row: Any) -> tuple[AgentState, tuple[str, int, bytes] | None]:
@@ -490,7 +545,9 @@ class SqliteStore:
         return await asyncio.to_thread(run)
 
     def load_agents(self) -> list[tuple[AgentState, tuple[str, int, bytes] | None]]:
-        return [row_to_state(r) for r in self.query("SELECT * FROM agents")]
+        out = [row_to_state(r) for r in self.query("SELECT * FROM agents")]
+        resolve_sets((s for s, _ in out), self.query("SELECT * FROM component_sets"))
+        return out
 
     # ---- writes ----
 

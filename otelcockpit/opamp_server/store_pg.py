@@ -44,6 +44,7 @@ from otelcockpit.opamp_server.store import (
     StoreClosed,
     StoreUnavailable,
     check_version,
+    resolve_sets,
     row_to_state,
     u64_to_db,
 )
@@ -255,7 +256,9 @@ class PostgresStore:
             asyncio.get_running_loop().create_task(self._probe())
 
     def load_agents(self) -> list[tuple[AgentState, tuple[str, int, bytes] | None]]:
-        return [row_to_state(r) for r in self.query("SELECT * FROM agents")]
+        out = [row_to_state(r) for r in self.query("SELECT * FROM agents")]
+        resolve_sets((s for s, _ in out), self.query("SELECT * FROM component_sets"))
+        return out
 
     # ---- writes -----------------------------------------------------------------------------
     async def write(self, ops: list[Op], agents: Iterable[bytes] = ()) -> list[Any]:

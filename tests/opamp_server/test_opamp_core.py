@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 
 from otelcockpit.opamp_server import core
 from otelcockpit.opamp_server.core import AgentState, Desired, Settings, process
@@ -279,24 +280,32 @@ def test_pending_push_for_websocket() -> None:
 
 def test_hash_only_available_components_asks_for_the_map() -> None:
     caps = BASE_CAPS | core.REPORTS_AVAILABLE_COMPONENTS
-    out = process(known(caps), msg(6, caps, available_components=pb.AvailableComponents(hash=b"h1")), 200.0)
+    h = uuid.uuid4().bytes  # a set no agent reported before
+    out = process(known(caps), msg(6, caps, available_components=pb.AvailableComponents(hash=h)), 200.0)
     assert out.reply.flags & core.REPORT_AVAILABLE_COMPONENTS
-    ac = pb.AvailableComponents(hash=b"h1")
+    ac = pb.AvailableComponents(hash=h)
     ac.components["receivers"].metadata.add(key="x")
     out2 = process(out.state, msg(7, caps, available_components=ac), 201.0)
     assert not out2.reply.flags & core.REPORT_AVAILABLE_COMPONENTS
-    out3 = process(out2.state, msg(8, caps, available_components=pb.AvailableComponents(hash=b"h1")), 202.0)
+    out3 = process(out2.state, msg(8, caps, available_components=pb.AvailableComponents(hash=h)), 202.0)
     assert not out3.reply.flags & core.REPORT_AVAILABLE_COMPONENTS
     assert out3.state is not None and len(out3.state.available_components.components) == 1
+    # another agent that reports the same hash is not asked for the map: the hash names the set
+    other = known(caps)
+    other.uid = b"o" * 16
+    out4 = process(other, msg(6, caps, available_components=pb.AvailableComponents(hash=h)), 203.0)
+    assert not out4.reply.flags & core.REPORT_AVAILABLE_COMPONENTS
+    assert out4.state.available_components is out2.state.available_components
 
 
 def test_agents_reporting_one_component_set_share_one_copy() -> None:
     """A fleet runs a few distributions: every agent that reports a set with the same hash holds the
     same object (not its own 50 KB copy), and its names are worked out once."""
     caps = BASE_CAPS | core.REPORTS_AVAILABLE_COMPONENTS
+    run = uuid.uuid4().bytes
     states = []
     for seq, uid in ((1, b"a" * 16), (2, b"b" * 16)):
-        ac = pb.AvailableComponents(hash=b"contrib-0.120")
+        ac = pb.AvailableComponents(hash=b"contrib-0.120" + run)
         ac.components["receivers"].sub_component_map["otlp"].metadata.add(key="x")
         ac.components["exporters"].sub_component_map["kafka"].metadata.add(key="x")
         state = known(caps)
@@ -306,7 +315,7 @@ def test_agents_reporting_one_component_set_share_one_copy() -> None:
     assert states[0].available_components is states[1].available_components
     assert states[0].component_names == states[1].component_names
     assert "exporter:kafka" in states[0].component_names
-    other = pb.AvailableComponents(hash=b"core-0.120")
+    other = pb.AvailableComponents(hash=b"core-0.120" + run)
     other.components["receivers"].sub_component_map["otlp"].metadata.add(key="x")
     out = process(known(caps), msg(6, caps, available_components=other), 210.0)
     assert out.state.available_components is not states[0].available_components

@@ -120,3 +120,52 @@ def test_schema_versions_are_applied_and_a_newer_schema_is_refused(tmp_path: Pat
     )  # fmt: skip
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and f"schema is version {SCHEMA_VERSION + 1}" in r.stderr, r.stderr
+
+
+async def test_a_component_set_is_stored_once_and_agents_keep_its_hash(tmp_path: Path, serve_store: str | None) -> None:
+    """Two agents report the same AvailableComponents: the set is stored once (``component_sets``), each
+    agent's row keeps its hash alone, and after a restart both hold the whole set again (one object).
+    On both stores (``serve_store`` is the PostgreSQL database in the postgresql run)."""
+    import uuid
+
+    from otelcockpit.opamp_server import core
+    from otelcockpit.opamp_server.hub import Hub
+    from otelcockpit.opamp_server.store import open_store
+
+    target = serve_store or tmp_path / "c.db"
+    caps = core.REPORTS_STATUS | core.REPORTS_AVAILABLE_COMPONENTS
+    h = uuid.uuid4().bytes  # a set this process has not seen
+    uids = [uuid.uuid4().bytes for _ in range(2)]
+
+    def described(uid: bytes, seq: int) -> pb.AgentToServer:
+        m = pb.AgentToServer(instance_uid=uid, sequence_num=seq, capabilities=caps)
+        m.agent_description.identifying_attributes.add(key="service.name").value.string_value = "c"
+        m.available_components.hash = h
+        for n in ("otlp", "kafka", "filelog"):
+            m.available_components.components["receivers"].sub_component_map[n].metadata.add(key="v").value.string_value = "1" * 500
+        return m
+
+    store = open_store(target)
+    await store.start()
+    hub = Hub(store)
+    await hub.start()
+    try:
+        for uid in uids:
+            assert not (await hub.handle(described(uid, 0), "http")).HasField("error_response")
+        rows = await store.aquery("SELECT hash, components FROM component_sets WHERE hash = ?", [h])
+        assert len(rows) == 1 and len(bytes(rows[0]["components"])) > 1500
+        for r in await store.aquery("SELECT available_components FROM agents"):
+            assert pb.AvailableComponents.FromString(bytes(r["available_components"])) == pb.AvailableComponents(hash=h)
+    finally:
+        await hub.stop()
+        await store.aclose()
+    core._COMPONENT_SETS.clear()  # a new process: nothing in memory
+    store = open_store(target)
+    await store.start()
+    try:
+        loaded = {s.uid: s for s, _ in store.load_agents()}
+        a, b = (loaded[u].available_components for u in uids)
+        assert a is b and set(a.components["receivers"].sub_component_map) == {"otlp", "kafka", "filelog"}
+        assert "receiver:kafka" in loaded[uids[0]].component_names
+    finally:
+        await store.aclose()
