@@ -1,7 +1,8 @@
-"""Helpers shared by subcommands: run a backend call, print JSON or a plain table."""
+"""Helpers shared by subcommands: run a backend call, print JSON or a plain table, flag value types."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -61,3 +62,49 @@ def is_terminal() -> bool:
 
 def add_json(parser: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+# ---- flag value types: a bad value is argparse's one line and exit 2 ----------------------------
+
+
+def whole_number(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
+    """A flag's whole number from ``minimum`` (to ``maximum``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError("must be zero or more" if minimum == 0 else f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def positive_number(what: str = "a number") -> Callable[[str], float]:
+    """A flag's number above zero (``what``: how the error names it, e.g. "seconds")."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError("must be more than zero")
+        return value
+
+    return parse
+
+
+def share(text: str) -> float:
+    """A flag's share, from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value

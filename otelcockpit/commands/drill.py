@@ -16,28 +16,14 @@ import argparse
 import sys
 from typing import Any
 
-from otelcockpit.commands.common import add_json, print_json
+from otelcockpit.commands.common import add_json, print_json, share, whole_number
 from otelcockpit.errors import CockpitError, UsageError
 
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
+_COUNT = whole_number(1, 5000)
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= 5000:
-        raise argparse.ArgumentTypeError("must be from 1 to 5000")
-    return value
+
+
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -54,16 +40,16 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="run it against a scratch `otelcockpit serve` and simulated agents (real processes, real time) "
         "instead of the demo fleet",
     )
-    q.add_argument("--scale-out", type=_count, default=10, metavar="N", help="collectors that start during the outage (default 10)")
+    q.add_argument("--scale-out", type=_COUNT, default=10, metavar="N", help="collectors that start during the outage (default 10)")
     q.add_argument(
         "--without-cache",
-        type=_share,
+        type=share,
         default=0.4,
         metavar="R",
         help="share of them without a cached remote config: they start on their bootstrap config (default 0.4)",
     )
     q.add_argument("--outage", default="3m", metavar="DURATION", help="how long the fleet API is away (default 3m)")
-    q.add_argument("--collectors", type=_count, default=20, metavar="N", help="with --serve: agents running before (default 20)")
+    q.add_argument("--collectors", type=_COUNT, default=20, metavar="N", help="with --serve: agents running before (default 20)")
     q.add_argument("--transport", choices=("ws", "http"), default="ws", help="with --serve: how the agents connect (default ws)")
     q.add_argument("--workdir", metavar="DIR", help="with --serve: keep the lab here (database, agents' caches, logs)")
     q.add_argument("--group", default="alloy-prod-euw1-node", metavar="PREFIX", help="on the demo: the group that scales out")

@@ -5,27 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from otelcockpit.commands.common import positive_number, whole_number
 from otelcockpit.errors import UsageError
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than zero")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be zero or more")
-    return value
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -57,21 +38,21 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--simulate-collectors",
-        type=_count,
+        type=whole_number(0),
         default=0,
         metavar="N",
         help="N collectors polling GetConfig over HTTP",
     )
     p.add_argument(
         "--poll-interval",
-        type=_positive_float,
+        type=positive_number(),
         default=10.0,
         metavar="SECONDS",
         help="simulated collectors' poll interval (default 10)",
     )
     p.add_argument(
         "--rate-limit",
-        type=_positive_float,
+        type=positive_number(),
         metavar="RPS",
         help="answer 429 resource_exhausted above RPS management requests/s",
     )

@@ -9,18 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from otelcockpit.commands.common import add_json, print_json
+from otelcockpit.commands.common import add_json, positive_number, print_json
 from otelcockpit.errors import UsageError
-
-
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be more than zero")
-    return value
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -31,7 +21,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--hours",
-        type=_hours,
+        type=positive_number("a number of hours"),
         default=24.0,
         metavar="N",
         help="show changes of the last N hours (default 24)",

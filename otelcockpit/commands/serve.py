@@ -6,15 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+from otelcockpit.commands.common import whole_number
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -45,7 +37,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--node", metavar="NAME", help="this node's name (default: HOST:PORT of --listen)")
     p.add_argument(
         "--max-agents",
-        type=_positive,
+        type=whole_number(1),
         metavar="N",
         help="agents this node takes; more are told to come back later (default 30000)",
     )
@@ -77,7 +69,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--heartbeat-seconds",
-        type=_positive,
+        type=whole_number(1),
         metavar="N",
         help="the heartbeat/poll interval offered to agents that report heartbeats (ConnectionSettings); "
         "an agent silent for 3 of its own intervals is offline (default 30)",
@@ -91,7 +83,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--stuck-applying-seconds",
-        type=_positive,
+        type=whole_number(1),
         metavar="N",
         help="an agent that reconnects still APPLYING a config offered N seconds ago or more is offered it "
         "once more (default 60)",

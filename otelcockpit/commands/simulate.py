@@ -9,38 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from otelcockpit.commands.common import add_json, print_json
+from otelcockpit.commands.common import add_json, positive_number, print_json, share, whole_number
 from otelcockpit.errors import BackendError, UsageError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -56,7 +26,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="OpAMP endpoint, e.g. http://127.0.0.1:4320/v1/opamp (loopback only)",
     )
     p.add_argument(
-        "--count", type=_positive_int, default=10, metavar="N", help="number of agents (default 10)"
+        "--count", type=whole_number(1), default=10, metavar="N", help="number of agents (default 10)"
     )
     p.add_argument(
         "--transport",
@@ -66,7 +36,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--fail-rate",
-        type=_rate,
+        type=share,
         default=0.0,
         metavar="R",
         help="share of remote configs reported FAILED (0..1, default 0)",
@@ -80,14 +50,14 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--duration",
-        type=_seconds,
+        type=positive_number("seconds"),
         default=600.0,
         metavar="SECONDS",
         help="stop after this long (default 600)",
     )
     p.add_argument(
         "--heartbeat",
-        type=_seconds,
+        type=positive_number("seconds"),
         default=30.0,
         metavar="SECONDS",
         help="heartbeat / poll interval (default 30)",
@@ -112,7 +82,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--without-cache",
-        type=_rate,
+        type=share,
         default=0.0,
         metavar="R",
         help="share of agents without a persisted cache (pods without a volume): they start on their "

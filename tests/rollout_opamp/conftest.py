@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import both_stores
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -23,22 +24,6 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
         sp.stop()
 
 
-# Every test here runs on both stores: SQLite (the embedded default) and PostgreSQL (a fresh database on
-# the session's server, tests/conftest.py). Servers the test starts use it (opamp_server_support.STORE).
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"], autouse=True)
-def store_kind(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgresql":
-        request.getfixturevalue("pg_cluster")  # skipped, with the reason, where PostgreSQL is missing
-    return str(request.param)
-
-
-@pytest.fixture(autouse=True)
-def serve_store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
-    import opamp_server_support
-
-    url = request.getfixturevalue("pg_cluster").create_database() if store_kind == "postgresql" else None
-    opamp_server_support.STORE = url
-    try:
-        yield url
-    finally:
-        opamp_server_support.STORE = None
+# Every test here runs on both stores (tests/both_stores.py).
+store_kind = both_stores.store_kind
+serve_store = both_stores.serve_store
