@@ -448,6 +448,10 @@ def agents_of(doc: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
             # the hash is sent only when the agent reports another one: else it is the reported hash
             reported = a["remote_config_status"]["last_hash"] if isinstance(a.get("remote_config_status"), dict) else ""
             a["desired"] = {"config": d[0], "version": d[1], "hash": d[2] if len(d) > 2 else reported}
+        facts = a.get("config")
+        if type(facts) is dict and facts.get("effective_hash") == "=":  # the hash its status reports
+            rcs_d = a.get("remote_config_status")
+            a["config"] = {**facts, "effective_hash": rcs_d.get("last_hash", "") if isinstance(rcs_d, dict) else ""}
         out.append(a)
     return out
 

@@ -181,7 +181,7 @@ def build_admin_app(
             fields = json.dumps(COMPACT_FIELDS, separators=(",", ":"))
             body = (
                 f'{{"generated_at":"{now_text()}","view":"compact","fields":{fields},"agents":['
-                + ",".join(agent_compact_text(s, connected=hub.is_connected(s), config_text=hub.config_text(s)) for s in states)
+                + ",".join(agent_compact_text(s, connected=hub.is_connected(s), config_text=hub.compact_config_text(s)) for s in states)
                 + "]}"
             )
         else:

@@ -404,6 +404,22 @@ class Hub:
         state.view_cache["config_text"] = (facts, text)
         return text
 
+    def compact_config_text(self, state: AgentState) -> str:
+        """The config facts of the compact list: what is empty left out, the assigned version left out
+        (``desired`` names it), and the effective hash as ``"="`` when it is the hash the agent reports
+        in its remote config status (most agents: they run what they applied). The same object while
+        the facts do not change."""
+        facts = self.config_facts(state)
+        hit = state.view_cache.get("config_compact")
+        if hit is not None and hit[0] is facts:
+            return hit[1]
+        out = {k: v for k, v in facts.items() if v not in (None, False, "", []) and k != "assigned_version"}
+        if out.get("effective_hash") and out["effective_hash"] == state.reported_hash.hex():
+            out["effective_hash"] = "="
+        text = json.dumps(out, separators=(",", ":"))
+        state.view_cache["config_compact"] = (facts, text)
+        return text
+
     def agent_view_text(self, state: AgentState) -> str:
         return agent_text(
             state,

@@ -241,7 +241,8 @@ COMPACT_FIELDS = (
     "remote_config_status",  # [status, last_hash, error] or null
     "desired",  # [config, version] or null; [config, version, hash] when the agent reports another hash
     "node",
-    "config",  # what it runs: the facts its config state is decided from (the full form's "config")
+    "config",  # what it runs: the full form's "config" without its empty values and assigned_version;
+    # effective_hash "=" is the hash of its remote_config_status
 )
 
 

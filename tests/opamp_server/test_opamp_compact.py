@@ -77,6 +77,9 @@ def test_compact_list_tells_an_agent_that_runs_another_config(serve: ServeProces
     for a, digest in zip(sims, (bytes.fromhex(cv["hash"]), b"\x07" * 32), strict=True):
         msg = pb.AgentToServer(remote_config_status=pb.RemoteConfigStatus(
             last_remote_config_hash=digest, status=pb.RemoteConfigStatuses_APPLIED))
+        if digest == bytes.fromhex(cv["hash"]):  # it runs what it applied: its effective config is gw v1
+            msg.effective_config.config_map.config_map["c.yaml"].body = b"receivers: {}\n"
+            msg.effective_config.config_map.config_map["c.yaml"].content_type = "text/yaml"
         assert httpx.post(serve.opamp_url, content=a.stamp(msg).SerializeToString(), headers=PB).status_code == 200
     status, full = serve.api("GET", "/agents")
     status, compact = serve.api("GET", "/agents?view=compact")
@@ -85,3 +88,12 @@ def test_compact_list_tells_an_agent_that_runs_another_config(serve: ServeProces
     for rows in (full["agents"], agents_of(compact)):
         found = sorted(problems(agent_to_collector(r)) for r in rows)
         assert found == [(), (Problem.OTHER_CONFIG,)], found
+    # what each runs reads the same from both lists (the compact one says "=" for the reported hash)
+    from otelcockpit.fleet.configstate import collector_state
+
+    states = [sorted(collector_state(agent_to_collector(r)).state.value for r in rows)
+              for rows in (full["agents"], agents_of(compact))]  # fmt: skip
+    assert states[0] == states[1] and "in sync" in states[0], states
+    facts = [row[compact["fields"].index("config")] for row in compact["agents"]]
+    assert any(f.get("effective_hash") == "=" for f in facts), facts
+    assert all("assigned_version" not in f for f in facts)
