@@ -449,9 +449,15 @@ def agents_of(doc: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
             reported = a["remote_config_status"]["last_hash"] if isinstance(a.get("remote_config_status"), dict) else ""
             a["desired"] = {"config": d[0], "version": d[1], "hash": d[2] if len(d) > 2 else reported}
         facts = a.get("config")
-        if type(facts) is dict and facts.get("effective_hash") == "=":  # the hash its status reports
-            rcs_d = a.get("remote_config_status")
-            a["config"] = {**facts, "effective_hash": rcs_d.get("last_hash", "") if isinstance(rcs_d, dict) else ""}
+        if type(facts) is dict:  # "=": the hash its status reports; in came_up, its effective hash now
+            facts = dict(facts)
+            if facts.get("effective_hash") == "=":
+                rcs_d = a.get("remote_config_status")
+                facts["effective_hash"] = rcs_d.get("last_hash", "") if isinstance(rcs_d, dict) else ""
+            up = facts.get("came_up")
+            if type(up) is dict and up.get("effective_hash") == "=":
+                facts["came_up"] = {**up, "effective_hash": facts.get("effective_hash", "")}
+            a["config"] = facts
         out.append(a)
     return out
 

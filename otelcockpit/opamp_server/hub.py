@@ -413,9 +413,18 @@ class Hub:
         hit = state.view_cache.get("config_compact")
         if hit is not None and hit[0] is facts:
             return hit[1]
-        out = {k: v for k, v in facts.items() if v not in (None, False, "", []) and k != "assigned_version"}
-        if out.get("effective_hash") and out["effective_hash"] == state.reported_hash.hex():
+        def kept(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in d.items() if v not in (None, False, "", [])}
+
+        out = kept({k: v for k, v in facts.items() if k != "assigned_version"})
+        eff = out.get("effective_hash", "")
+        if eff and eff == state.reported_hash.hex():
             out["effective_hash"] = "="
+        if isinstance(out.get("came_up"), dict):  # what it came up on: "=" for the effective hash it reports now
+            up = kept(out["came_up"])
+            if eff and up.get("effective_hash") == eff:
+                up["effective_hash"] = "="
+            out["came_up"] = up
         text = json.dumps(out, separators=(",", ":"))
         state.view_cache["config_compact"] = (facts, text)
         return text
