@@ -265,7 +265,7 @@ class Hub:
                 changed.add("online")
             self.agents[state.uid] = state
             if changed:
-                fix.extend(agent_ops(state, changed))
+                fix.extend(agent_ops(state, changed, self.store.stored_sets))
         if fix:
             self.store.write_sync(fix)
 
@@ -621,7 +621,7 @@ class Hub:
         # message the store cannot take is refused as a whole, and memory and store never disagree.
         ops: list[Op] = []
         if changed - LAZY:
-            ops = agent_ops(s, changed)
+            ops = agent_ops(s, changed, self.store.stored_sets)
             if out.history is not None:
                 h, status, err = out.history
                 ops.append(
@@ -713,7 +713,7 @@ class Hub:
         read = [row_to_state(r)[0] for r in rows]
         missing = unresolved_sets(read)
         if missing:  # a component set this node has not seen yet
-            resolve_sets(read, await self.store.aquery(*sets_query(missing)))
+            resolve_sets(read, await self.store.aquery(*sets_query(missing)), self.store.stored_sets)
         out: dict[bytes, AgentState] = {}
         seen: set[bytes] = set()
         for state in read:
@@ -768,7 +768,7 @@ class Hub:
                 if s is not None and s.online:
                     s = core.mark_offline(s)
                     self.agents[uid] = s
-                    ops.extend(agent_ops(s, {"online"}))
+                    ops.extend(agent_ops(s, {"online"}, self.store.stored_sets))
                     gone.append(uid)
         if ops:
             await self.store.write(ops, agents=gone)
@@ -790,7 +790,7 @@ class Hub:
             if out.reply is None:
                 continue
             self.agents[uid] = out.state  # type: ignore[assignment]
-            ops.extend(agent_ops(out.state, out.changed))  # type: ignore[arg-type]
+            ops.extend(agent_ops(out.state, out.changed, self.store.stored_sets))  # type: ignore[arg-type]
             sends.append((conn, out.reply))
         if ops:
             await self.store.write(ops, agents=[u for u in uids if u in self.agents])
@@ -846,7 +846,7 @@ class Hub:
                     changed |= out.changed
                     sends.append((conn, out.reply))
             self.agents[uid] = s2
-            writes.extend(agent_ops(s2, changed))
+            writes.extend(agent_ops(s2, changed, self.store.stored_sets))
             moved.append(uid)
         if writes:
             await self.store.write(writes, agents=moved)
@@ -886,7 +886,7 @@ class Hub:
         for s in stale:
             s2 = core.mark_offline(s)
             self.agents[s.uid] = s2
-            ops.extend(agent_ops(s2, {"online"}))
+            ops.extend(agent_ops(s2, {"online"}, self.store.stored_sets))
             gone.append(s.uid)
         if ops:
             await self.store.write(ops, agents=gone)
@@ -1062,7 +1062,7 @@ class Hub:
         s2.pending_restart = True
         self.agents[uid] = s2
         await self.store.write(
-            [*agent_ops(s2, {"pending_restart"}), self.audit_op(actor, "agent.restart", uid_text(uid), {})],
+            [*agent_ops(s2, {"pending_restart"}, self.store.stored_sets), self.audit_op(actor, "agent.restart", uid_text(uid), {})],
             agents=(uid,),
         )
         await self.push([uid])

@@ -249,8 +249,6 @@ def u64_from_db(value: int) -> int:
     return value + _TWO_64 if value < 0 else value
 
 
-# Component sets this process wrote to (or read from) ``component_sets``: not sent again.
-_STORED_SETS: set[bytes] = set()
 _INSERT_SET = "INSERT INTO component_sets (hash, components) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING"
 
 
@@ -262,11 +260,14 @@ def _components_ref(ac: pb.AvailableComponents) -> bytes:
     return ac.SerializeToString()
 
 
-def _set_ops(state: AgentState) -> list[Op]:
+def _set_ops(state: AgentState, stored: set[bytes] | None) -> list[Op]:
+    """Store the agent's component set unless the store has it (``stored``: the sets this store's
+    process wrote or read; None: not known, write it, once per database thanks to ON CONFLICT)."""
     ac = state.available_components
-    if ac is None or not ac.hash or not ac.components or ac.hash in _STORED_SETS:
+    if ac is None or not ac.hash or not ac.components or (stored is not None and ac.hash in stored):
         return []
-    _STORED_SETS.add(ac.hash)  # a write that fails leaves a row with the hash alone: the agent is asked again
+    if stored is not None:
+        stored.add(ac.hash)  # a write that fails leaves a row with the hash alone: the agent is asked again
     return [(_INSERT_SET, [ac.hash, ac.SerializeToString()])]
 
 
@@ -277,12 +278,12 @@ def unresolved_sets(states: Iterable[AgentState]) -> list[bytes]:
     })  # fmt: skip
 
 
-def resolve_sets(states: Iterable[AgentState], rows: Iterable[Any]) -> None:
+def resolve_sets(states: Iterable[AgentState], rows: Iterable[Any], stored: set[bytes]) -> None:
     """Give agents whose row keeps a set's hash the set itself, from ``component_sets`` rows (a set
     not found stays a hash: the agent is asked for its components when it next reports that hash)."""
     for r in rows:
         ac = shared_components(pb.AvailableComponents.FromString(bytes(r["components"])))
-        _STORED_SETS.add(ac.hash)
+        stored.add(ac.hash)
     for s in states:
         ac = s.available_components
         if ac is not None and ac.hash and not ac.components:
@@ -327,10 +328,11 @@ _UPSERT_AGENT = (
 )
 
 
-def agent_ops(state: AgentState, changed: Iterable[str]) -> list[Op]:
-    """SQL that stores ``state``: the whole row for a new agent, else only the changed columns."""
+def agent_ops(state: AgentState, changed: Iterable[str], stored_sets: set[bytes] | None = None) -> list[Op]:
+    """SQL that stores ``state``: the whole row for a new agent, else only the changed columns (and its
+    component set, when the store may not have it: ``stored_sets``, the store's)."""
     changed = set(changed)
-    sets = _set_ops(state) if "new" in changed or "available_components" in changed else []
+    sets = _set_ops(state, stored_sets) if "new" in changed or "available_components" in changed else []
     if "new" in changed:
         return [*sets, (_UPSERT_AGENT, [_column_value(state, c) for c in ALL_COLUMNS])]
     cols_list = ["seq", "last_seen", "node"]
@@ -395,6 +397,7 @@ class Store(Protocol):
     dialect: str  # "sqlite" | "postgresql"
     shared: bool  # several server nodes use it at once (PostgreSQL)
     where: str  # for messages: the file, or the database URL without its password
+    stored_sets: set[bytes]  # component sets this process wrote to or read from the database
 
     async def start(self) -> None: ...
 
@@ -481,6 +484,7 @@ class SqliteStore:
     def __init__(self, path: Path, *, wal_limit: int = WAL_LIMIT_BYTES) -> None:
         self.path = path
         self.where = str(path)
+        self.stored_sets: set[bytes] = set()  # component sets this process wrote or read (not sent again)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.wal_limit = wal_limit
         self.wal_path = path.with_name(path.name + "-wal")
@@ -546,7 +550,7 @@ class SqliteStore:
 
     def load_agents(self) -> list[tuple[AgentState, tuple[str, int, bytes] | None]]:
         out = [row_to_state(r) for r in self.query("SELECT * FROM agents")]
-        resolve_sets((s for s, _ in out), self.query("SELECT * FROM component_sets"))
+        resolve_sets((s for s, _ in out), self.query("SELECT * FROM component_sets"), self.stored_sets)
         return out
 
     # ---- writes ----

@@ -173,6 +173,7 @@ class PostgresStore:
     def __init__(self, url: str, *, max_connections: int = 8, connect_timeout: float = 10.0) -> None:
         self.url = url
         self.where = redact(url)
+        self.stored_sets: set[bytes] = set()  # component sets this process wrote or read (not sent again)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         try:
@@ -257,7 +258,7 @@ class PostgresStore:
 
     def load_agents(self) -> list[tuple[AgentState, tuple[str, int, bytes] | None]]:
         out = [row_to_state(r) for r in self.query("SELECT * FROM agents")]
-        resolve_sets((s for s, _ in out), self.query("SELECT * FROM component_sets"))
+        resolve_sets((s for s, _ in out), self.query("SELECT * FROM component_sets"), self.stored_sets)
         return out
 
     # ---- writes -----------------------------------------------------------------------------

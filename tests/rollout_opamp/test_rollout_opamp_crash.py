@@ -124,7 +124,7 @@ def test_kill_9_while_agents_are_mid_apply_then_resume_completes(tmp_path: Path,
         v2 = sp2.api("GET", "/configs/gateway/versions/2")[1]["hash"]
         if store_kind == "postgresql":  # taken over and continued (see the test above)
             done = wait_state(sp2, rid, "completed", "paused", timeout=60)
-            assert done["state"] == "completed" and all(s["failed"] == 0 for s in done["stages"]), done
+            assert done["state"] == "completed" and all(s["failed"] == 0 for s in done["stages"]), (done["reason"], done["stages"])
             wait_for(lambda: all_applied(sp2, v2, 6), 20)
             return
         assert rollout(sp2, rid)["state"] == "paused"
