@@ -237,6 +237,8 @@ class Hub:
         # uid -> (config name, version), persisted in the rollout_overrides table.
         self.overrides: dict[bytes, tuple[str, int]] = {}
         self.override_owner: dict[bytes, str] = {}  # uid -> the rollout that staged its override
+        # uid -> [its last committed state, writes in flight] while a message of the agent is written
+        self._pending: dict[bytes, list[Any]] = {}
         self.versions_by_hash: dict[bytes, ConfigVersion] = {}  # every config version by its hash
         self._compared: dict[tuple[bytes, bytes], tuple[bool, tuple[str, ...]]] = {}  # (effective, assigned)
         # Effective configs agents came up on that are no config version (their bootstrap configs), by
@@ -524,6 +526,12 @@ class Hub:
                 out["came_up"]["effective_config"] = {n: {"body": b, "content_type": ct} for n, (b, ct) in sorted(files.items())}
         return out
 
+    def committed_state(self, uid: bytes) -> AgentState | None:
+        """The agent as the store has it: while a message of its is being written, the state before it
+        (None for an agent whose first message is not committed yet)."""
+        pending = self._pending.get(uid)
+        return pending[0] if pending is not None else self.agents.get(uid)
+
     def _agent_event_data(self, uid: bytes) -> str | None:
         s = self.agents.get(uid)
         return self.agent_view_text(s) if s is not None else None
@@ -649,8 +657,15 @@ class Hub:
         if not ops:
             self.store.touch(s)
             return out.reply
+        # Until the write commits, what a rollout judges the agent by is its last committed state
+        # (committed_state): a report that a crash loses must never have been acted on.
+        pending = self._pending.get(uid)
+        if pending is None:
+            pending = self._pending[uid] = [prev, 0]
+        pending[1] += 1
         try:
             await self.store.write(ops, agents=(uid,))
+            pending[0] = s
         except Exception:
             # Not committed, so not acknowledged: undo what this message did in memory (unless a
             # later change already replaced it) and let the agent retry.
@@ -667,6 +682,10 @@ class Hub:
                 else:
                     self.conns[uid] = prev_conn
             raise
+        finally:
+            pending[1] -= 1
+            if pending[1] == 0 and self._pending.get(uid) is pending:
+                del self._pending[uid]
         self.events.agent_changed(uid)
         if out.went_offline:
             self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})

@@ -358,10 +358,10 @@ class HubFleet:
 
     async def observe(self, collector_ids: Sequence[str]) -> Mapping[str, Observation]:
         out: dict[str, Observation] = {}
-        agents = self.hub.agents
+        committed = self.hub.committed_state  # never a report a crash could still lose
         for cid in collector_ids:
             uid = parse_uid(cid)
-            s = agents.get(uid) if uid is not None else None
+            s = committed(uid) if uid is not None else None
             if s is None:
                 out[cid] = Observation()
                 continue

@@ -112,3 +112,41 @@ async def test_a_saturated_event_loop_refuses_new_work_but_answers_heartbeats(tm
     finally:
         await hub.stop()
         await store.aclose()
+
+
+async def test_a_report_being_written_is_not_what_a_rollout_judges_by(tmp_path: Path) -> None:
+    """Memory takes a message before its write commits (so the next message builds on it); a rollout
+    judges the agent by its committed state only: a report that kill -9 could still lose was never
+    acted on (a taken-over rollout once saw APPLYING v2 that the database never had, then the committed
+    APPLIED v1, and counted a rollback by the supervisor)."""
+    store = open_store(tmp_path / "o.db")
+    await store.start()
+    hub = Hub(store)
+    await hub.start()
+    gate = asyncio.Event()
+    real_write = store.write
+
+    async def slow_write(ops, agents=()):  # noqa: ANN001, ANN202 - the real write, once the test lets it
+        await gate.wait()
+        return await real_write(ops, agents=agents)
+
+    try:
+        uid = uuid.uuid4().bytes
+        assert not (await hub.handle(described(uid, 0, "a"), "http")).HasField("error_response")
+        committed = hub.committed_state(uid)
+        store.write = slow_write  # type: ignore[method-assign]
+        report = pb.AgentToServer(instance_uid=uid, sequence_num=1, capabilities=CAPS)
+        report.remote_config_status.status = pb.RemoteConfigStatuses_APPLYING
+        report.remote_config_status.last_remote_config_hash = b"\x02" * 32
+        task = asyncio.create_task(hub.handle(report, "http"))
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        assert hub.agents[uid].reported_hash == b"\x02" * 32  # memory has it
+        assert hub.committed_state(uid) is committed  # a rollout does not, yet
+        gate.set()
+        await task
+        assert hub.committed_state(uid) is hub.agents[uid] and hub.committed_state(uid).reported_hash == b"\x02" * 32
+    finally:
+        gate.set()
+        await hub.stop()
+        await store.aclose()
