@@ -5,15 +5,15 @@ started (seeded demo, frozen clock)."""
 from __future__ import annotations
 
 import pytest
+from waits import wait_until
 
 SIZES = [(80, 24), (120, 40)]
 
 
 async def loaded(pilot) -> None:  # noqa: ANN001
-    for _ in range(500):
-        if pilot.app.snapshot is not None and (pilot.app.view_name != "cockpit" or pilot.app.adoption is not None):
-            break
-        await pilot.pause(0.02)
+    app = pilot.app
+    await wait_until(lambda: app.snapshot is not None and (app.view_name != "cockpit" or app.adoption is not None),
+                     "the first snapshot (and, on the cockpit, the adoption analysis)", pilot=pilot)  # fmt: skip
     await pilot.pause()
 
 
@@ -36,17 +36,18 @@ def test_cockpit_after_a_fleet_api_outage(snap_compare, make_app, size) -> None:
     async def run_before(pilot) -> None:  # noqa: ANN001
         await loaded(pilot)
         backend = pilot.app.backend
+        app = pilot.app
+        before = len(app.snapshot.collectors)
         backend.fleet_api_down()
-        pilot.app.poll()
-        await pilot.pause(0.2)
+        app.poll()
+        await wait_until(lambda: app.snapshot.stale and app.outage_since is not None, "the cockpit to see the API down",
+                         pilot=pilot)  # fmt: skip
         backend.scale_out(6, without_cache=0.5)
         backend.fleet_api_up()
-        pilot.app.poll()
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if pilot.app.outage_texts:
-                break
-        assert pilot.app.outage_texts, "the texts of the configs to compare never loaded"
+        app.poll()
+        await wait_until(lambda: not app.snapshot.stale and len(app.snapshot.collectors) == before + 6,
+                         "the cockpit to see the API back with 6 more collectors", pilot=pilot)  # fmt: skip
+        await wait_until(lambda: app.outage_texts, "the texts of the configs to compare", pilot=pilot)
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
