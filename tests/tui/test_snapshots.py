@@ -32,7 +32,16 @@ def scenario(make_app, wait_loaded, *keys, read_only=False, text=None, adoption=
             await pilot.pause()
         if view == "cockpit":
             panel = pilot.app.query_one("#p-changes")
-            await wait_until(lambda: panel.size.height == str(panel.render()).count("\n") + 1,
+
+            def laid_out() -> bool:
+                if panel.size.height == str(panel.render()).count("\n") + 1:
+                    return True
+                # Seen twice in a loaded full run: the panel kept its old height for 20 s after its
+                # content grew. Ask for the layout again rather than wait on a lost one.
+                pilot.app.screen.refresh(layout=True)
+                return False
+
+            await wait_until(laid_out,
                              lambda: f"the change panel laid out with every line (height {panel.size.height}, "
                              f"{str(panel.render()).count(chr(10)) + 1} lines)", pilot=pilot)
         if setup is not None:
