@@ -48,6 +48,21 @@ def test_cockpit_after_a_fleet_api_outage(snap_compare, make_app, size) -> None:
         await wait_until(lambda: not app.snapshot.stale and len(app.snapshot.collectors) == before + 6,
                          "the cockpit to see the API back with 6 more collectors", pilot=pilot)  # fmt: skip
         await wait_until(lambda: app.outage_texts, "the texts of the configs to compare", pilot=pilot)
+        # the outage report: the first place line when compact, in the fleet panel when tall
+        where = app.query_one("#p-place-0" if app.size.height < 34 else "#p-fleet")
+        changes = app.query_one("#p-changes")
+
+        def painted() -> bool:
+            # the cockpit shows the outage report, and every panel has the height of what it says (a
+            # loaded run once captured the screen with the change list laid out at its old height)
+            if "came up" not in getattr(where, "_panel_key", ("",))[0]:  # what the panel was last given
+                return False
+            if changes.size.height != str(changes.render()).count("\n") + 1:
+                app.screen.refresh(layout=True)
+                return False
+            return True
+
+        await wait_until(painted, "the cockpit painted with the outage report and the whole change list", pilot=pilot)
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
