@@ -38,7 +38,7 @@ def scenario(make_app, wait_loaded, *keys, read_only=False, text=None, adoption=
                     return True
                 # Seen twice in a loaded full run: the panel kept its old height for 20 s after its
                 # content grew. Ask for the layout again rather than wait on a lost one.
-                pilot.app.screen.refresh(layout=True)
+                panel.refresh(layout=True)  # its own cached height and visual too, not only the screen's layout
                 return False
 
             await wait_until(laid_out,

@@ -58,7 +58,7 @@ def test_cockpit_after_a_fleet_api_outage(snap_compare, make_app, size) -> None:
             if "came up" not in getattr(where, "_panel_key", ("",))[0]:  # what the panel was last given
                 return False
             if changes.size.height != str(changes.render()).count("\n") + 1:
-                app.screen.refresh(layout=True)
+                changes.refresh(layout=True)  # its own cached height and visual too
                 return False
             return True
 
