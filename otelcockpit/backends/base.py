@@ -99,7 +99,9 @@ class RolloutSettings:
 @runtime_checkable
 class FleetBackend(Protocol):
     name: str
-    capabilities: frozenset[str]  # "read", "push", "health", "effective_config", "revisions", "events"
+    # "read", "push", "health", "effective_config", "revisions", "events", "config_status" (each
+    # collector's remote config status, so its own rollback target: not Fleet Management's v1 API)
+    capabilities: frozenset[str]
 
     async def snapshot(self) -> FleetSnapshot: ...
 

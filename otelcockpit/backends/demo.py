@@ -887,7 +887,7 @@ class DemoSimulator:
 class DemoBackend:
     name = "demo"
     # "ephemeral": the fleet lives in this process; a rollout cannot outlive it.
-    capabilities = frozenset({"read", "push", "health", "effective_config", "revisions", "ephemeral"})
+    capabilities = frozenset({"read", "push", "health", "effective_config", "revisions", "config_status", "ephemeral"})
 
     def __init__(
         self,

@@ -565,7 +565,7 @@ class OpAmpEvent:
 
 class OpAmpBackend:
     name = "opamp"
-    capabilities = frozenset({"read", "push", "health", "effective_config", "revisions", "events"})
+    capabilities = frozenset({"read", "push", "health", "effective_config", "revisions", "config_status", "events"})
 
     def __init__(
         self,

@@ -163,8 +163,8 @@ class CollectorDetailScreen(DetailScreen):
             if when is not None:
                 parts.append(f"APPLIED {age_text(when, now)} ago")
             return " · ".join(parts)
-        if snap.backend == "fleet-management":
-            return "not reported by Fleet Management (roll back a pipeline below)"
+        if "config_status" not in getattr(self.app.backend, "capabilities", frozenset()):  # type: ignore[attr-defined]
+            return "not reported by this backend (roll back a pipeline below)"
         return "no earlier APPLIED config on record"
 
     def render_collector(self, c: Collector, snap: FleetSnapshot) -> RichGroup:
