@@ -75,9 +75,8 @@ def test_too_small_terminal_says_so(terminal):
 
 def test_cockpit_is_the_first_screen(terminal):
     t = terminal()
-    screen = t.wait_for("Changed in the last 24 h")
-    for panel in ("[1] Fleet 420", "[3] Services", "[4] Phases", "[5] Rollout"):
-        assert panel in screen
+    # Every panel of the cockpit (a loaded machine paints them in several passes).
+    t.wait_for("Changed in the last 24 h", "[1] Fleet 420", "[3] Services", "[4] Phases", "[5] Rollout")
     t.wait_for("zero-code")  # the eligibility analysis arrives from a worker
 
 

@@ -156,17 +156,16 @@ def clip_terminal(terminal):  # noqa: ANN001, ANN201
 def test_from_the_incident_view(broken_place, clip_terminal) -> None:  # the terminals end first
     place, members = f'{broken_place["env"]}/{broken_place["region"]}', broken_place["members"]
     t = clip_terminal("incident", env={"OTELCOCKPIT_OPAMP_TOKEN": WRITE_TOKEN})
-    screen = t.wait_for("CHANGED BEFORE", "cfg failed", timeout=30)
-    assert "PROBLEM" in screen and "WHERE" in screen  # the essential columns, at 80x24
+    t.wait_for("CHANGED BEFORE", "cfg failed", "PROBLEM", "WHERE", timeout=30)  # the essential columns, at 80x24
     # The broken collectors of the place: the filter of the Fleet view.
     t.open_filter()
     t.type(f'env="{broken_place["env"]}",region="{broken_place["region"]}"')
     t.keys("Enter")
-    screen = t.wait_for(f'/env="{broken_place["env"]}"', f"Where {place}")
+    screen = t.wait_for(f'/env="{broken_place["env"]}"', f"Where {place}", "gateway paused")
     rows = [ln for ln in screen.splitlines() if "cfg failed" in ln]
     assert len(rows) == len(members) and all(place in ln for ln in rows), screen
     assert all("gateway rollout" in ln for ln in rows), screen  # what changed before it broke: the push
-    assert "gateway paused" in screen  # the rollout, stopped at its gate
+    # ...and the rollout, stopped at its gate ("gateway paused", waited for above).
     # One key copies the rollback command.
     t.keys("y")
     t.wait_for("Copied the rollback command")
@@ -196,8 +195,7 @@ def test_from_the_cockpit(broken_place, clip_terminal) -> None:  # the terminals
     assert len(rows) == len(members), screen
     # Back to the cockpit: what changed, with its rollback target; select it and copy the command.
     t.keys("0")
-    screen = t.wait_for("[2] Changed in the last 24 h", "gateway")
-    assert "↩ rev 1" in screen
+    t.wait_for("[2] Changed in the last 24 h", "gateway", "↩ rev 1")
     t.keys("G")  # the last item of the list: the newest change is the only one
     t.keys("y")
     t.wait_for("Copied the rollback command")
