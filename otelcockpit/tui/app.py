@@ -48,7 +48,7 @@ from otelcockpit.tui.rollout_views import (
     edit_with_external_editor,
 )
 from otelcockpit.tui.themes import ThemeSet, check_theme, load_themes
-from otelcockpit.tui.view import View, bindings_for
+from otelcockpit.tui.view import GroupingMixin, View, bindings_for
 from otelcockpit.tui.widgets import (
     BarInput,
     ConfirmScreen,
@@ -967,7 +967,7 @@ class CockpitApp(App[int]):
                 self.current_view.focus_main()
                 return
         view = self.current_view
-        if isinstance(view, FleetView) and view.group_key:
+        if isinstance(view, GroupingMixin) and view.group_key:  # every grouped view, not one of them
             view.action_group()
             return
         if getattr(view, "filter_text", ""):

@@ -73,6 +73,15 @@ async def test_service_detail_shows_what_to_fill_the_origins_and_the_walk(make_a
             await pilot.press("down")
         await pilot.press("enter")
         assert view.group_key == "status"
+        # esc leaves the grouping (as in the Fleet view), g groups again
+        await pilot.press("escape")
+        await pilot.pause()
+        assert view.group_key is None and app.view_name == "services" and view.table.has_focus
+        await pilot.press("g")
+        for _ in range(4):
+            await pilot.press("down")
+        await pilot.press("enter")
+        assert view.group_key == "status"
         groups = view.query_one("#svc-groups")
         values = [str(groups.get_row_at(i)[0]) for i in range(groups.row_count)]
         assert set(values) == {"decided", "conditional"}
