@@ -130,6 +130,11 @@ class Settings:
         return identity(self.context)
 
     @property
+    def implicit_demo(self) -> bool:
+        """The built-in demo, with no config file: a printed command needs nothing to reach it."""
+        return self.context.name == "demo" and self.context.backend == "demo" and not self.config_exists
+
+    @property
     def from_context(self) -> bool:
         """True when the context was chosen by name (config file), not made up from --source/--url."""
         return self.context.name in self.contexts and self.contexts[self.context.name] == self.context

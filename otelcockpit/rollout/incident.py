@@ -565,11 +565,10 @@ def context_for_commands(settings: Any) -> str:
     """What makes a printed command reach this cockpit's backend (the ``context`` of
     :func:`rollback_command`): the context's name when the cockpit was started from one, else the
     options ``--source B --url U``; nothing for the implicit demo."""
-    ctx = settings.context
-    if ctx.name == "demo" and ctx.backend == "demo" and not getattr(settings, "config_exists", False):
+    if settings.implicit_demo:
         return ""
     if settings.from_context:
-        return str(ctx.name)
+        return str(settings.context.name)
     return shlex.join(shlex.split(settings.command())[1:])  # drop "otelcockpit"
 
 
