@@ -1,17 +1,18 @@
 """What is wrong with a collector, for the people who answer a page: the one place that decides.
 
 A collector has a problem when it is unhealthy, offline, failed to apply its remote config, or runs
-a config other than the one assigned to it (a backend that knows the assigned hash reports one that
-differs, while the collector says APPLIED: a supervisor rolled it back, or it kept an older config).
+a config other than the one assigned to it. That last one is not decided here: it is the config
+state's (:mod:`otelcockpit.fleet.configstate`: drifted, on its fallback or on an older cached config,
+while a config is assigned to it), so the problem and the state never disagree.
 The incident report, the cockpit and the Fleet view's ``problem`` filter field all ask this module,
-so they agree. The per-collector config state (in sync, drifted, on its fallback or an older cached
-config) extends :func:`problems`.
+so they agree.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from otelcockpit.fleet.configstate import OFF_ASSIGNMENT, collector_state
 from otelcockpit.fleet.model import Collector, ConfigStatus, Health
 
 
@@ -41,10 +42,9 @@ PROBLEM_TEXT = {
 
 
 def runs_other_config(c: Collector) -> bool:
-    """It says APPLIED for a hash that is not the one assigned to it (only where a backend knows
-    the assigned hash)."""
-    rc = c.remote_config
-    return bool(rc.assigned and rc.hash and rc.status == ConfigStatus.APPLIED and rc.hash != rc.assigned)
+    """A config is assigned to it and its config state says it runs another (drifted, on its
+    fallback, on an older cached config). Nothing assigned, or a state that cannot be known: no."""
+    return bool(c.remote_config.assigned) and collector_state(c).state in OFF_ASSIGNMENT
 
 
 def problems(c: Collector) -> tuple[Problem, ...]:
@@ -73,5 +73,5 @@ def problem_reason(c: Collector, p: Problem) -> str:
     if p == Problem.CONFIG_FAILED:
         return rc.error or "its remote config failed to apply"
     if p == Problem.OTHER_CONFIG:
-        return f"reports config {rc.hash[:12]} APPLIED; assigned {rc.assigned[:12]}"
+        return collector_state(c).text
     return c.health_reason or c.last_error or rc.error

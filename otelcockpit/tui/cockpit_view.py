@@ -26,13 +26,15 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from otelcockpit.fleet.configstate import CONFIG_STATE_GLYPH, ConfigState, collector_state
-from otelcockpit.fleet.model import HEALTH_ORDER, ConfigStatus, FleetSnapshot, Health, age_text
-from otelcockpit.fleet.problems import PROBLEM_GLYPH, Problem, problem
+from otelcockpit.fleet.model import HEALTH_ORDER, FleetSnapshot, Health, age_text
+from otelcockpit.fleet.problems import PROBLEM_GLYPH, Problem, problem, problems
 from otelcockpit.tui.render import HEALTH_GLYPH, words
 from otelcockpit.tui.view import View, bindings_for
 
 SELECTED = "reverse"  # the selected place or change
-CONFIG_FAILED = "config failed"  # counted per place beside the health states
+# The config problems counted per place beside the health states.
+CONFIG_FAILED, OTHER_CONFIG = Problem.CONFIG_FAILED.value, Problem.OTHER_CONFIG.value
+CONFIG_PROBLEMS = frozenset({CONFIG_FAILED, OTHER_CONFIG})
 
 HEALTH_COLOUR = {
     Health.HEALTHY: "green",
@@ -43,8 +45,10 @@ HEALTH_COLOUR = {
 }
 
 
-def health_summary(counts: Counter[str]) -> Text:
-    """`` ●384 ✖8 ◐14 ○11 !2``: collectors per health state, then how many failed to apply their config."""
+def health_summary(counts: Counter[str], *, other: bool = True) -> Text:
+    """`` ●384 ✖8 ◐14 ○11 !2 cfg ≠1 other``: collectors per health state, then how many failed to
+    apply their config and (``other``) how many run another config than their assigned one. The
+    config problems are the problems module's, so a place and the incident view agree."""
     t = Text()
     for h in (Health.HEALTHY, *[x for x in HEALTH_ORDER if x != Health.HEALTHY]):
         n = counts.get(h.value, 0)
@@ -53,13 +57,21 @@ def health_summary(counts: Counter[str]) -> Text:
     failed = counts.get(CONFIG_FAILED, 0)
     if failed:
         t.append(f" {PROBLEM_GLYPH[Problem.CONFIG_FAILED]}{failed} cfg", style="red")
+    runs_other = counts.get(OTHER_CONFIG, 0)
+    if other and runs_other:
+        t.append(f" {PROBLEM_GLYPH[Problem.OTHER_CONFIG]}{runs_other} other", style="yellow")
     return t
 
 
 def _count(counts: Counter[str], c: Any) -> None:
     counts[c.health.value] += 1
-    if c.remote_config.status == ConfigStatus.FAILED:
-        counts[CONFIG_FAILED] += 1
+    for p in problems(c):
+        if p.value in CONFIG_PROBLEMS:
+            counts[p.value] += 1
+
+
+def _total(counts: Counter[str]) -> int:
+    return sum(n for k, n in counts.items() if k not in CONFIG_PROBLEMS)
 
 
 def _places(snap: FleetSnapshot) -> list[tuple[tuple[str, str], Counter[str]]]:
@@ -114,9 +126,8 @@ def outage_lines(app: Any, snap: FleetSnapshot, now: Any, *, wrap: bool = False)
 
 
 def troubled(hc: Counter[str]) -> bool:
-    """A place with a collector that is not healthy or failed to apply its config."""
-    total = sum(n for k, n in hc.items() if k != CONFIG_FAILED)
-    return total != hc.get(Health.HEALTHY.value, 0) or bool(hc.get(CONFIG_FAILED))
+    """A place with a collector that is not healthy or has a config problem."""
+    return _total(hc) != hc.get(Health.HEALTHY.value, 0) or any(hc.get(k) for k in CONFIG_PROBLEMS)
 
 
 def fleet_panel(
@@ -128,7 +139,7 @@ def fleet_panel(
     head = Text(no_wrap=True, overflow="ellipsis")
     head.append("[1] Fleet ", style="bold")
     head.append(f"{len(snap.collectors)}")
-    head.append_text(health_summary(counts))
+    head.append_text(health_summary(counts, other=False))  # the runs summary says it
     head.append_text(runs_summary(snap))
     head.append(f"  age {age_text(snap.fetched_at, now)}")
     if snap.stale:
@@ -141,8 +152,7 @@ def fleet_panel(
     table.add_column("TOTAL", justify="right")
     table.add_column("HEALTH")
     for (env, region), hc in _places(snap):
-        total = sum(n for k, n in hc.items() if k != CONFIG_FAILED)
-        table.add_row(env, region, str(total), health_summary(hc), style=SELECTED if (env, region) == selected else None)
+        table.add_row(env, region, str(_total(hc)), health_summary(hc), style=SELECTED if (env, region) == selected else None)
     grid = Table.grid()
     grid.add_row(head)
     for line in outage_lines(app, snap, now, wrap=True):
@@ -174,8 +184,7 @@ def place_lines(snap: FleetSnapshot, rows: int, selected: tuple[str, str] | None
     out = []
     for (env, region), hc in shown:
         t = Text(no_wrap=True, overflow="ellipsis")
-        total = sum(n for k, n in hc.items() if k != CONFIG_FAILED)
-        t.append(f" {env:<8} {region:<15} {total:>5} ")
+        t.append(f" {env:<8} {region:<15} {_total(hc):>5} ")
         t.append_text(health_summary(hc))
         if (env, region) == selected:
             t.stylize(SELECTED)

@@ -13,6 +13,7 @@ from otelcockpit import settings as settings_mod
 from otelcockpit.backends import all_revisions, make_backend
 from otelcockpit.backends.base import staging_target as make_target
 from otelcockpit.backends.demo import DemoBackend
+from otelcockpit.fleet.configstate import ConfigState, collector_state
 from otelcockpit.fleet.model import ConfigStatus, Health
 from otelcockpit.fleet.problems import PROBLEM_ORDER, Problem
 from otelcockpit.rollout.engine import RolloutEngine
@@ -48,7 +49,10 @@ def test_broken_collectors_and_what_changed_before_they_broke(frozen_clock) -> N
     assert unhealthy and offline and failed, "the demo fleet has unhealthy, offline and config-failed collectors"
     assert report.unhealthy == len(unhealthy) and report.offline == len(offline)
     assert report.config_failed == len(failed)
-    assert {b.id for b in report.broken} == {c.id for c in unhealthy + offline + failed}
+    # ...and the one that runs another config than its assigned one (its config state says drifted).
+    other = [c for c in snap.collectors if collector_state(c).state == ConfigState.DRIFTED]
+    assert len(other) == 1 and report.other_config == 1
+    assert {b.id for b in report.broken} == {c.id for c in unhealthy + offline + failed + other}
     # Healthy collectors whose config failed to apply are listed too: after a config change they
     # are the strongest lead.
     for name in ("alloy-prod-euw1-node-018", "alloy-prod-use1-node-041"):
@@ -120,7 +124,7 @@ def test_groups_by_env_region_and_pipeline(frozen_clock) -> None:
         members = [b for b in report.broken if b.name in g.collectors]
         assert all((b.env, b.region) == (g.env, g.region) and g.pipeline in b.pipelines for b in members)
         assert len(g.collectors) == len(members)
-        assert g.unhealthy + g.offline + g.config_failed >= len(members)
+        assert g.unhealthy + g.offline + g.config_failed + g.other_config >= len(members)
     assert sum(sum(n.values()) for _e, _r, n in report.by_location()) == len(report.broken)
     by_pipe = {p: sum(n.values()) for p, n in report.by_pipeline()}
     assert by_pipe["linux_host_metrics"] == sum(

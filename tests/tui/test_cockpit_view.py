@@ -51,11 +51,15 @@ def test_compact_places_only_troubled_in_fixed_order_within_budget(frozen_clock)
     from otelcockpit.fleet.model import Health
     from otelcockpit.tui.cockpit_view import place_lines
 
-    snap = DemoBackend(seed=1, clock=frozen_clock).snapshot_now()
+    from otelcockpit.fleet.problems import problems
+
+    snap = DemoBackend(seed=3, clock=frozen_clock).snapshot_now()  # seed 3: two places with nothing wrong
     by: dict[tuple[str, str], Counter[str]] = {}
     for c in snap.collectors:
         by.setdefault((c.attr("env"), c.attr("region")), Counter())[c.health.value] += 1
-    troubled = sorted(k for k, hc in by.items() if hc[Health.HEALTHY.value] != sum(hc.values()))
+        if problems(c):  # a healthy collector may have a problem: its config failed, or it runs another
+            by[(c.attr("env"), c.attr("region"))]["problem"] += 1
+    troubled = sorted(k for k, hc in by.items() if hc[Health.HEALTHY.value] != hc.total() or hc["problem"])
     assert 2 < len(troubled) < len(by)  # the demo has both kinds of places
     lines = [t.plain.split() for t in place_lines(snap, 20)]
     assert [(w[0], w[1]) for w in lines] == troubled  # every troubled place, none healthy, fixed order
