@@ -10,6 +10,7 @@ so they agree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from otelcockpit.fleet.configstate import OFF_ASSIGNMENT, collector_state
@@ -26,19 +27,26 @@ class Problem(StrEnum):
 # Worst first: what an incident responder looks at first.
 PROBLEM_ORDER = (Problem.UNHEALTHY, Problem.CONFIG_FAILED, Problem.OTHER_CONFIG, Problem.OFFLINE)
 PROBLEM_RANK = {p: i for i, p in enumerate(PROBLEM_ORDER)}
-# One glyph per problem, so status never rests on colour alone.
-PROBLEM_GLYPH = {
-    Problem.UNHEALTHY: "✖",
-    Problem.CONFIG_FAILED: "!",
-    Problem.OTHER_CONFIG: "≠",
-    Problem.OFFLINE: "○",
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemLook:
+    """How every face shows a problem: one record, so the cockpit, the incident view and the Fleet
+    view never drift apart."""
+
+    glyph: str  # so status never rests on colour alone
+    short: str  # in a narrow cell (the incident view's PROBLEM column)
+    colour: str  # the Rich colour of a count or a cell
+    tone: str  # the table style it takes (``vtable--<tone>``)
+
+
+PROBLEM_LOOK = {
+    Problem.UNHEALTHY: ProblemLook("✖", "unhealthy", "red", "unhealthy"),
+    Problem.CONFIG_FAILED: ProblemLook("!", "cfg failed", "red", "error"),
+    Problem.OTHER_CONFIG: ProblemLook("≠", "other cfg", "yellow", "degraded"),
+    Problem.OFFLINE: ProblemLook("○", "offline", "bright_black", "offline"),
 }
-PROBLEM_TEXT = {
-    Problem.UNHEALTHY: "unhealthy",
-    Problem.CONFIG_FAILED: "config failed",
-    Problem.OTHER_CONFIG: "runs another config",
-    Problem.OFFLINE: "offline",
-}
+PROBLEM_GLYPH = {p: look.glyph for p, look in PROBLEM_LOOK.items()}
 
 
 def runs_other_config(c: Collector) -> bool:

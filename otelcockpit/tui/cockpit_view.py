@@ -27,14 +27,13 @@ from textual.widgets import Static
 
 from otelcockpit.fleet.configstate import CONFIG_STATE_GLYPH, ConfigState, collector_state
 from otelcockpit.fleet.model import HEALTH_ORDER, FleetSnapshot, Health, age_text
-from otelcockpit.fleet.problems import PROBLEM_GLYPH, Problem, problem, problems
+from otelcockpit.fleet.problems import PROBLEM_LOOK, Problem, problem, problems
 from otelcockpit.tui.render import HEALTH_GLYPH, words
 from otelcockpit.tui.view import View, bindings_for
 
 SELECTED = "reverse"  # the selected place or change
 # The config problems counted per place beside the health states.
-CONFIG_FAILED, OTHER_CONFIG = Problem.CONFIG_FAILED.value, Problem.OTHER_CONFIG.value
-CONFIG_PROBLEMS = frozenset({CONFIG_FAILED, OTHER_CONFIG})
+CONFIG_PROBLEMS = frozenset({Problem.CONFIG_FAILED.value, Problem.OTHER_CONFIG.value})
 
 HEALTH_COLOUR = {
     Health.HEALTHY: "green",
@@ -54,12 +53,11 @@ def health_summary(counts: Counter[str], *, other: bool = True) -> Text:
         n = counts.get(h.value, 0)
         if n:
             t.append(f" {HEALTH_GLYPH[h]}{n}", style=HEALTH_COLOUR[h])
-    failed = counts.get(CONFIG_FAILED, 0)
-    if failed:
-        t.append(f" {PROBLEM_GLYPH[Problem.CONFIG_FAILED]}{failed} cfg", style="red")
-    runs_other = counts.get(OTHER_CONFIG, 0)
-    if other and runs_other:
-        t.append(f" {PROBLEM_GLYPH[Problem.OTHER_CONFIG]}{runs_other} other", style="yellow")
+    words = ((Problem.CONFIG_FAILED, "cfg"), (Problem.OTHER_CONFIG, "other"))
+    for p, word in words if other else words[:1]:
+        n = counts.get(p.value, 0)
+        if n:
+            t.append(f" {PROBLEM_LOOK[p].glyph}{n} {word}", style=PROBLEM_LOOK[p].colour)
     return t
 
 

@@ -28,7 +28,7 @@ from otelcockpit.fleet.configstate import CONFIG_STATE_GLYPH, CONFIG_STATE_SHORT
 from otelcockpit.fleet.filtering import parse_filter
 from otelcockpit.fleet.matchers import MatcherError
 from otelcockpit.fleet.model import Collector, FleetSnapshot, Health, age_text
-from otelcockpit.fleet.problems import PROBLEM_GLYPH, PROBLEM_ORDER, Problem
+from otelcockpit.fleet.problems import PROBLEM_GLYPH, PROBLEM_LOOK, PROBLEM_ORDER, Problem
 from otelcockpit.settings import Settings
 from otelcockpit.tui.app import CockpitApp, run_app
 from otelcockpit.tui.cockpit_view import HEALTH_COLOUR
@@ -37,20 +37,6 @@ from otelcockpit.tui.view import View
 from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 
 REPORT_EVERY = 5.0  # seconds between two rebuilds of the report (revisions + journal)
-
-PROBLEM_SHORT = {
-    Problem.UNHEALTHY: "unhealthy",
-    Problem.CONFIG_FAILED: "cfg failed",
-    Problem.OTHER_CONFIG: "other cfg",
-    Problem.OFFLINE: "offline",
-}
-PROBLEM_CLASS = {
-    Problem.UNHEALTHY: "vtable--unhealthy",
-    Problem.CONFIG_FAILED: "vtable--error",
-    Problem.OTHER_CONFIG: "vtable--degraded",
-    Problem.OFFLINE: "vtable--offline",
-}
-
 
 def _short(author: str) -> str:
     return (author or "?").split("@")[0]
@@ -68,7 +54,8 @@ def changed_text(ch: Any, now: Any) -> str:
 def problem_cell(b: Any) -> tuple[str, str | None]:
     """A collector with a problem: the problem; one not on its assigned config: its config state."""
     if hasattr(b, "problem"):
-        return f"{PROBLEM_GLYPH[b.problem]} {PROBLEM_SHORT[b.problem]}", PROBLEM_CLASS[b.problem]
+        look = PROBLEM_LOOK[b.problem]
+        return f"{look.glyph} {look.short}", f"vtable--{look.tone}"
     st = ConfigState(b.state)
     return f"{CONFIG_STATE_GLYPH[st]} {CONFIG_STATE_SHORT[st]}", "vtable--degraded"
 
@@ -276,10 +263,9 @@ class IncidentView(View):
             n = report.health_counts.get(h.value, 0)
             if n:
                 t.append(f" {HEALTH_GLYPH[h]}{n} {h.value}", style=self._hs(h))
-        if report.config_failed:
-            t.append(f" {PROBLEM_GLYPH[Problem.CONFIG_FAILED]}{report.config_failed} config failed", style="red")
-        if report.other_config:
-            t.append(f" {PROBLEM_GLYPH[Problem.OTHER_CONFIG]}{report.other_config} other config", style="yellow")
+        for p, n in ((Problem.CONFIG_FAILED, report.config_failed), (Problem.OTHER_CONFIG, report.other_config)):
+            if n:
+                t.append(f" {PROBLEM_LOOK[p].glyph}{n} {p.value}", style=PROBLEM_LOOK[p].colour)
         off = [(ConfigState(k), n) for k, n in report.config_states.items() if n and ConfigState(k) != ConfigState.IN_SYNC]
         if off:
             t.append(" · runs ")
