@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from otelcockpit.adoption.cockpit import AdoptionData
+from otelcockpit.adoption.cockpit import AdoptionData, counts_by_team, decision_counts
 from otelcockpit.adoption.journeys import JourneyCoverage, coverage_bar
 from otelcockpit.adoption.outage import DrillRecord
 from otelcockpit.adoption.phases import Phase, PhaseItem
@@ -158,9 +158,7 @@ def phase_slide(phase: Phase, warnings: Sequence[str], *, full: bool = False) ->
 def _intro(snapshot: FleetSnapshot, data: AdoptionData) -> Slide:
     health = Counter(c.health for c in snapshot.collectors)
     total = len(data.eligibility)
-    code = sum(1 for e in data.eligibility if e.code_change)
-    unknown = sum(1 for e in data.eligibility if e.code_change is None)
-    zero = total - code - unknown
+    zero, code, conditional, unknown = _split(data.eligibility)
     teams = len({e.service.team or "unknown" for e in data.eligibility})
     phases = data.phases.phases
     done = [p.number for p in phases if p.at_threshold]
@@ -176,6 +174,7 @@ def _intro(snapshot: FleetSnapshot, data: AdoptionData) -> Slide:
         Line(
             OK if zero else WARN,
             f"{total} services in {teams} teams: {zero} zero-code ({zero / total:.0%}), {code} need a code change"
+            + (f", {conditional} conditional" if conditional else "")
             + (f", {unknown} unknown" if unknown else "")
             if total
             else "no services in the inventory",
@@ -300,26 +299,48 @@ def drill_slide(record: DrillRecord | None) -> Slide:
     return Slide("drill", title, " ".join(summary[:2]), tuple(lines), tuple(rows))
 
 
+def _split(items: Sequence[object]) -> tuple[int, int, int, int]:
+    """Decided zero-code, decided code change, conditional, unknown: a conditional service's path
+    holds for some values of a field nobody filled in, so it is counted as neither (the
+    eligibility engine's status, as in the Services view)."""
+    decided = [e for e in items if e.status == "decided"]  # type: ignore[attr-defined]
+    code = sum(1 for e in decided if e.code_change)  # type: ignore[attr-defined]
+    rest = decision_counts(items)  # type: ignore[arg-type]
+    return len(decided) - code, code, rest.conditional, rest.unknown
+
+
+def _fill_text(fill: Sequence[tuple[str, int]], most: int = 3) -> str:
+    shown = ", ".join(f"{f} ({n})" for f, n in fill[:most])
+    return shown + (f" and {len(fill) - most} more" if len(fill) > most else "")
+
+
 def _teams(data: AdoptionData) -> Slide:
     by_team: dict[str, list[object]] = {}
     for e in data.eligibility:
         by_team.setdefault(e.service.team or "unknown", []).append(e)
-    rows: list[tuple[str, ...]] = [("TEAM", "SERVICES", "ZERO-CODE", "CODE", "UNKNOWN", "MAIN PATH")]
-    for team, items in sorted(by_team.items()):
-        es = list(items)
-        code = sum(1 for e in es if e.code_change)  # type: ignore[attr-defined]
-        unknown = sum(1 for e in es if e.code_change is None)  # type: ignore[attr-defined]
+    counts = counts_by_team(data.eligibility)
+    # Short heads: eight columns fit 80 (SVCS = services, ZERO = zero-code, COND = conditional).
+    rows: list[tuple[str, ...]] = [("TEAM", "SVCS", "ZERO", "CODE", "COND", "UNKN", "MAIN PATH", "TO FILL")]
+    for team, es in sorted(by_team.items()):
+        zero, code, conditional, unknown = _split(es)
         paths = Counter(e.path for e in es)  # type: ignore[attr-defined]
         main, n = paths.most_common(1)[0]
+        fill = counts[team].fill
         rows.append(
-            (team, str(len(es)), str(len(es) - code - unknown), str(code), str(unknown), f"{main} ({n})")
+            (team, str(len(es)), str(zero), str(code), str(conditional), str(unknown), f"{main} ({n})",
+             fill[0][0] if fill else "-")  # fmt: skip
         )
     total = len(data.eligibility)
-    code = sum(1 for e in data.eligibility if e.code_change)
+    zero, code, conditional, unknown = _split(data.eligibility)
     lead = f"{total} services; {code} need a code change. Paths: " + ", ".join(
         f"{p} {n}" for p, n in Counter(e.path for e in data.eligibility).most_common()
     )
-    return Slide("teams", "Eligibility per team", lead, (), tuple(rows))
+    lines: list[Line] = []
+    overall = decision_counts(data.eligibility)
+    if overall.fill:
+        undecided = ", ".join(f"{n} {w}" for n, w in ((conditional, "conditional"), (unknown, "unknown")) if n)
+        lines.append(Line(WARN, f"{undecided}: fill {_fill_text(overall.fill)} in the inventory to decide them"))
+    return Slide("teams", "Eligibility per team", lead, tuple(lines), tuple(rows))
 
 
 def choose_journey(journeys: Sequence[JourneyCoverage], name: str | None) -> JourneyCoverage | None:
@@ -398,7 +419,11 @@ def next_actions(data: AdoptionData, journey: JourneyCoverage | None, *, full: b
             out.append(Line(NOTE, s.gap))
         if len(shown) < len(gaps):
             out.append(Line(NOTE, _more(len(shown), len(gaps), f"service(s) on {journey.journey.name}")))
-    code = [e for e in data.eligibility if e.code_change]
+    overall = decision_counts(data.eligibility)
+    if overall.fill:
+        out.append(Line(INFO, f"Decide {overall.conditional + overall.unknown} services' paths: fill "
+                              f"{_fill_text(overall.fill, 99 if full else 3)} in the inventory"))  # fmt: skip
+    code = [e for e in data.eligibility if e.code_change and e.status == "decided"]
     if code:
         teams = Counter(e.service.team or "unknown" for e in code).most_common()
         named = teams if full else teams[:4]

@@ -76,5 +76,6 @@ def test_walkthrough_phase_3(snap_compare, frozen_clock, size):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_walkthrough_teams(snap_compare, frozen_clock, size):
-    app, run_before = walkthrough(frozen_clock, "4", "n", "n")
+    # 4: phase 4 (slide 5), then the order, the outage drill and the teams (slide 8)
+    app, run_before = walkthrough(frozen_clock, "4", "n", "n", "n")
     assert snap_compare(app, terminal_size=size, run_before=run_before)

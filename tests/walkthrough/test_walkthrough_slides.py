@@ -151,9 +151,18 @@ def test_eligibility_per_team(demo) -> None:
     head, *rows = teams.table
     assert head[0] == "TEAM"
     assert sum(int(r[1]) for r in rows) == len(data.eligibility)
-    assert sum(int(r[3]) for r in rows) == sum(1 for e in data.eligibility if e.code_change)
+    decided = [e for e in data.eligibility if e.status == "decided"]
+    assert sum(int(r[3]) for r in rows) == sum(1 for e in decided if e.code_change)
+    # zero-code, code change, conditional, unknown: each service in one of them
     for r in rows:
-        assert int(r[2]) + int(r[3]) + int(r[4]) == int(r[1])
+        assert int(r[2]) + int(r[3]) + int(r[4]) + int(r[5]) == int(r[1])
+    conditional = [e for e in data.eligibility if e.status == "conditional"]
+    assert sum(int(r[4]) for r in rows) == len(conditional) > 0  # the demo has some
+    # the field to fill, per team and in the slide's warning
+    for e in conditional:
+        row = next(r for r in rows if r[0] == (e.service.team or "unknown"))
+        assert row[7] != "-"
+    assert any("conditional" in ln.text and "fill" in ln.text for ln in teams.lines)
 
 
 def test_journey_choice(demo) -> None:
@@ -202,7 +211,7 @@ def test_markdown(demo) -> None:
     assert md.startswith("# OpenTelemetry rollout walkthrough\n")
     assert md.count("\n## ") == len(slides)
     assert "## 2. Phase 1: Infrastructure" in md and "## 10. Next actions" in md and "## 11. Sign-offs" in md
-    assert "| TEAM | SERVICES |" in md and "|---|" in md
+    assert "| TEAM | SVCS |" in md and "|---|" in md
     assert "\n\n\n" not in md and md.endswith("\n")
 
 
