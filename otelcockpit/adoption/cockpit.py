@@ -124,18 +124,24 @@ def load_sources(sources: Sources) -> tuple[Inventory, tuple[Journey, ...], Conv
 @dataclass(frozen=True)
 class DecisionCounts:
     """How many services have a decided path, a conditional one (and which fields to fill to
-    decide them), or none: what a rollout lead plans with."""
+    decide them), or none: what a rollout lead plans with. The decided ones split into zero-code and
+    code change; a conditional service is neither (its path holds for some values of a field nobody
+    filled in). Every face counts with this, so the cockpit, the Services view and the walkthrough agree."""
 
     services: int
     decided: int
     conditional: int
     unknown: int
     fill: tuple[tuple[str, int], ...]  # (inventory field, services that need it), most first
+    zero_code: int = 0  # decided, no code change
+    code_change: int = 0  # decided, a code change
 
     def as_json(self) -> dict[str, Any]:
         return {
             "services": self.services,
             "decided": self.decided,
+            "zero_code": self.zero_code,
+            "code_change": self.code_change,
             "conditional": self.conditional,
             "unknown": self.unknown,
             "fill": dict(self.fill),
@@ -154,6 +160,8 @@ def decision_counts(items: Sequence[Eligibility]) -> DecisionCounts:
     return DecisionCounts(
         services=len(items),
         decided=sum(1 for e in items if e.status == "decided"),
+        zero_code=sum(1 for e in items if e.status == "decided" and e.code_change is False),
+        code_change=sum(1 for e in items if e.status == "decided" and e.code_change),
         conditional=sum(1 for e in items if e.status == "conditional"),
         unknown=sum(1 for e in items if e.status == "unknown"),
         fill=tuple(sorted(fill.items(), key=lambda kv: (-kv[1], kv[0]))),

@@ -300,13 +300,9 @@ def drill_slide(record: DrillRecord | None) -> Slide:
 
 
 def _split(items: Sequence[object]) -> tuple[int, int, int, int]:
-    """Decided zero-code, decided code change, conditional, unknown: a conditional service's path
-    holds for some values of a field nobody filled in, so it is counted as neither (the
-    eligibility engine's status, as in the Services view)."""
-    decided = [e for e in items if e.status == "decided"]  # type: ignore[attr-defined]
-    code = sum(1 for e in decided if e.code_change)  # type: ignore[attr-defined]
-    rest = decision_counts(items)  # type: ignore[arg-type]
-    return len(decided) - code, code, rest.conditional, rest.unknown
+    """Decided zero-code, decided code change, conditional, unknown (the engine's status)."""
+    c = decision_counts(items)  # type: ignore[arg-type]
+    return c.zero_code, c.code_change, c.conditional, c.unknown
 
 
 def _fill_text(fill: Sequence[tuple[str, int]], most: int = 3) -> str:

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from otelcockpit.adoption.cockpit import AdoptionData, filter_services, service_attr
+from otelcockpit.adoption.cockpit import AdoptionData, decision_counts, filter_services, service_attr
 from otelcockpit.adoption.eligibility import Eligibility
 from otelcockpit.adoption.journeys import coverage_bar
 from otelcockpit.adoption.phases import PhaseItem
@@ -137,11 +137,9 @@ class ServicesView(GroupingMixin, View):
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f" {self.TITLE} ", style="bold")
         t.append(f"{self.table.shown}/{total}" if self.filter_text else str(total), style="bold")
-        code = sum(1 for e in data.eligibility if e.code_change)
-        unknown = sum(1 for e in data.eligibility if e.code_change is None)
-        conditional = sum(1 for e in data.eligibility if e.status == "conditional")
-        t.append(f" · zero-code {total - code - unknown} · code change {code}")
-        t.append(f" · conditional (path?) {conditional} · unknown {unknown}")
+        c = decision_counts(data.eligibility)
+        t.append(f" · zero-code {c.zero_code} · code change {c.code_change}")
+        t.append(f" · conditional (path?) {c.conditional} · unknown {c.unknown}")
         if self.filter_text:
             t.append(f" · /{self.filter_text}")
         if self.group_key:
@@ -177,7 +175,7 @@ class ServicesView(GroupingMixin, View):
         for e in self.table.visible_rows():
             value = service_attr(e, key) or "unknown"
             counts[value] += 1
-            code[value] += 1 if e.code_change else 0
+            code[value] += 1 if e.code_change and e.status == "decided" else 0
             open_[value] += 1 if e.status != "decided" else 0
             paths.setdefault(value, Counter())[e.path] += 1
         dt.clear(columns=True)

@@ -202,11 +202,10 @@ def eligibility_panel(app: Any, *, detailed: bool) -> Text:
         t.append(app.adoption_error or "analysing…", style="red" if app.adoption_error else "dim")
         return t
     total = len(data.eligibility)
-    code = sum(1 for e in data.eligibility if e.code_change)
-    unknown = sum(1 for e in data.eligibility if e.code_change is None)
     paths = Counter(e.path for e in data.eligibility)
     counts = decision_counts(data.eligibility)
-    t.append(f"{total}  zero-code {total - code - unknown}", style="green")
+    code = counts.code_change
+    t.append(f"{total}  zero-code {counts.zero_code}", style="green")
     t.append("  code change ")
     t.append(str(code), style="red" if code else "")
     # decided / conditional (the fields to fill) / unknown: what a rollout lead plans with

@@ -340,10 +340,13 @@ def test_eligibility_against_fleet_management_fills_from_its_collectors(
     assert {f["field"] for f in by["orders"]["fill"]} == {"kernel", "arch"}
     assert [f["field"] for f in by["billing"]["fill"]] == ["runtime_version"]
     teams = listing["counts"]["teams"]
-    assert teams["finance"] == {"services": 2, "decided": 2, "conditional": 0, "unknown": 0, "fill": {}}
+    assert teams["finance"] == {"services": 2, "decided": 2, "zero_code": 2, "code_change": 0, "conditional": 0,
+                                "unknown": 0, "fill": {}}
     assert teams["payments"] == {
         "services": 2,
         "decided": 0,
+        "zero_code": 0,
+        "code_change": 0,
         "conditional": 2,
         "unknown": 0,
         "fill": {"arch": 1, "kernel": 1, "runtime_version": 1},
