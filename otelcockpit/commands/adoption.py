@@ -128,8 +128,8 @@ def _note(e: Any) -> str:
 def _counts_line(counts: Any) -> str:
     fill = f" (fill: {counts.fill_text()})" if counts.fill else ""
     return (
-        f"{counts.services} services: {counts.decided} decided, {counts.conditional} conditional{fill}, "
-        f"{counts.unknown} unknown"
+        f"{counts.services} services: {counts.decided} decided ({counts.zero_code} zero-code, "
+        f"{counts.code_change} code change), {counts.conditional} conditional{fill}, {counts.unknown} unknown"
     )
 
 

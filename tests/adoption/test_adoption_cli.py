@@ -108,7 +108,7 @@ def test_eligibility_table_and_grouping() -> None:
         "STATUS",
         "NOTE",
     ]
-    assert proc.stdout.splitlines()[-1].startswith("66 services: 64 decided, 2 conditional (fill: ")
+    assert proc.stdout.splitlines()[-1].startswith("66 services: 64 decided (57 zero-code, 7 code change), 2 conditional (fill: ")
 
 
 def test_phases_json_and_text() -> None:
