@@ -65,7 +65,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
     q = rsub.add_parser("start", parents=parents, help="plan and run a staged rollout (refused in read-only)")
     _plan_args(q)
-    q.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
+    q.add_argument("--yes", "--now", dest="yes", action="store_true", help="do not ask for confirmation (scripts)")
     q.add_argument("--watch", action="store_true", help="follow a rollout that runs in a server until it stops")
     add_json(q)
     q.set_defaults(handler=cmd_start)
@@ -94,7 +94,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
     q = rsub.add_parser("rollback", parents=parents, help="undo a rollout: its collectors go back to what ran before it")
     q.add_argument("id", help="the rollout id")
-    q.add_argument("--now", action="store_true", help="do it without asking (scripts)")
+    q.add_argument("--now", "--yes", dest="now", action="store_true", help="do it without asking (scripts)")
     _journal_arg(q)
     add_json(q)
     q.set_defaults(handler=cmd_rollback_rollout)
@@ -102,7 +102,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("rollback", parents=parents, help="make a pipeline's rollback target (or --to REVISION) live")
     p.add_argument("pipeline", metavar="PIPELINE")
     p.add_argument("--to", metavar="REVISION", help="the revision to return to (default: the last known good)")
-    p.add_argument("--now", action="store_true", help="do it without asking (scripts)")
+    p.add_argument("--now", "--yes", dest="now", action="store_true", help="do it without asking (scripts)")
     _journal_arg(p)
     add_json(p)
     p.set_defaults(handler=cmd_rollback)

@@ -155,6 +155,9 @@ def test_read_only_refuses_every_step(tmp_path: Path) -> None:
         ["rollout", "resume", "r00000000"],
         ["rollout", "abort", "r00000000"],
         ["rollback", PIPELINE, "--now"],
+        ["rollback", PIPELINE, "--yes"],  # every write that confirms takes --yes (and --now)
+        ["rollout", "rollback", "r00000000", "--yes"],
+        ["rollout", "start", "--pipeline", PIPELINE, "--file", str(new), "--now"],
     ):
         proc = run_cli([*args, "--read-only"], env)
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
