@@ -42,11 +42,18 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="agents this node takes; more are told to come back later (default 30000)",
     )
     p.add_argument(
+        "--forget-offline-hours",
+        type=whole_number(0),
+        metavar="H",
+        help="forget an agent offline this long, with its history (default 168: a week; 0: never)",
+    )
+    p.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
         help="YAML with any of these settings (listen, admin_listen, db, store, tokens, agent_tokens, "
-        "tls_cert, tls_key, heartbeat_seconds, offer_heartbeat, stuck_applying_seconds, node, max_agents); "
+        "tls_cert, tls_key, heartbeat_seconds, offer_heartbeat, stuck_applying_seconds, node, max_agents, "
+        "forget_offline_hours); "
         "flags win",
     )
     p.add_argument(
@@ -105,7 +112,9 @@ CONFIG_KEYS = {
     "stuck_applying_seconds": int,
     "node": str,
     "max_agents": int,
+    "forget_offline_hours": int,
 }
+ZERO_ALLOWED = frozenset({"forget_offline_hours"})  # 0 means never
 
 
 def load_serve_config(path: Path) -> dict[str, Any]:
@@ -128,8 +137,9 @@ def load_serve_config(path: Path) -> dict[str, Any]:
                 raise ConfigError(f"{where(path, data)}: {key} must be true or false")
             out[str(key)] = value
         elif kind is int:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{where(path, data)}: {key} must be a whole number of at least 1")
+            least = 0 if key in ZERO_ALLOWED else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{where(path, data)}: {key} must be a whole number of at least {least}")
             out[str(key)] = value
         elif isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
             out[str(key)] = kind(str(value))
@@ -167,6 +177,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store=pick("store"),
         node=pick("node"),
         max_agents=pick("max_agents", 30_000),
+        forget_offline_hours=pick("forget_offline_hours", 168),
     )
     try:
         import uvloop  # optional: a faster event loop for 10,000 connections

@@ -310,6 +310,9 @@ class Settings:
     # An agent that never described itself (no AgentDescription) and has been offline this long is
     # forgotten: such rows come from broken or hostile clients, never from a real collector.
     forget_unidentified_after: float = 600.0
+    # Any agent offline this long is forgotten (0: never). Pods come and go with new instance UIDs: the
+    # rows of the ones gone must not pile up until --max-agents turns new ones away.
+    forget_offline_after: float = 7 * 86400.0
 
 
 DEFAULT_SETTINGS = Settings()

@@ -232,6 +232,7 @@ class Hub:
         self.overloaded = False
         self.refused = 0  # messages answered "come back later"
         self._last_forget = 0.0
+        self._held: tuple[int, float] = (0, 0.0)  # (agents this node holds, when counted)
         self.started = time.time()
         # Rollouts (otelcockpit/opamp_server/rollouts.py): per-agent overrides of the desired config,
         # uid -> (config name, version), persisted in the rollout_overrides table.
@@ -548,7 +549,7 @@ class Hub:
             # shows as a gap in the agent's sequence: it is asked for its full state).
             self.refused += 1
             raise Overloaded(f"the server is saturated (event loop {self.lag * 1000:.0f} ms behind)")
-        if prev is None and len(self.agents) >= self.settings.max_agents and len(msg.instance_uid) == 16:
+        if prev is None and len(msg.instance_uid) == 16 and self.full():
             self.refused += 1
             raise Overloaded(f"the server holds its maximum of {self.settings.max_agents} agents")
         if self.shared and uid not in self.conns and (prev is None or prev.node not in ("", self.node)):
@@ -914,33 +915,66 @@ class Hub:
             self.events.publish("agent_offline", {"instance_uid": uid_text(uid)})
         if now - self._last_forget >= FORGET_EVERY_SECONDS:
             self._last_forget = now
-            await self.forget_unidentified(now)
+            await self.forget(now)
         return gone
 
-    async def forget_unidentified(self, now: float) -> list[bytes]:
+    def full(self) -> bool:
+        """This node holds ``max_agents`` agents: the online ones whose last message came here. Agents
+        of other nodes (a node keeps the whole fleet in memory) and offline rows do not count. Counted
+        only near the limit, at most once a second, and kept up to date in between as agents arrive."""
+        cap = self.settings.max_agents
+        if len(self.agents) < cap:
+            return False
+        count, at = self._held
+        now = time.monotonic()
+        if now - at >= 1.0:
+            me = self.node
+            count = sum(1 for s in self.agents.values() if s.online and s.node in ("", me))
+        if count >= cap:
+            self._held = (count, at if now - at < 1.0 else now)
+            return True
+        self._held = (count + 1, at if now - at < 1.0 else now)  # the agent about to be taken
+        return False
+
+    async def forget(self, now: float) -> list[bytes]:
         """Delete agents that never sent an AgentDescription and have been offline for
-        ``forget_unidentified_after``: junk from broken or hostile clients must not pile up."""
-        ttl = self.settings.forget_unidentified_after
-        junk = [
-            uid
-            for uid, s in self.agents.items()
-            if s.description is None and not s.online and now - s.last_seen > ttl and uid not in self.conns
-        ]
-        if not junk:
+        ``forget_unidentified_after`` (junk from broken or hostile clients must not pile up), and any
+        agent offline for ``forget_offline_after`` (pods gone for good; 0 keeps them). With several
+        nodes, each forgets the agents it handled last and those of nodes that are gone."""
+        ttl, keep = self.settings.forget_unidentified_after, self.settings.forget_offline_after
+        me, alive, shared = self.node, self.alive_nodes, self.shared
+        junk: list[bytes] = []
+        gone: list[bytes] = []
+        for uid, s in self.agents.items():
+            if s.online or uid in self.conns or (shared and s.node not in ("", me) and s.node in alive):
+                continue
+            if uid in self.overrides:  # a member of a rollout: its record needs it
+                continue
+            if s.description is None and now - s.last_seen > ttl:
+                junk.append(uid)
+            elif keep > 0 and now - s.last_seen > keep:
+                gone.append(uid)
+        if not junk and not gone:
             return []
         ops: list[Op] = []
-        for uid in junk:
+        for uid in junk + gone:
             ops.append(("DELETE FROM agents WHERE uid = ?", (uid,)))
             ops.append(("DELETE FROM config_history WHERE uid = ?", (uid,)))
-        ops.append(
-            self.audit_op("server", "agent.forget", f"{len(junk)} agents", {"reason": "unidentified"})
-        )
-        await self.store.write(ops, agents=junk)
-        for uid in junk:
-            if self.agents.get(uid) is not None and self.agents[uid].description is None:
-                del self.agents[uid]
+        for what, uids in (("unidentified", junk), (f"offline for more than {keep / 3600:g} h", gone)):
+            if uids:
+                ops.append(self.audit_op("server", "agent.forget", f"{len(uids)} agents", {"reason": what}))
+        # Out of memory first: an agent that reports while the delete is written is then a new agent,
+        # stored whole after the delete (writes commit in order), never an update of a deleted row.
+        held = {uid: self.agents.pop(uid) for uid in junk + gone}
+        try:
+            await self.store.write(ops, agents=junk + gone)
+        except BaseException:
+            for uid, st in held.items():
+                self.agents.setdefault(uid, st)  # nothing was deleted: keep them, unless one came back
+            raise
+        for uid in junk + gone:
             self.events.publish("agent_removed", {"instance_uid": uid_text(uid)})
-        return junk
+        return junk + gone
 
     async def _event_loop(self) -> None:
         while True:

@@ -40,6 +40,7 @@ class Options:
     store: str | None = None  # postgresql://... (several nodes) or a SQLite path; None: ``db``
     node: str | None = None  # this node's name (default: host:port of the OpAMP listener)
     max_agents: int = 30_000  # new agents beyond this are told to come back later (overload)
+    forget_offline_hours: float = core.DEFAULT_SETTINGS.forget_offline_after / 3600  # 0: never
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:
@@ -168,6 +169,7 @@ async def serve(options: Options) -> int:
         offer_heartbeat=options.offer_heartbeat,
         stuck_applying_after=options.stuck_applying_seconds,
         max_agents=options.max_agents,
+        forget_offline_after=options.forget_offline_hours * 3600.0,
     )
     try:
         hub = Hub(store, settings, node=node)

@@ -220,6 +220,59 @@ async def test_unidentified_agents_are_forgotten_once_offline(tmp_path: Path) ->
     store.close()
 
 
+async def test_agents_offline_past_the_retention_are_forgotten_unless_a_rollout_holds_them(tmp_path: Path) -> None:
+    """Pods come and go with new instance UIDs: the rows of the ones gone for good are deleted after
+    ``forget_offline_after`` (--forget-offline-hours), with an audit entry; a rollout's member stays."""
+    store = Store(tmp_path / "f.db")
+    hub = Hub(store, core.Settings(heartbeat_seconds=1, forget_unidentified_after=5, forget_offline_after=20))
+    junk, gone, member, live = (uuid.uuid4().bytes for _ in range(4))
+    await hub.handle(pb.AgentToServer(instance_uid=junk, capabilities=1), "http")
+    for uid, name in ((gone, "gone"), (member, "member"), (live, "live")):
+        await hub.handle(described(uid, 0, 1, name), "http")
+    hub.overrides[member] = ("gw", 1)  # staged by a rollout
+    now = time.time()
+    hub._last_forget = 0
+    await hub.sweep(now + 10)  # all offline; the unidentified one past its 5 s
+    assert junk not in hub.agents and {gone, member, live} <= set(hub.agents)
+    await hub.handle(pb.AgentToServer(instance_uid=live, sequence_num=1), "http")  # live reports again
+    hub.agents[live].last_seen = now + 25
+    hub._last_forget = 0
+    await hub.sweep(now + 30)
+    assert gone not in hub.agents and member in hub.agents and live in hub.agents
+    rows = {bytes(r["uid"]) for r in store.query("SELECT uid FROM agents")}
+    assert rows == {member, live}
+    reasons = [r["detail"] for r in store.query("SELECT detail FROM audit WHERE action = 'agent.forget'")]
+    assert any("unidentified" in d for d in reasons) and any("offline for more than" in d for d in reasons)
+    # 0 keeps them for ever
+    hub.settings = core.Settings(heartbeat_seconds=1, forget_offline_after=0)
+    del hub.overrides[member]
+    assert await hub.forget(now + 10**6) == []
+    store.close()
+
+
+async def test_max_agents_counts_the_agents_this_node_holds_not_rows_gone_offline(tmp_path: Path) -> None:
+    """--max-agents protects a node from more agents than it can serve: the online ones that report to
+    it. Rows of agents gone offline do not turn new agents away."""
+    from otelcockpit.opamp_server.hub import Overloaded
+
+    store = Store(tmp_path / "m.db")
+    hub = Hub(store, core.Settings(heartbeat_seconds=1, max_agents=2))
+    first, second, third = (uuid.uuid4().bytes for _ in range(3))
+    await hub.handle(described(first, 0, 1, "a"), "http")
+    await hub.handle(described(second, 0, 1, "b"), "http")
+    with pytest.raises(Overloaded, match="maximum of 2 agents"):
+        await hub.handle(described(third, 0, 1, "c"), "http")
+    await hub.sweep(time.time() + 10)  # both silent for more than three heartbeats: offline
+    # an agent another node serves (a node keeps the whole fleet in memory) is not this node's load
+    other = hub.agents[first].clone()
+    other.uid, other.online, other.node = uuid.uuid4().bytes, True, "another-node:4320"
+    hub.agents[other.uid] = other
+    hub._held = (0, 0.0)  # counted again now, not a second later
+    await hub.handle(described(third, 0, 1, "c"), "http")
+    assert hub.agents[third].online
+    store.close()
+
+
 def test_oversized_attributes_are_refused_before_storing() -> None:
     uid = uuid.uuid4().bytes
     m = described(uid, 0, 1, "svc")
@@ -350,3 +403,18 @@ def test_error_log_is_rate_limited_per_connection_and_in_all() -> None:
     now[0] = 61.0
     assert log.error("conn-a", "failed again")
     assert any("9 more errors were not logged" in r.getMessage() for r in records)
+
+
+def test_the_serve_config_file_takes_the_retention_and_refuses_bad_values(tmp_path: Path) -> None:
+    from otelcockpit.commands.serve import load_serve_config
+    from otelcockpit.errors import ConfigError
+
+    conf = tmp_path / "serve.yaml"
+    conf.write_text("forget_offline_hours: 0\nmax_agents: 25000\n")
+    assert load_serve_config(conf) == {"forget_offline_hours": 0, "max_agents": 25000}
+    for text, words in (("forget_offline_hours: -1\n", "at least 0"), ("max_agents: 0\n", "at least 1"),
+                        ("forget_after: 3\n", "unknown key 'forget_after'")):  # fmt: skip
+        conf.write_text(text)
+        with pytest.raises(ConfigError, match=words) as err:
+            load_serve_config(conf)
+        assert "\n" not in str(err.value)
