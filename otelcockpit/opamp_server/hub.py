@@ -929,11 +929,11 @@ class Hub:
         now = time.monotonic()
         if now - at >= 1.0:
             me = self.node
-            count = sum(1 for s in self.agents.values() if s.online and s.node in ("", me))
+            count, at = sum(1 for s in self.agents.values() if s.online and s.node in ("", me)), now
         if count >= cap:
-            self._held = (count, at if now - at < 1.0 else now)
+            self._held = (count, at)
             return True
-        self._held = (count + 1, at if now - at < 1.0 else now)  # the agent about to be taken
+        self._held = (count + 1, at)  # the agent about to be taken
         return False
 
     async def forget(self, now: float) -> list[bytes]:

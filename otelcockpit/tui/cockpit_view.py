@@ -53,8 +53,8 @@ def health_summary(counts: Counter[str], *, other: bool = True) -> Text:
         n = counts.get(h.value, 0)
         if n:
             t.append(f" {HEALTH_GLYPH[h]}{n}", style=HEALTH_COLOUR[h])
-    words = ((Problem.CONFIG_FAILED, "cfg"), (Problem.OTHER_CONFIG, "other"))
-    for p, word in words if other else words[:1]:
+    labels = ((Problem.CONFIG_FAILED, "cfg"), (Problem.OTHER_CONFIG, "other"))
+    for p, word in labels if other else labels[:1]:
         n = counts.get(p.value, 0)
         if n:
             t.append(f" {PROBLEM_LOOK[p].glyph}{n} {word}", style=PROBLEM_LOOK[p].colour)
@@ -72,11 +72,19 @@ def _total(counts: Counter[str]) -> int:
     return sum(n for k, n in counts.items() if k not in CONFIG_PROBLEMS)
 
 
+_places_of: list[Any] = [None, []]  # [the snapshot, its places]: one pass over the fleet per snapshot
+
+
 def _places(snap: FleetSnapshot) -> list[tuple[tuple[str, str], Counter[str]]]:
+    """Counts per place (env, region), computed once per snapshot: a refresh asks three times (the
+    head, the selectable places, their lines), and at 100,000 collectors a pass is 0.3 s."""
+    if _places_of[0] is snap:
+        return _places_of[1]
     by: dict[tuple[str, str], Counter[str]] = {}
     for c in snap.collectors:
         _count(by.setdefault((c.attr("env") or "-", c.attr("region") or "-"), Counter()), c)
-    return sorted(by.items())
+    _places_of[:] = [snap, sorted(by.items())]
+    return _places_of[1]
 
 
 # What the cockpit says of collectors that do not run their assigned config, worst first.
@@ -132,8 +140,8 @@ def fleet_panel(
     snap: FleetSnapshot, now: Any, *, detailed: bool, selected: tuple[str, str] | None = None, app: Any = None
 ) -> Text | Table:
     counts: Counter[str] = Counter()
-    for c in snap.collectors:
-        _count(counts, c)
+    for _key, hc in _places(snap):
+        counts.update(hc)
     head = Text(no_wrap=True, overflow="ellipsis")
     head.append("[1] Fleet ", style="bold")
     head.append(f"{len(snap.collectors)}")

@@ -38,6 +38,7 @@ from otelcockpit.tui.vtable import Column, TableHeader, VirtualTable
 
 REPORT_EVERY = 5.0  # seconds between two rebuilds of the report (revisions + journal)
 
+
 def _short(author: str) -> str:
     return (author or "?").split("@")[0]
 
