@@ -147,8 +147,11 @@ class DecisionCounts:
             "fill": dict(self.fill),
         }
 
-    def fill_text(self, limit: int = 3) -> str:
-        return ", ".join(f"{f} {n}" for f, n in self.fill[:limit])
+    def fill_text(self, limit: int = 3, *, more: bool = False) -> str:
+        """``field n, ...``: the fields to fill, most needed first; ``more`` says how many were left out."""
+        text = ", ".join(f"{f} {n}" for f, n in self.fill[:limit])
+        left = len(self.fill) - limit
+        return text + (f" and {left} more" if more and left > 0 else "")
 
 
 def decision_counts(items: Sequence[Eligibility]) -> DecisionCounts:

@@ -158,7 +158,8 @@ def phase_slide(phase: Phase, warnings: Sequence[str], *, full: bool = False) ->
 def _intro(snapshot: FleetSnapshot, data: AdoptionData) -> Slide:
     health = Counter(c.health for c in snapshot.collectors)
     total = len(data.eligibility)
-    zero, code, conditional, unknown = _split(data.eligibility)
+    counts = decision_counts(data.eligibility)
+    zero, code, conditional, unknown = counts.zero_code, counts.code_change, counts.conditional, counts.unknown
     teams = len({e.service.team or "unknown" for e in data.eligibility})
     phases = data.phases.phases
     done = [p.number for p in phases if p.at_threshold]
@@ -299,17 +300,6 @@ def drill_slide(record: DrillRecord | None) -> Slide:
     return Slide("drill", title, " ".join(summary[:2]), tuple(lines), tuple(rows))
 
 
-def _split(items: Sequence[object]) -> tuple[int, int, int, int]:
-    """Decided zero-code, decided code change, conditional, unknown (the engine's status)."""
-    c = decision_counts(items)  # type: ignore[arg-type]
-    return c.zero_code, c.code_change, c.conditional, c.unknown
-
-
-def _fill_text(fill: Sequence[tuple[str, int]], most: int = 3) -> str:
-    shown = ", ".join(f"{f} ({n})" for f, n in fill[:most])
-    return shown + (f" and {len(fill) - most} more" if len(fill) > most else "")
-
-
 def _teams(data: AdoptionData) -> Slide:
     by_team: dict[str, list[object]] = {}
     for e in data.eligibility:
@@ -318,24 +308,22 @@ def _teams(data: AdoptionData) -> Slide:
     # Short heads: eight columns fit 80 (SVCS = services, ZERO = zero-code, COND = conditional).
     rows: list[tuple[str, ...]] = [("TEAM", "SVCS", "ZERO", "CODE", "COND", "UNKN", "MAIN PATH", "TO FILL")]
     for team, es in sorted(by_team.items()):
-        zero, code, conditional, unknown = _split(es)
-        paths = Counter(e.path for e in es)  # type: ignore[attr-defined]
-        main, n = paths.most_common(1)[0]
-        fill = counts[team].fill
+        c = counts[team]
+        main, n = Counter(e.path for e in es).most_common(1)[0]  # type: ignore[attr-defined]
         rows.append(
-            (team, str(len(es)), str(zero), str(code), str(conditional), str(unknown), f"{main} ({n})",
-             fill[0][0] if fill else "-")  # fmt: skip
+            (team, str(c.services), str(c.zero_code), str(c.code_change), str(c.conditional), str(c.unknown),
+             f"{main} ({n})", c.fill[0][0] if c.fill else "-")  # fmt: skip
         )
-    total = len(data.eligibility)
-    zero, code, conditional, unknown = _split(data.eligibility)
-    lead = f"{total} services; {code} need a code change. Paths: " + ", ".join(
+    overall = decision_counts(data.eligibility)
+    lead = f"{overall.services} services; {overall.code_change} need a code change. Paths: " + ", ".join(
         f"{p} {n}" for p, n in Counter(e.path for e in data.eligibility).most_common()
     )
     lines: list[Line] = []
-    overall = decision_counts(data.eligibility)
     if overall.fill:
-        undecided = ", ".join(f"{n} {w}" for n, w in ((conditional, "conditional"), (unknown, "unknown")) if n)
-        lines.append(Line(WARN, f"{undecided}: fill {_fill_text(overall.fill)} in the inventory to decide them"))
+        undecided = ", ".join(
+            f"{n} {w}" for n, w in ((overall.conditional, "conditional"), (overall.unknown, "unknown")) if n
+        )
+        lines.append(Line(WARN, f"{undecided}: fill {overall.fill_text(more=True)} in the inventory to decide them"))
     return Slide("teams", "Eligibility per team", lead, tuple(lines), tuple(rows))
 
 
@@ -418,7 +406,7 @@ def next_actions(data: AdoptionData, journey: JourneyCoverage | None, *, full: b
     overall = decision_counts(data.eligibility)
     if overall.fill:
         out.append(Line(INFO, f"Decide {overall.conditional + overall.unknown} services' paths: fill "
-                              f"{_fill_text(overall.fill, 99 if full else 3)} in the inventory"))  # fmt: skip
+                              f"{overall.fill_text(len(overall.fill) if full else 3, more=True)} in the inventory"))  # fmt: skip
     code = [e for e in data.eligibility if e.code_change and e.status == "decided"]
     if code:
         teams = Counter(e.service.team or "unknown" for e in code).most_common()

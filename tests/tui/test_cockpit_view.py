@@ -49,9 +49,8 @@ def test_compact_places_only_troubled_in_fixed_order_within_budget(frozen_clock)
 
     from otelcockpit.backends.demo import DemoBackend
     from otelcockpit.fleet.model import Health
-    from otelcockpit.tui.cockpit_view import place_lines
-
     from otelcockpit.fleet.problems import problems
+    from otelcockpit.tui.cockpit_view import place_lines
 
     snap = DemoBackend(seed=3, clock=frozen_clock).snapshot_now()  # seed 3: two places with nothing wrong
     by: dict[tuple[str, str], Counter[str]] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from keys import apply_filter, type_text
+
 from otelcockpit.fleet.model import HEALTH_ORDER, Health
 from otelcockpit.tui.detail import CollectorDetailScreen, PipelineDetailScreen
 from otelcockpit.tui.fleet_view import FleetView, GroupPicker
@@ -12,10 +14,6 @@ from otelcockpit.tui.widgets import ConfirmScreen, PromptBar, PromptScreen
 def crumb(app) -> str:
     return str(app.query_one("#fleet #crumb").render())
 
-
-async def type_text(pilot, text: str) -> None:
-    for ch in text:
-        await pilot.press(ch if ch != " " else "space")
 
 
 async def test_loads_demo_fleet(make_app, wait_loaded):
@@ -49,9 +47,7 @@ async def test_matcher_filter_and_bad_matcher(make_app, wait_loaded):
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
-        await pilot.press("slash")
-        await type_text(pilot, 'env="prod",region=~"eu-.*"')
-        await pilot.press("enter")
+        await apply_filter(pilot, 'env="prod",region=~"eu-.*"')
         rows = app.query_one(FleetView).table.visible_rows()
         assert rows
         assert all(c.attr("env") == "prod" and c.attr("region").startswith("eu-") for c in rows)
@@ -201,9 +197,7 @@ async def test_sort_keeps_filter_and_puts_the_cursor_on_the_first_row(make_app, 
         await wait_loaded(pilot)
         view = app.query_one(FleetView)
         table = view.table
-        await pilot.press("slash")
-        await type_text(pilot, 'env="prod"')
-        await pilot.press("enter")
+        await apply_filter(pilot, 'env="prod"')
         prod = {c.id for c in table.visible_rows()}
         await pilot.press("down", "down")
         key = table.cursor_key
@@ -264,9 +258,7 @@ async def test_cursor_stays_on_collector_across_refresh(make_app, wait_loaded):
         await pilot.press("down", "down", "down")
         # A filter puts the cursor on its first row.
         target = app.snapshot.collector(table.cursor_key)
-        await pilot.press("slash")
-        await type_text(pilot, target.name[-3:])
-        await pilot.press("enter")
+        await apply_filter(pilot, target.name[-3:])
         assert table.cursor == 0 and table.cursor_key == table.visible_rows()[0].id
         await pilot.press("down")
         key = table.cursor_key

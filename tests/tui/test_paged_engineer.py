@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from keys import apply_filter, type_text
 from waits import wait_until
 
 from otelcockpit import settings as settings_mod
@@ -17,11 +18,6 @@ from otelcockpit.tui.help import HelpScreen
 from otelcockpit.tui.incident import IncidentApp, IncidentView
 from otelcockpit.tui.rollout_views import ChangesView
 from otelcockpit.tui.widgets import PromptBar, TooSmallScreen
-
-
-async def type_text(pilot: Any, text: str) -> None:
-    for ch in text:
-        await pilot.press(ch if ch != " " else "space")
 
 
 def incident_app(frozen_clock: Any) -> IncidentApp:
@@ -42,9 +38,7 @@ async def test_composed_filter_drill_down_and_sort(make_app, wait_loaded) -> Non
         await wait_loaded(pilot)
         view = app.query_one(FleetView)
         table = view.table
-        await pilot.press("slash")
-        await type_text(pilot, 'env="prod"')
-        await pilot.press("enter")
+        await apply_filter(pilot, 'env="prod"')
         await pilot.press("down", "down", "down")
         assert table.cursor == 3
         await pilot.press("g")
