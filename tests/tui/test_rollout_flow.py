@@ -29,6 +29,16 @@ def fast_app():
     return make
 
 
+async def push_with_a_secret(pilot) -> None:
+    """Edit otel_gateway_traces to send a literal bearer token (a policy error) and ask for the review."""
+    app = pilot.app
+    app.query_one("#pipelines").table.move_to_key("otel_gateway_traces")
+    await pilot.press("u")
+    area = app.screen.query_one("TextArea")
+    area.text = area.text.replace("otlphttp: {endpoint:", "otlphttp: {headers: {authorization: 'Bearer abc123secret'}, endpoint:")
+    await pilot.press("ctrl+s")
+
+
 async def review_with(pilot, *, failures: str, canary: str = "1", waves: str = "25%,100%") -> ReviewScreen:
     app = pilot.app
     await pilot.press("u")
@@ -102,11 +112,7 @@ async def test_policy_error_disables_start(fast_app, wait_loaded):
     app = fast_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
-        app.query_one("#pipelines").table.move_to_key("otel_gateway_traces")
-        await pilot.press("u")
-        area = app.screen.query_one("TextArea")
-        area.text = area.text.replace("otlphttp: {endpoint:", "otlphttp: {headers: {authorization: 'Bearer abc123secret'}, endpoint:")
-        await pilot.press("ctrl+s")
+        await push_with_a_secret(pilot)
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, ReviewScreen)
@@ -281,11 +287,7 @@ async def test_the_review_shows_no_plan_for_bad_fields_and_says_why_start_is_dis
     app = make_app(view="pipelines")
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
-        app.query_one("#pipelines").table.move_to_key("otel_gateway_traces")
-        await pilot.press("u")
-        area = app.screen.query_one("TextArea")
-        area.text = area.text.replace("otlphttp: {endpoint:", "otlphttp: {headers: {authorization: 'Bearer abc123secret'}, endpoint:")
-        await pilot.press("ctrl+s")
+        await push_with_a_secret(pilot)
         screen = await wait_until(lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None
                                   and app.screen, "the review's plan", pilot=pilot)
         assert screen.query_one("#start").disabled
